@@ -1,0 +1,25 @@
+"""pygmmis_ng: Gaussian mixture models for noisy, incomplete data.
+
+Quick use::
+
+    import pygmmis_ng as ng
+    gmm = ng.GMM(K=3, D=2)
+    logL, U = ng.fit(gmm, data, covar=noise_covariances, init_method="kmeans", rng=0)
+    density = gmm(coords)
+    samples = gmm.draw(1000, rng=1)
+"""
+import logging
+
+from sklearn.exceptions import ConvergenceWarning
+
+from .em import FitResult, fit
+from .init import INIT_METHODS
+from .model import GMM
+from .neighborhoods import chi2_cutoff
+
+__version__ = "0.1.0"
+
+__all__ = ["GMM", "fit", "FitResult", "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff",
+           "__version__"]
+
+logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())

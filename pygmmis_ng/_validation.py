@@ -1,0 +1,213 @@
+"""Input checks shared by the model and the fitter.
+
+Every check raises a ``ValueError`` (or ``TypeError`` for a wrong kind of
+object) that names the argument, says what was wrong and how to fix it.
+Nothing here mutates its inputs; the fitter runs all checks before it
+touches the model (DESIGN §5).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+#: relative tolerance for symmetry of covariance matrices
+SYMMETRY_RTOL = 1e-8
+
+
+def as_float_array(a: Any, name: str) -> np.ndarray:
+    """Convert ``a`` to a float64 array or raise a ValueError naming ``name``."""
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric (convertible to float64): {exc}") from None
+    return arr
+
+
+def check_int(value: Any, name: str, minimum: int | None = None) -> int:
+    """Check that ``value`` is an integer (not a bool) not smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(value: Any, name: str, minimum: float | None = None,
+                strict: bool = False, allow_none: bool = False) -> float | None:
+    """Check that ``value`` is a finite real number (>= or > ``minimum``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None:
+        if strict and value <= minimum:
+            raise ValueError(f"{name} must be > {minimum}, got {value}")
+        if not strict and value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_data(data: Any, D: int, name: str = "data") -> np.ndarray:
+    """Check samples of shape (N, D): finite floats, at least one row.
+
+    Returns
+    -------
+    X : ndarray, shape (N, D), float64
+    """
+    X = as_float_array(data, name)
+    if X.ndim != 2:
+        hint = " (use data.reshape(-1, 1) for one-dimensional samples)" if X.ndim == 1 else ""
+        raise ValueError(f"{name} must have shape (N, D) with D={D}, got shape {X.shape}{hint}")
+    if X.shape[1] != D:
+        raise ValueError(f"{name} has {X.shape[1]} columns but the model has D={D} dimensions")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: need at least one sample")
+    if np.isnan(X).any():
+        rows = np.flatnonzero(np.isnan(X).any(axis=1))
+        raise ValueError(
+            f"{name} contains NaN in {rows.size} row(s) (first: row {rows[0]}); "
+            "missing features are not supported here: drop or fill those rows")
+    if np.isinf(X).any():
+        rows = np.flatnonzero(np.isinf(X).any(axis=1))
+        raise ValueError(f"{name} contains inf in {rows.size} row(s) (first: row {rows[0]})")
+    return X
+
+
+def _symmetry_error(M: np.ndarray) -> np.ndarray:
+    """Largest relative asymmetry of each matrix in a (..., D, D) stack."""
+    scale = np.abs(M).max(axis=(-2, -1))
+    asym = np.abs(M - np.swapaxes(M, -1, -2)).max(axis=(-2, -1))
+    return asym / np.where(scale > 0, scale, 1.0)
+
+
+def check_covariances(covar: Any, D: int, name: str, positive_definite: bool) -> np.ndarray:
+    """Check a (..., D, D) stack of symmetric PSD (or PD) matrices.
+
+    Parameters
+    ----------
+    positive_definite : bool
+        True for model covariances (must be SPD), False for noise
+        covariances, which may be singular (zero noise in some direction).
+    """
+    C = as_float_array(covar, name)
+    if C.ndim < 2 or C.shape[-2:] != (D, D):
+        raise ValueError(f"{name} must have trailing shape ({D}, {D}), got shape {C.shape}")
+    if not np.isfinite(C).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if C.size == 0:
+        return C
+    bad = np.flatnonzero(_symmetry_error(C).reshape(-1) > SYMMETRY_RTOL)
+    if bad.size:
+        raise ValueError(f"{name} is not symmetric ({bad.size} matrix/matrices, first: index {bad[0]})")
+    C = 0.5 * (C + np.swapaxes(C, -1, -2))
+    eig = np.linalg.eigvalsh(C).reshape(-1, D)
+    scale = np.maximum(np.abs(eig).max(axis=1), np.finfo(float).tiny)
+    if positive_definite:
+        bad = np.flatnonzero(eig[:, 0] <= 1e-12 * scale)
+        what = "positive definite"
+    else:
+        bad = np.flatnonzero(eig[:, 0] < -1e-10 * scale)
+        what = "positive semi-definite"
+    if bad.size:
+        raise ValueError(
+            f"{name} must be {what}: {bad.size} matrix/matrices are not "
+            f"(first: index {bad[0]}, smallest eigenvalue {eig[bad[0], 0]:.3g})")
+    return C
+
+
+def check_noise(covar: Any, N: int, D: int) -> np.ndarray | None:
+    """Check the noise argument of fit/density: None, (D, D) shared or (N, D, D).
+
+    Returns None, a (D, D) array or an (N, D, D) array (validated, symmetrized).
+    """
+    if covar is None:
+        return None
+    S = as_float_array(covar, "covar")
+    if S.shape not in ((D, D), (N, D, D)):
+        raise ValueError(
+            f"covar (noise covariance) must be None, shape ({D}, {D}) shared by all samples "
+            f"or ({N}, {D}, {D}) one per sample; got shape {S.shape}")
+    return check_covariances(S, D, "covar (noise covariance)", positive_definite=False)
+
+
+def check_weights(sample_weight: Any, N: int) -> np.ndarray | None:
+    """Check per-sample weights: None or (N,) finite, >= 0, not all zero."""
+    if sample_weight is None:
+        return None
+    w = as_float_array(sample_weight, "sample_weight")
+    if w.shape != (N,):
+        raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or inf")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    if w.sum() <= 0:
+        raise ValueError("sample_weight sums to zero: nothing to fit")
+    return w
+
+
+def check_rng(rng: Any) -> np.random.Generator:
+    """Turn None, an int, a SeedSequence, a Generator or a RandomState into a Generator.
+
+    A ``RandomState`` is honoured by drawing a seed from it, so the user's
+    RandomState advances and the same RandomState state gives the same fit.
+    """
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, np.random.RandomState):
+        return np.random.default_rng(rng.randint(0, 2**32, size=4, dtype=np.uint64))
+    if isinstance(rng, np.random.SeedSequence):
+        return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"rng seed must be non-negative, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise ValueError(
+        "rng must be None, a non-negative int seed, a numpy.random.Generator, "
+        f"a numpy.random.RandomState or a SeedSequence; got {type(rng).__name__}")
+
+
+def check_frozen(frozen: Any, K: int) -> dict[str, np.ndarray]:
+    """Turn ``frozen`` into boolean masks of frozen components per parameter.
+
+    ``frozen`` is None, a sequence of component indices (amp, mean and covar
+    of those components are kept), or a dict with any of the keys 'amp',
+    'mean', 'covar' mapping to index sequences.
+    """
+    masks = {key: np.zeros(K, dtype=bool) for key in ("amp", "mean", "covar")}
+    if frozen is None:
+        return masks
+
+    def indices(seq: Any, label: str) -> np.ndarray:
+        if isinstance(seq, (str, bytes)) or not np.iterable(seq):
+            raise ValueError(f"{label} must be a sequence of component indices, got {seq!r}")
+        out = []
+        for item in seq:
+            if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+                raise ValueError(f"{label} must contain integer component indices, got {item!r}")
+            if not -K <= item < K:
+                raise ValueError(f"{label} contains index {item}, out of range for K={K}")
+            out.append(int(item) % K)
+        return np.asarray(out, dtype=int)
+
+    if isinstance(frozen, dict):
+        unknown = set(frozen) - set(masks)
+        if unknown:
+            raise ValueError(
+                f"frozen dict has unknown key(s) {sorted(map(str, unknown))}; "
+                "allowed keys are 'amp', 'mean', 'covar'")
+        for key, seq in frozen.items():
+            masks[key][indices(seq, f"frozen[{key!r}]")] = True
+        return masks
+    idx = indices(frozen, "frozen")
+    for key in masks:
+        masks[key][idx] = True
+    return masks

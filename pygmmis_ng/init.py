@@ -1,0 +1,158 @@
+"""Initialization strategies for the EM fit.
+
+Each strategy has the pyGMMis callback signature
+``init(gmm, data, covar=None, rng=None)`` and sets ``gmm.amp``, ``gmm.mean``
+and ``gmm.covar`` in place. All randomness comes from ``rng`` (a
+numpy Generator), so a fixed seed gives a fixed initialization.
+
+==========  ================================================================
+name        what it does
+==========  ================================================================
+random      means at randomly chosen samples plus a Gaussian offset of
+            scale s, covariances s^2 I, equal amplitudes (pyGMMis default).
+minmax      means uniform in the bounding box of the data, covariances
+            s^2 I, equal amplitudes.
+kmeans      sklearn KMeans (one run, seeded from rng): amplitudes from the
+            cluster sizes, means at the centres, covariances from the
+            cluster members.
+gmm         a short sklearn GaussianMixture run (at most 20 iterations,
+            k-means++ start, seeded from rng) on the noisy data.
+none        keep the parameters the GMM already has (they are validated).
+==========  ================================================================
+
+s is the "volume-filling" scale of pyGMMis: K balls of radius s fill the
+bounding box of the data. A callable with the signature above may be
+passed to :func:`pygmmis_ng.fit` as ``init_method`` instead of a name.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import scipy.special
+
+from .model import GMM
+
+InitCallback = Callable[..., None]
+
+
+def _seed(rng: np.random.Generator) -> int:
+    """An int seed for libraries that take ``random_state`` (sklearn)."""
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def _data_scale2(data: np.ndarray) -> float:
+    """Average per-dimension variance of the data (>0), the unit for floors."""
+    var = float(np.mean(np.var(data, axis=0)))
+    return var if var > 0 else 1.0
+
+
+def volume_filling_scale(data: np.ndarray, K: int) -> float:
+    """Radius s such that K D-balls of radius s fill the data's bounding box.
+
+    Dimensions in which the data do not extend are ignored; if the data
+    occupy a single point, the scale falls back to 1.
+    """
+    span = data.max(axis=0) - data.min(axis=0)
+    span = span[span > 0]
+    if span.size == 0:
+        return 1.0
+    D = data.shape[1]
+    # geometric mean span, so degenerate dimensions do not zero the volume
+    vol = float(np.exp(np.log(span).mean())) ** D
+    return (vol / K * scipy.special.gamma(D * 0.5 + 1)) ** (1 / D) / np.sqrt(np.pi)
+
+
+def init_random(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Means near randomly chosen samples (offset ~ N(0, s^2 I)), covariances s^2 I."""
+    rng = np.random.default_rng(rng)
+    s = volume_filling_scale(data, gmm.K)
+    refs = rng.integers(0, len(data), size=gmm.K)
+    gmm.amp = np.full(gmm.K, 1 / gmm.K)
+    gmm.mean = data[refs] + s * rng.standard_normal((gmm.K, gmm.D))
+    gmm.covar = np.tile(s**2 * np.eye(gmm.D), (gmm.K, 1, 1))
+
+
+def init_minmax(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Means uniform in the bounding box of the data, covariances s^2 I."""
+    rng = np.random.default_rng(rng)
+    s = volume_filling_scale(data, gmm.K)
+    lo, hi = data.min(axis=0), data.max(axis=0)
+    gmm.amp = np.full(gmm.K, 1 / gmm.K)
+    gmm.mean = lo + (hi - lo) * rng.random((gmm.K, gmm.D))
+    gmm.covar = np.tile(s**2 * np.eye(gmm.D), (gmm.K, 1, 1))
+
+
+def _cluster_covariances(data: np.ndarray, labels: np.ndarray, K: int) -> np.ndarray:
+    """Covariance of each cluster's members; s^2 I for clusters too small for one."""
+    D = data.shape[1]
+    s2 = volume_filling_scale(data, K) ** 2
+    floor = 1e-6 * _data_scale2(data) * np.eye(D)
+    out = np.empty((K, D, D))
+    for k in range(K):
+        members = data[labels == k]
+        if len(members) <= D:
+            out[k] = s2 * np.eye(D)
+        else:
+            d = members - members.mean(axis=0)
+            out[k] = d.T @ d / len(members) + floor
+    return out
+
+
+def init_kmeans(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Amplitudes, means and covariances of a k-means clustering (sklearn KMeans)."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(rng)
+    km = KMeans(n_clusters=gmm.K, n_init=1, random_state=_seed(rng)).fit(data)
+    counts = np.bincount(km.labels_, minlength=gmm.K).astype(float)
+    counts = np.maximum(counts, 1.0)
+    gmm.amp = counts / counts.sum()
+    gmm.mean = km.cluster_centers_
+    gmm.covar = _cluster_covariances(data, km.labels_, gmm.K)
+
+
+def init_gmm(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+             max_iter: int = 20) -> None:
+    """A short sklearn GaussianMixture fit (noise ignored) as the starting point."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(rng)
+    gm = GaussianMixture(n_components=gmm.K, covariance_type="full", max_iter=max_iter,
+                         init_params="k-means++", reg_covar=1e-6 * _data_scale2(data),
+                         random_state=_seed(rng))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(data)
+    gmm.amp = gm.weights_ / gm.weights_.sum()
+    gmm.mean = gm.means_
+    gmm.covar = gm.covariances_
+
+
+def init_none(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Keep the current parameters; they must form a valid mixture."""
+    try:
+        gmm.validate()
+    except ValueError as exc:
+        raise ValueError(f"init_method='none' needs an initialized GMM: {exc}") from None
+
+
+INIT_METHODS: dict[str, InitCallback] = {
+    "random": init_random,
+    "minmax": init_minmax,
+    "kmeans": init_kmeans,
+    "gmm": init_gmm,
+    "none": init_none,
+}
+
+
+def resolve_init(init_method: Any) -> InitCallback:
+    """The init callback for a name (case-insensitive) or a callable."""
+    if callable(init_method):
+        return init_method
+    if isinstance(init_method, str) and init_method.lower() in INIT_METHODS:
+        return INIT_METHODS[init_method.lower()]
+    raise ValueError(f"unknown init_method {init_method!r}; use one of "
+                     f"{sorted(INIT_METHODS)} or a callable init(gmm, data, covar=None, rng=None)")

@@ -1,0 +1,282 @@
+"""The Gaussian mixture model: parameters, density, sampling, persistence."""
+from __future__ import annotations
+
+import copy as _copy
+import os
+from typing import Any
+
+import numpy as np
+
+from . import kernels
+from ._validation import (as_float_array, check_covariances, check_data, check_int,
+                          check_noise, check_rng)
+
+#: doubles of per-chunk working memory (measured: the GEMM path of plain/shared
+#: noise is fastest when a chunk stays in L2, the per-sample path with longer rows)
+_CHUNK_BUDGET = {"shared": 1 << 17, "per_sample": 1 << 20}
+
+
+def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool) -> list[slice]:
+    """Fixed chunk boundaries for streaming N samples through the kernels.
+
+    The chunk length depends only on (N, K, D, noise kind), never on the
+    number of workers, so sums are reduced in the same order everywhere.
+    """
+    if per_sample_noise:
+        budget, per_row = _CHUNK_BUDGET["per_sample"], K * D * D + K * D + 2 * K
+    else:
+        budget, per_row = _CHUNK_BUDGET["shared"], K * D + D * D + 2 * K
+    size = int(np.clip(budget // per_row, 256, 65536))
+    return [slice(i, min(i + size, N)) for i in range(0, N, size)]
+
+
+class GMM:
+    """Gaussian mixture model with K components in D dimensions.
+
+    Parameters
+    ----------
+    K : int
+        Number of components (>= 1).
+    D : int
+        Dimension of the feature space (>= 1).
+
+    Attributes
+    ----------
+    amp : ndarray (K,)
+        Component amplitudes (mixing weights), non-negative, summing to 1.
+    mean : ndarray (K, D)
+        Component means.
+    covar : ndarray (K, D, D)
+        Component covariances, symmetric positive definite.
+
+    Notes
+    -----
+    A new GMM has ``amp = 0`` and zero means and covariances: it must be
+    initialized (by :func:`pygmmis_ng.fit` with an ``init_method``, or by
+    setting the attributes) before it can be evaluated or drawn from.
+    The arrays can be modified in place (``gmm.mean[0] = ...``) or replaced
+    by arrays of the same shape.
+    """
+
+    def __init__(self, K: int = 1, D: int = 1) -> None:
+        K = check_int(K, "K", minimum=1)
+        D = check_int(D, "D", minimum=1)
+        self._amp = np.zeros(K)
+        self._mean = np.zeros((K, D))
+        self._covar = np.zeros((K, D, D))
+
+    # -- parameters ---------------------------------------------------------
+    @property
+    def K(self) -> int:
+        """Number of components."""
+        return self._amp.size
+
+    @property
+    def D(self) -> int:
+        """Dimension of the feature space."""
+        return self._mean.shape[1]
+
+    def _set(self, name: str, value: Any, shape: tuple[int, ...]) -> None:
+        arr = as_float_array(value, name)
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape} for K={self.K}, D={self.D}; "
+                             f"got {arr.shape} (create a new GMM to change K or D)")
+        setattr(self, "_" + name, arr.copy())
+
+    @property
+    def amp(self) -> np.ndarray:
+        return self._amp
+
+    @amp.setter
+    def amp(self, value: Any) -> None:
+        self._set("amp", value, (self.K,))
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._mean
+
+    @mean.setter
+    def mean(self, value: Any) -> None:
+        self._set("mean", value, (self.K, self.D))
+
+    @property
+    def covar(self) -> np.ndarray:
+        return self._covar
+
+    @covar.setter
+    def covar(self, value: Any) -> None:
+        self._set("covar", value, (self.K, self.D, self.D))
+
+    def validate(self) -> None:
+        """Check that the parameters describe a proper mixture.
+
+        Raises
+        ------
+        ValueError
+            If amplitudes are negative, non-finite or do not sum to 1 (within
+            1e-6), means are not finite, or a covariance is not symmetric
+            positive definite.
+        """
+        if not np.isfinite(self._amp).all() or (self._amp < 0).any():
+            raise ValueError("GMM.amp must be finite and non-negative")
+        total = self._amp.sum()
+        if total <= 0:
+            raise ValueError("GMM is not initialized: the amplitudes sum to 0 "
+                             "(fit it with an init_method, or set amp, mean and covar)")
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"GMM.amp must sum to 1, sums to {total:.8g}")
+        if not np.isfinite(self._mean).all():
+            raise ValueError("GMM.mean must be finite")
+        check_covariances(self._covar, self.D, "GMM.covar", positive_definite=True)
+
+    def copy(self) -> GMM:
+        """A deep copy."""
+        return _copy.deepcopy(self)
+
+    def __repr__(self) -> str:
+        return f"GMM(K={self.K}, D={self.D})"
+
+    # -- density ------------------------------------------------------------
+    def _coords(self, coords: Any) -> tuple[np.ndarray, bool]:
+        X = as_float_array(coords, "coords")
+        single = X.ndim == 1
+        if single:
+            if X.shape[0] != self.D:
+                raise ValueError(f"a single point must have {self.D} coordinates, got {X.shape[0]}; "
+                                 "pass several points as an (N, D) array")
+            X = X[None]
+        return check_data(X, self.D, name="coords"), single
+
+    def log_joint(self, coords: Any, covar: Any = None) -> np.ndarray:
+        """log(a_k) + log N(x_i | m_k, V_k + S_i) for every sample and component.
+
+        Parameters
+        ----------
+        coords : array-like (N, D)
+        covar : None, (D, D) or (N, D, D) noise covariance of the coords
+
+        Returns
+        -------
+        ndarray (N, K)
+        """
+        X, _ = self._coords(coords)
+        self.validate()
+        S = check_noise(covar, X.shape[0], self.D)
+        return self._log_joint(X, S)
+
+    def _log_joint(self, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:
+        shared = S if S is not None and S.ndim == 2 else None
+        comps = kernels.prepare_components(self._amp, self._mean, self._covar, shared)
+        per_sample = S is not None and S.ndim == 3
+        out = np.empty((X.shape[0], self.K))
+        for sl in eval_chunks(X.shape[0], self.K, self.D, per_sample):
+            out[sl] = kernels.log_joint(X[sl], comps, S[sl] if per_sample else None)
+        return out
+
+    def logL(self, coords: Any, covar: Any = None) -> np.ndarray:
+        """Log-density of the (noise-convolved) mixture at each sample.
+
+        With ``covar`` S_i given, this is log sum_k a_k N(x_i | m_k, V_k + S_i),
+        the likelihood of a noisy observation x_i of the mixture.
+
+        Parameters
+        ----------
+        coords : array-like (N, D) or (D,)
+        covar : None, (D, D) or (N, D, D)
+
+        Returns
+        -------
+        ndarray (N,), or a float for a single point of shape (D,)
+        """
+        X, single = self._coords(coords)
+        self.validate()
+        S = check_noise(covar, X.shape[0], self.D)
+        log_norm, _ = kernels.log_normalize(self._log_joint(X, S))
+        return float(log_norm[0]) if single else log_norm
+
+    def responsibilities(self, coords: Any, covar: Any = None) -> np.ndarray:
+        """Posterior probability q_ik that sample i came from component k.
+
+        Returns
+        -------
+        ndarray (N, K), rows sum to 1
+        """
+        X, _ = self._coords(coords)
+        self.validate()
+        S = check_noise(covar, X.shape[0], self.D)
+        return kernels.log_normalize(self._log_joint(X, S))[1]
+
+    def __call__(self, coords: Any, covar: Any = None, as_log: bool = False) -> np.ndarray:
+        """Density (or log-density) of the mixture, convolved with ``covar`` if given.
+
+        Parameters
+        ----------
+        coords : array-like (N, D) or (D,)
+        covar : None, (D, D) or (N, D, D) noise covariance of the coords
+        as_log : bool
+            Return the natural log of the density.
+
+        Returns
+        -------
+        ndarray (N,), or a float for a single point
+        """
+        log_p = self.logL(coords, covar=covar)
+        return log_p if as_log else np.exp(log_p)
+
+    # -- sampling -----------------------------------------------------------
+    def draw(self, size: int = 1, rng: Any = None, return_component: bool = False
+             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Draw samples from the mixture, in random order.
+
+        Parameters
+        ----------
+        size : int
+            Number of samples.
+        rng : None, int, numpy.random.Generator or numpy.random.RandomState
+        return_component : bool
+            Also return the index of the component each sample came from.
+
+        Returns
+        -------
+        samples : ndarray (size, D)
+        component : ndarray (size,) of int, only if ``return_component``
+        """
+        size = check_int(size, "size", minimum=0)
+        gen = check_rng(rng)
+        self.validate()
+        comp = gen.choice(self.K, size=size, p=self._amp / self._amp.sum())
+        z = gen.standard_normal((size, self.D))
+        chol = np.linalg.cholesky(self._covar)
+        samples = np.empty((size, self.D))
+        for k in range(self.K):
+            sel = comp == k
+            samples[sel] = self._mean[k] + z[sel] @ chol[k].T
+        return (samples, comp) if return_component else samples
+
+    # -- persistence --------------------------------------------------------
+    def save(self, filename: str | os.PathLike, **kwargs: Any) -> None:
+        """Save to a numpy ``.npz`` file; extra keyword arrays are stored too."""
+        reserved = {"amp", "mean", "covar"} & set(kwargs)
+        if reserved:
+            raise ValueError(f"cannot store extra arrays named {sorted(reserved)}")
+        np.savez(filename, amp=self._amp, mean=self._mean, covar=self._covar, **kwargs)
+
+    def load(self, filename: str | os.PathLike) -> None:
+        """Replace the parameters (and K, D) by those saved in ``filename``."""
+        with np.load(filename) as F:
+            missing = {"amp", "mean", "covar"} - set(F.files)
+            if missing:
+                raise ValueError(f"{filename} is not a saved GMM: missing {sorted(missing)}")
+            amp, mean, covar = (np.asarray(F[key], dtype=float) for key in ("amp", "mean", "covar"))
+        if amp.ndim != 1 or mean.ndim != 2 or covar.ndim != 3 or mean.shape[0] != amp.size \
+                or covar.shape != (amp.size, mean.shape[1], mean.shape[1]):
+            raise ValueError(f"{filename} holds inconsistent shapes amp {amp.shape}, "
+                             f"mean {mean.shape}, covar {covar.shape}")
+        self._amp, self._mean, self._covar = amp, mean, covar
+
+    @staticmethod
+    def from_file(filename: str | os.PathLike) -> GMM:
+        """A new GMM with the parameters saved in ``filename``."""
+        gmm = GMM()
+        gmm.load(filename)
+        return gmm
