@@ -12,6 +12,8 @@ import logging
 
 from sklearn.exceptions import ConvergenceWarning
 
+from . import compare, init
+from .compare import heldout_logL, match_components
 from .em import FitResult, fit
 from .init import INIT_METHODS
 from .model import GMM
@@ -20,6 +22,6 @@ from .neighborhoods import chi2_cutoff
 __version__ = "0.1.0"
 
 __all__ = ["GMM", "fit", "FitResult", "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff",
-           "__version__"]
+           "match_components", "heldout_logL", "compare", "init", "__version__"]
 
 logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())

@@ -10,8 +10,15 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import kernels
-from ._validation import (check_data, check_float, check_frozen, check_int, check_noise,
-                          check_rng, check_weights)
+from ._validation import (
+    check_data,
+    check_float,
+    check_frozen,
+    check_int,
+    check_noise,
+    check_rng,
+    check_weights,
+)
 from .init import resolve_init, volume_filling_scale
 from .model import GMM, eval_chunks
 from .neighborhoods import chi2_cutoff, neighborhoods
@@ -302,11 +309,11 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
             amp[free] *= (1 - amp[~free].sum()) / amp[free].sum()
         it += 1
 
-    if not converged:
-        warnings.warn(f"EM did not converge within maxiter={maxiter} iterations "
-                      f"(last change of mean logL: {history[-1] - history[-2] if len(history) > 1 else float('nan'):.3g}); "
-                      "increase maxiter or tol", ConvergenceWarning, stacklevel=2)
-    else:
+    if not converged and maxiter > 0:
+        warnings.warn(f"EM did not converge within maxiter={maxiter} iterations (last change of "
+                      f"mean logL: {history[-1] - history[-2]:.3g}); increase maxiter or tol",
+                      ConvergenceWarning, stacklevel=2)
+    elif converged:
         logger.info("converged after %d iterations: mean logL %.6f", it, logL)
 
     U: list = [None] * K

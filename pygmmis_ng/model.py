@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from ._validation import (as_float_array, check_covariances, check_data, check_int,
-                          check_noise, check_rng)
+from ._validation import as_float_array, check_covariances, check_data, check_int, check_noise, check_rng
 
 #: doubles of per-chunk working memory (measured: the GEMM path of plain/shared
 #: noise is fastest when a chunk stays in L2, the per-sample path with longer rows)

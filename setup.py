@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+version = {}
+for line in (here / "pygmmis_ng" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        version["v"] = line.split("=")[1].strip().strip('"')
+
+setup(
+    name="pygmmis_ng",
+    version=version["v"],
+    description="Gaussian mixture models for noisy, incomplete, partly missing and contaminated data",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["pygmmis_ng", "pygmmis_ng.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "scikit-learn>=1.1",
+        "parmap>=1.5",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"],
+        "plot": ["matplotlib>=3.5"],
+        "bench": ["pygmmis==1.2.3"],
+    },
+    entry_points={"console_scripts": ["pygmmis_ng=pygmmis_ng.__main__:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Astronomy",
+        "Topic :: Scientific/Engineering :: Information Analysis",
+    ],
+)

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+import pygmmis_ng as ng
+
+
+def make_truth() -> ng.GMM:
+    """A well-separated 3-component model in 2D."""
+    truth = ng.GMM(K=3, D=2)
+    truth.amp = [0.5, 0.3, 0.2]
+    truth.mean = [[0.0, 0.0], [6.0, 1.0], [2.0, 7.0]]
+    truth.covar = [[[1.5, 0.6], [0.6, 1.0]], [[0.5, -0.2], [-0.2, 0.8]], [[0.7, 0.0], [0.0, 0.3]]]
+    return truth
+
+
+def random_spd(rng, n, D, lo=0.1, hi=1.0):
+    """n random SPD matrices with eigenvalues in [lo, hi]."""
+    Q, _ = np.linalg.qr(rng.standard_normal((n, D, D)))
+    ev = rng.uniform(lo, hi, size=(n, D))
+    return Q @ (ev[:, :, None] * np.eye(D)) @ Q.transpose(0, 2, 1)
+
+
+def add_noise(rng, x, S):
+    """x plus Gaussian noise with covariance S ((D,D) or (N,D,D))."""
+    N, D = x.shape
+    S = np.broadcast_to(S, (N, D, D))
+    return x + np.einsum("nij,nj->ni", np.linalg.cholesky(S), rng.standard_normal((N, D)))
+
+
+@pytest.fixture
+def truth():
+    return make_truth()
+
+
+@pytest.fixture
+def noisy_data():
+    """2000 draws of the truth with per-sample noise; returns (truth, y, S, x)."""
+    rng = np.random.default_rng(42)
+    truth = make_truth()
+    x = truth.draw(2000, rng=rng)
+    S = random_spd(rng, 2000, 2, 0.1, 0.8)
+    return truth, add_noise(rng, x, S), S, x
