@@ -18,6 +18,8 @@ SYMMETRY_RTOL = 1e-8
 
 def as_float_array(a: Any, name: str) -> np.ndarray:
     """Convert ``a`` to a float64 array or raise a ValueError naming ``name``."""
+    if np.iscomplexobj(a):
+        raise ValueError(f"{name} must be real-valued, got complex numbers")
     try:
         arr = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -147,7 +149,11 @@ def check_weights(sample_weight: Any, N: int) -> np.ndarray | None:
         raise ValueError("sample_weight contains NaN or inf")
     if (w < 0).any():
         raise ValueError("sample_weight must be non-negative")
-    if w.sum() <= 0:
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if not np.isfinite(total):
+        raise ValueError("sample_weight sums to inf: rescale the weights")
+    if total <= 0:
         raise ValueError("sample_weight sums to zero: nothing to fit")
     return w
 

@@ -85,11 +85,11 @@ def _check_frozen_params(gmm: GMM, masks: dict[str, np.ndarray]) -> None:
     """Frozen parameters are kept from the GMM as passed: they must be valid."""
     fa, fm, fc = masks["amp"], masks["mean"], masks["covar"]
     if fa.any():
+        if fa.all():
+            raise ValueError("all amplitudes are frozen; freeze 'mean' and 'covar' instead")
         a = gmm.amp[fa]
         if not np.isfinite(a).all() or (a < 0).any() or a.sum() >= 1:
             raise ValueError("frozen amplitudes must be finite, non-negative and sum to < 1")
-        if fa.all():
-            raise ValueError("all amplitudes are frozen; freeze 'mean' and 'covar' instead")
     if fm.any() and not np.isfinite(gmm.mean[fm]).all():
         raise ValueError("frozen means must be finite: set gmm.mean for the frozen components")
     if fc.any():
@@ -213,6 +213,11 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     N = X.shape[0]
     if N < K:
         raise ValueError(f"K={K} components cannot be fitted to N={N} samples: need N >= K")
+    span = np.ptp(X, axis=0)
+    span = span[span > 0]
+    if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
+        raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
+                         "where covariances cannot be represented in float64: rescale the data")
     S = check_noise(covar, N, D)
     weight = check_weights(sample_weight, N)
     init = resolve_init(init_method)

@@ -59,9 +59,11 @@ def volume_filling_scale(data: np.ndarray, K: int) -> float:
     if span.size == 0:
         return 1.0
     D = data.shape[1]
-    # geometric mean span, so degenerate dimensions do not zero the volume
-    vol = float(np.exp(np.log(span).mean())) ** D
-    return (vol / K * scipy.special.gamma(D * 0.5 + 1)) ** (1 / D) / np.sqrt(np.pi)
+    # geometric mean span, so degenerate dimensions do not zero the volume; in logs,
+    # so that large D or extreme units do not overflow
+    log_vol = D * np.log(span).mean()
+    log_s = (log_vol - np.log(K) + scipy.special.gammaln(D * 0.5 + 1)) / D - 0.5 * np.log(np.pi)
+    return float(np.exp(log_s))
 
 
 def init_random(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:

@@ -261,7 +261,11 @@ class GMM:
         np.savez(filename, amp=self._amp, mean=self._mean, covar=self._covar, **kwargs)
 
     def load(self, filename: str | os.PathLike) -> None:
-        """Replace the parameters (and K, D) by those saved in ``filename``."""
+        """Replace the parameters (and K, D) by those saved in ``filename``.
+
+        Raises ValueError (and leaves this GMM unchanged) if the file holds no
+        valid mixture.
+        """
         with np.load(filename) as F:
             missing = {"amp", "mean", "covar"} - set(F.files)
             if missing:
@@ -271,6 +275,12 @@ class GMM:
                 or covar.shape != (amp.size, mean.shape[1], mean.shape[1]):
             raise ValueError(f"{filename} holds inconsistent shapes amp {amp.shape}, "
                              f"mean {mean.shape}, covar {covar.shape}")
+        loaded = GMM(K=amp.size, D=mean.shape[1])
+        loaded._amp, loaded._mean, loaded._covar = amp, mean, covar
+        try:
+            loaded.validate()
+        except ValueError as exc:
+            raise ValueError(f"{filename} does not hold a valid mixture: {exc}") from None
         self._amp, self._mean, self._covar = amp, mean, covar
 
     @staticmethod
