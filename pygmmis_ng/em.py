@@ -19,7 +19,7 @@ from ._validation import (
     check_rng,
     check_weights,
 )
-from .init import resolve_init, volume_filling_scale
+from .init import data_variance, resolve_init, volume_filling_scale
 from .model import GMM, eval_chunks
 from .neighborhoods import chi2_cutoff, neighborhoods
 
@@ -76,9 +76,9 @@ class FitResult(tuple):
                 f"converged={self.converged})")
 
 
-def _not_yet(name: str, issue: str) -> NotImplementedError:
+def _not_yet(name: str, feature: str) -> NotImplementedError:
     return NotImplementedError(f"{name} is not supported by this release of pygmmis_ng "
-                               f"({issue} is planned); leave it at its default")
+                               f"({feature} is planned for a later one); leave it at its default")
 
 
 def _check_frozen_params(gmm: GMM, masks: dict[str, np.ndarray]) -> None:
@@ -235,13 +235,13 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     masks = check_frozen(frozen, K)
     _check_frozen_params(gmm, masks)
     gen = check_rng(rng)
-    for name, value, issue in (("R (projections)", R, "the data-model issue"),
-                               ("sel_callback (imputation)", sel_callback, "the incompleteness issue"),
-                               ("covar_callback", covar_callback, "the incompleteness issue"),
-                               ("background", background, "the incompleteness issue"),
-                               ("split_n_merge", split_n_merge or None, "the data-model issue")):
+    for name, value, feature in (("R", R, "fitting projected data"),
+                                 ("sel_callback", sel_callback, "imputation of unselected samples"),
+                                 ("covar_callback", covar_callback, "imputation of unselected samples"),
+                                 ("background", background, "a uniform background"),
+                                 ("split_n_merge", split_n_merge or None, "split'n'merge")):
         if value is not None:
-            raise _not_yet(name, issue)
+            raise _not_yet(name, feature)
 
     # ---- initialize a working copy ----------------------------------------
     work = gmm.copy()
@@ -264,7 +264,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     per_sample = S is not None and S.ndim == 3
     shared = S if S is not None and S.ndim == 2 else None
     chunks = eval_chunks(N, K, D, per_sample)
-    scale2 = float(np.mean(np.var(X, axis=0))) or 1.0
+    scale2 = data_variance(X)
     reseed_scale = volume_filling_scale(X, K)
     shift_limit = chi2_cutoff(D, 0.1)
     total_weight = float(weight.sum()) if weight is not None else float(N)

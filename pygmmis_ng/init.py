@@ -42,7 +42,7 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
-def _data_scale2(data: np.ndarray) -> float:
+def data_variance(data: np.ndarray) -> float:
     """Average per-dimension variance of the data (>0), the unit for floors."""
     var = float(np.mean(np.var(data, axis=0)))
     return var if var > 0 else 1.0
@@ -90,7 +90,7 @@ def _cluster_covariances(data: np.ndarray, labels: np.ndarray, K: int) -> np.nda
     """Covariance of each cluster's members; s^2 I for clusters too small for one."""
     D = data.shape[1]
     s2 = volume_filling_scale(data, K) ** 2
-    floor = 1e-6 * _data_scale2(data) * np.eye(D)
+    floor = 1e-6 * data_variance(data) * np.eye(D)
     out = np.empty((K, D, D))
     for k in range(K):
         members = data[labels == k]
@@ -123,7 +123,7 @@ def init_gmm(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
 
     rng = np.random.default_rng(rng)
     gm = GaussianMixture(n_components=gmm.K, covariance_type="full", max_iter=max_iter,
-                         init_params="k-means++", reg_covar=1e-6 * _data_scale2(data),
+                         init_params="k-means++", reg_covar=1e-6 * data_variance(data),
                          random_state=_seed(rng))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
