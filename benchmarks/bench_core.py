@@ -42,19 +42,26 @@ def machine() -> str:
             f"Python {platform.python_version()}, numpy {np.__version__}")
 
 
-def bench_plain(N, D, K, iters, seed=0):
-    from sklearn.mixture import GaussianMixture
-
-    rng = np.random.default_rng(seed)
-    X = clustered_data(N, D, K, rng)
-    init = ng.GMM(K, D)
+def fit_ours(X, S, K, iters, seed):
+    """k-means initial parameters (returned for the other library) and our timed fit from them."""
+    init = ng.GMM(K, X.shape[1])
     ng.init.init_kmeans(init, X, rng=np.random.default_rng(seed + 1))
     ours = init.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        ng.fit(ours, X, init_method="none", tol=0, maxiter=iters)
-        t_ours = time.perf_counter() - t
+        ng.fit(ours, X, covar=S, init_method="none", tol=0, maxiter=iters)
+        return init, ours, time.perf_counter() - t
+
+
+def bench_plain(N, D, K, iters, seed=0):
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(seed)
+    X = clustered_data(N, D, K, rng)
+    init, ours, t_ours = fit_ours(X, None, K, iters, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         sk = GaussianMixture(K, covariance_type="full", reg_covar=0, tol=0, max_iter=iters,
                              weights_init=init.amp, means_init=init.mean,
                              precisions_init=np.linalg.inv(init.covar))
@@ -75,14 +82,7 @@ def bench_xd(N, D, K, iters, seed=0):
     x = clustered_data(N, D, K, rng)
     S = random_noise(N, D, rng)
     X = x + np.einsum("nij,nj->ni", np.linalg.cholesky(S), rng.standard_normal((N, D)))
-    init = ng.GMM(K, D)
-    ng.init.init_kmeans(init, X, rng=np.random.default_rng(seed + 1))
-    ours = init.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = time.perf_counter()
-        ng.fit(ours, X, covar=S, init_method="none", tol=0, maxiter=iters)
-        t_ours = time.perf_counter() - t
+    init, ours, t_ours = fit_ours(X, S, K, iters, seed)
     theirs = pygmmis.GMM(K=K, D=D)
     theirs.amp[:], theirs.mean[:], theirs.covar[:] = init.amp, init.mean, init.covar
     t = time.perf_counter()
