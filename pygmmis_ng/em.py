@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import kernels
 from ._validation import (
+    check_covariances,
     check_data,
     check_float,
     check_frozen,
@@ -93,7 +94,6 @@ def _check_frozen_params(gmm: GMM, masks: dict[str, np.ndarray]) -> None:
     if fm.any() and not np.isfinite(gmm.mean[fm]).all():
         raise ValueError("frozen means must be finite: set gmm.mean for the frozen components")
     if fc.any():
-        from ._validation import check_covariances
         check_covariances(gmm.covar[fc], gmm.D, "frozen GMM.covar", positive_definite=True)
 
 
@@ -133,6 +133,12 @@ def m_step(stats: kernels.SufficientStats, amp: np.ndarray, mean: np.ndarray,
     else:
         new_amp[free_a] = A[free_a] / A[free_a].sum() * (1 - amp[~free_a].sum())
     return new_amp, new_mean, new_covar
+
+
+def _renormalize_free(amp: np.ndarray, frozen_amp: np.ndarray) -> None:
+    """Scale the free amplitudes in place so that all sum to 1 around the frozen ones."""
+    free = ~frozen_amp
+    amp[free] *= (1 - amp[frozen_amp].sum()) / amp[free].sum()
 
 
 def _collapsed(A: np.ndarray, covar: np.ndarray, total: float, scale2: float) -> np.ndarray:
@@ -250,8 +256,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         if masks[key].any():
             getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]
     if masks["amp"].any():
-        free = ~masks["amp"]
-        work.amp[free] *= (1 - gmm.amp[masks["amp"]].sum()) / work.amp[free].sum()
+        _renormalize_free(work.amp, masks["amp"])
     try:
         work.validate()
     except ValueError as exc:
@@ -267,7 +272,6 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     scale2 = data_variance(X)
     reseed_scale = volume_filling_scale(X, K)
     shift_limit = chi2_cutoff(D, 0.1)
-    total_weight = float(weight.sum()) if weight is not None else float(N)
 
     logger.info("%4s  %9s  %12s  %10s  %6s", "ITER", "SAMPLES", "LOG_L", "DELTA", "STABLE")
     history: list[float] = []
@@ -300,7 +304,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
             break
         prev_mean, prev_chol = mean, np.linalg.cholesky(covar_k)
         amp, mean, covar_k = m_step(stats, amp, mean, covar_k, w, masks)
-        bad = _collapsed(stats.A, covar_k, total_weight, scale2) & ~masks["covar"]
+        bad = _collapsed(stats.A, covar_k, stats.weight, scale2) & ~masks["covar"]
         for k in np.flatnonzero(bad):
             logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
                            "sample (consider w > 0 or a smaller K)", k, amp[k])
@@ -310,8 +314,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
                 amp[k] = 1.0 / K
             n_reseeded += 1
         if bad.any():
-            free = ~masks["amp"]
-            amp[free] *= (1 - amp[~free].sum()) / amp[free].sum()
+            _renormalize_free(amp, masks["amp"])
         it += 1
 
     if not converged and maxiter > 0:

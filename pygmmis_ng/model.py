@@ -136,7 +136,8 @@ class GMM:
         return f"GMM(K={self.K}, D={self.D})"
 
     # -- density ------------------------------------------------------------
-    def _coords(self, coords: Any) -> tuple[np.ndarray, bool]:
+    def _eval_inputs(self, coords: Any, covar: Any) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """Checked (N, D) coords, their noise, and whether a single point was given."""
         X = as_float_array(coords, "coords")
         single = X.ndim == 1
         if single:
@@ -144,7 +145,9 @@ class GMM:
                 raise ValueError(f"a single point must have {self.D} coordinates, got {X.shape[0]}; "
                                  "pass several points as an (N, D) array")
             X = X[None]
-        return check_data(X, self.D, name="coords"), single
+        X = check_data(X, self.D, name="coords")
+        self.validate()
+        return X, check_noise(covar, X.shape[0], self.D), single
 
     def log_joint(self, coords: Any, covar: Any = None) -> np.ndarray:
         """log(a_k) + log N(x_i | m_k, V_k + S_i) for every sample and component.
@@ -158,9 +161,7 @@ class GMM:
         -------
         ndarray (N, K)
         """
-        X, _ = self._coords(coords)
-        self.validate()
-        S = check_noise(covar, X.shape[0], self.D)
+        X, S, _ = self._eval_inputs(coords, covar)
         return self._log_joint(X, S)
 
     def _log_joint(self, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:
@@ -187,9 +188,7 @@ class GMM:
         -------
         ndarray (N,), or a float for a single point of shape (D,)
         """
-        X, single = self._coords(coords)
-        self.validate()
-        S = check_noise(covar, X.shape[0], self.D)
+        X, S, single = self._eval_inputs(coords, covar)
         log_norm, _ = kernels.log_normalize(self._log_joint(X, S))
         return float(log_norm[0]) if single else log_norm
 
@@ -200,9 +199,7 @@ class GMM:
         -------
         ndarray (N, K), rows sum to 1
         """
-        X, _ = self._coords(coords)
-        self.validate()
-        S = check_noise(covar, X.shape[0], self.D)
+        X, S, _ = self._eval_inputs(coords, covar)
         return kernels.log_normalize(self._log_joint(X, S))[1]
 
     def __call__(self, coords: Any, covar: Any = None, as_log: bool = False) -> np.ndarray:
