@@ -12,16 +12,20 @@ import logging
 
 from sklearn.exceptions import ConvergenceWarning
 
-from . import compare, init
+from . import compare, datasets, init
+from .background import Background
 from .compare import heldout_logL, match_components
-from .em import FitResult, fit
+from .em import fit
+from .imputation import CallbackError, draw
 from .init import INIT_METHODS
 from .model import GMM
 from .neighborhoods import chi2_cutoff
+from .result import FitResult
 
 __version__ = "0.1.0"
 
-__all__ = ["GMM", "fit", "FitResult", "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff",
-           "match_components", "heldout_logL", "compare", "init", "__version__"]
+__all__ = ["GMM", "Background", "fit", "draw", "FitResult", "CallbackError", "ConvergenceWarning",
+           "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL", "compare", "datasets",
+           "init", "__version__"]
 
 logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())

@@ -217,3 +217,36 @@ def check_frozen(frozen: Any, K: int) -> dict[str, np.ndarray]:
     for key in masks:
         masks[key][idx] = True
     return masks
+
+
+def check_frozen_params(gmm: Any, masks: dict[str, np.ndarray]) -> None:
+    """Frozen parameters are kept from the GMM as passed: they must be valid."""
+    fa, fm, fc = masks["amp"], masks["mean"], masks["covar"]
+    if fa.any():
+        if fa.all():
+            raise ValueError("all amplitudes are frozen; freeze 'mean' and 'covar' instead")
+        a = gmm.amp[fa]
+        if not np.isfinite(a).all() or (a < 0).any() or a.sum() >= 1:
+            raise ValueError("frozen amplitudes must be finite, non-negative and sum to < 1")
+    if fm.any() and not np.isfinite(gmm.mean[fm]).all():
+        raise ValueError("frozen means must be finite: set gmm.mean for the frozen components")
+    if fc.any():
+        check_covariances(gmm.covar[fc], gmm.D, "frozen GMM.covar", positive_definite=True)
+
+
+def check_background(background: Any, X: np.ndarray, D: int) -> Any:
+    """A validated copy of the fit's background (or None); it must cover some data."""
+    from .background import Background
+
+    if background is None:
+        return None
+    if not isinstance(background, Background):
+        raise TypeError(f"background must be a pygmmis_ng.Background, got {type(background).__name__}")
+    if background.D != D:
+        raise ValueError(f"background footprint has D={background.D} dimensions, the model D={D}")
+    background.validate()
+    lo, hi = background.footprint
+    if not ((X > lo) & (X < hi)).all(axis=1).any():
+        raise ValueError("the background footprint contains none of the data: it must cover the "
+                         "region where background samples can be observed")
+    return background.copy()

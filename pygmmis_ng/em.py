@@ -1,80 +1,45 @@
-"""fit(): the EM loop, convergence, frozen components, regularization, logging."""
+"""fit(): argument checks, restarts, the EM loop, convergence and logging.
+
+The math lives elsewhere: the E-step of a chunk in :mod:`.kernels`, the
+imputation draws in :mod:`.imputation`, the M-step in :mod:`.mstep`.
+"""
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from . import kernels
 from ._validation import (
-    check_covariances,
+    check_background,
     check_data,
     check_float,
     check_frozen,
+    check_frozen_params,
     check_int,
     check_noise,
     check_rng,
     check_weights,
 )
+from .background import Background
+from .imputation import ImputationSampler, evaluate_selection, imputed_stats
 from .init import data_variance, resolve_init, volume_filling_scale
 from .model import GMM, eval_chunks
+from .mstep import background_amp, collapsed, m_step, renormalize_free
 from .neighborhoods import chi2_cutoff, neighborhoods
+from .progress import log_header, log_row
+from .result import FitResult
 
 logger = logging.getLogger("pygmmis_ng")
 
-#: a component whose summed responsibility falls below this fraction of the
-#: samples, or whose covariance has an eigenvalue below this fraction of the
-#: data variance, has collapsed and is re-seeded
-_COLLAPSE_EPS = 1e-12
-
-
-class FitResult(tuple):
-    """What :func:`fit` returns: unpacks as ``logL, U`` like pyGMMis.
-
-    Attributes
-    ----------
-    logL : float
-        Mean log-likelihood per sample of the fitted parameters:
-        (1 / sum_i w_i) sum_i w_i log sum_k a_k N(x_i | m_k, V_k + S_i),
-        the log of the noise-convolved density at each observed sample,
-        averaged (pyGMMis 1.2.3 returns the sum over samples instead).
-    U : list of K int arrays or None
-        With ``cutoff``, the indices of the samples within ``cutoff`` of
-        each component at the fitted parameters; otherwise ``None`` for
-        each component (every sample belongs to every component).
-    n_iter : int
-        Number of EM updates (M-steps) performed.
-    converged : bool
-    history : ndarray (n_iter + 1,)
-        Mean log-likelihood before each update and of the final parameters.
-    n_samples : int
-    n_reseeded : int
-        How many times a collapsed component was re-seeded.
-    elapsed : float
-        Wall-clock seconds of the fit.
-    """
-
-    def __new__(cls, logL: float, U: list, **info: Any) -> FitResult:
-        self = super().__new__(cls, (logL, U))
-        for key, value in info.items():
-            setattr(self, key, value)
-        return self
-
-    @property
-    def logL(self) -> float:
-        return self[0]
-
-    @property
-    def U(self) -> list:
-        return self[1]
-
-    def __repr__(self) -> str:
-        return (f"FitResult(logL={self.logL:.6g}, n_iter={self.n_iter}, "
-                f"converged={self.converged})")
+#: at most this many imputation draws per observed sample and iteration,
+#: however small the selected fraction Z of the current model is
+_MAX_DRAWS_PER_SAMPLE = 200
 
 
 def _not_yet(name: str, feature: str) -> NotImplementedError:
@@ -82,88 +47,134 @@ def _not_yet(name: str, feature: str) -> NotImplementedError:
                                f"({feature} is planned for a later one); leave it at its default")
 
 
-def _check_frozen_params(gmm: GMM, masks: dict[str, np.ndarray]) -> None:
-    """Frozen parameters are kept from the GMM as passed: they must be valid."""
-    fa, fm, fc = masks["amp"], masks["mean"], masks["covar"]
-    if fa.any():
-        if fa.all():
-            raise ValueError("all amplitudes are frozen; freeze 'mean' and 'covar' instead")
-        a = gmm.amp[fa]
-        if not np.isfinite(a).all() or (a < 0).any() or a.sum() >= 1:
-            raise ValueError("frozen amplitudes must be finite, non-negative and sum to < 1")
-    if fm.any() and not np.isfinite(gmm.mean[fm]).all():
-        raise ValueError("frozen means must be finite: set gmm.mean for the frozen components")
-    if fc.any():
-        check_covariances(gmm.covar[fc], gmm.D, "frozen GMM.covar", positive_definite=True)
+class _Problem(NamedTuple):
+    """Everything that stays fixed during one fit (centred coordinates)."""
+
+    Xc: np.ndarray
+    center: np.ndarray
+    S: np.ndarray | None
+    weight: np.ndarray | None
+    N_w: float
+    chunks: list
+    log_bg_obs: np.ndarray | None          # log background density at the observed samples
+    log_omega_mean: float                  # weighted mean log Omega of the observed samples
+    sel_callback: Any
+    covar_callback: Any
+    oversampling: int
+    sampler: ImputationSampler | None
+    bg: Background | None
+    w: float
+    tol: float
+    masks: dict
+    scale2: float
+    reseed_scale: float
+    shift_limit: float
+
+    @property
+    def per_sample(self) -> bool:
+        return self.S is not None and self.S.ndim == 3
 
 
-def m_step(stats: kernels.SufficientStats, amp: np.ndarray, mean: np.ndarray,
-           covar: np.ndarray, w: float, frozen: dict[str, np.ndarray]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """New parameters from the sufficient statistics.
-
-    Means: m_k + Mc_k / A_k. Covariances are centred on the new mean (on the
-    frozen one if the mean is frozen). With ``w > 0`` the pyGMMis
-    regularization V_k = (C_k + w_eff I) / (A_k + 1) with
-    w_eff = w^2 (N / K + 1) is applied, otherwise V_k = C_k / A_k.
-    Amplitudes are A_k / sum A; with frozen amplitudes the free ones share
-    what the frozen ones leave.
-    """
-    K, D = mean.shape
-    A = stats.A
-    A_safe = np.where(A > 0, A, 1.0)
-    delta = stats.Mc / A_safe[:, None]
-    free_m = ~frozen["mean"]
-    free_c = ~frozen["covar"]
-    free_a = ~frozen["amp"]
-    new_mean = mean.copy()
-    new_mean[free_m] += delta[free_m]
-    C = stats.Cc.copy()
-    C[free_m] -= A[free_m, None, None] * delta[free_m, :, None] * delta[free_m, None, :]
-    if w > 0:
-        w_eff = w**2 * (A.sum() / K + 1)
-        V = (C + w_eff * np.eye(D)) / (A + 1)[:, None, None]
-    else:
-        V = C / A_safe[:, None, None]
-    new_covar = covar.copy()
-    new_covar[free_c] = 0.5 * (V[free_c] + np.swapaxes(V[free_c], 1, 2))
-    new_amp = amp.copy()
-    if free_a.all():
-        new_amp = A / A.sum()
-    else:
-        new_amp[free_a] = A[free_a] / A[free_a].sum() * (1 - amp[~free_a].sum())
-    return new_amp, new_mean, new_covar
+class _State(NamedTuple):
+    amp: np.ndarray
+    mean: np.ndarray            # centred
+    covar: np.ndarray
+    bg_amp: float
+    N0: float                   # estimated size before selection (N_w without selection)
 
 
-def _renormalize_free(amp: np.ndarray, frozen_amp: np.ndarray) -> None:
-    """Scale the free amplitudes in place so that all sum to 1 around the frozen ones."""
-    free = ~frozen_amp
-    amp[free] *= (1 - amp[frozen_amp].sum()) / amp[free].sum()
+class _Run(NamedTuple):
+    state: _State
+    logL: float
+    history: np.ndarray
+    n_iter: int
+    converged: bool
+    n_reseeded: int
+    comps: kernels.Components
 
 
-def _collapsed(A: np.ndarray, covar: np.ndarray, total: float, scale2: float) -> np.ndarray:
-    """Components with (almost) no samples or a (numerically) singular covariance."""
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(covar).all(axis=(1, 2))
-        eig_min = np.full(len(A), -np.inf)
-        if finite.any():
-            eig_min[finite] = np.linalg.eigvalsh(covar[finite])[:, 0]
-    return (A <= _COLLAPSE_EPS * total) | (eig_min <= _COLLAPSE_EPS * scale2)
+def _observed_stats(p: _Problem, comps: kernels.Components, bg_amp: float) -> kernels.SufficientStats:
+    K, D = comps.mean.shape
+    stats = kernels.SufficientStats.zeros(K, D)
+    log_alpha = math.log(bg_amp) if bg_amp > 0 else None
+    for sl in p.chunks:
+        log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
+        stats += kernels.chunk_stats(p.Xc[sl], comps, p.S[sl] if p.per_sample else None,
+                                     None if p.weight is None else p.weight[sl], log_bg)
+    return stats
 
 
-def _log_row(it: int, N: int, logL: float, delta: float | None, stable: int | None) -> None:
-    d = "" if delta is None else f"{delta:+.3e}"
-    s = "" if stable is None else str(stable)
-    logger.info("%4d  %9d  %12.6f  %10s  %6s", it, N, logL, d, s)
+def _run_em(p: _Problem, st: _State, impute: bool, miniter: int, maxiter: int,
+            gen: np.random.Generator) -> _Run:
+    """EM iterations from ``st`` until convergence or maxiter."""
+    K, D = st.mean.shape
+    N = p.Xc.shape[0]
+    fit_bg = p.bg is not None and (p.bg.adjust_amp or st.bg_amp > 0)
+    shared = p.S if p.S is not None and p.S.ndim == 2 else None
+    log_header(impute, fit_bg)
+    history: list[float] = []
+    converged = False
+    n_reseeded = 0
+    prev = None
+    it = 0
+    while True:
+        amp, mean, covar, bg_amp, N0 = st
+        comps = kernels.prepare_components(amp * (1 - bg_amp), mean, covar, shared)
+        stats = _observed_stats(p, comps, bg_amp if fit_bg else 0.0)
+        logL = stats.logL / p.N_w
+        N0_new = p.N_w
+        if impute:
+            M = int(min(math.ceil(p.oversampling * N0), _MAX_DRAWS_PER_SAMPLE * p.N_w + K))
+            imp, omega_sum = imputed_stats(p, st, comps, M)
+            Z = max(omega_sum / M, 0.5 / M)
+            N0_new = p.N_w / Z
+            stats += imp.scaled(N0_new / M)
+            logL += p.log_omega_mean - math.log(Z)
+        if not np.isfinite(logL):
+            raise FloatingPointError("the log-likelihood is not finite; check the data scale "
+                                     "and the noise covariances")
+        delta = stable = None
+        if history:
+            delta = logL - history[-1]
+            r = np.linalg.solve(prev[1], (mean - prev[0])[:, :, None])[:, :, 0]
+            stable = int(np.sum((r**2).sum(axis=1) <= p.shift_limit))
+        history.append(logL)
+        log_row(it, N, N0_new - p.N_w if impute else None, N0_new if impute else None,
+                 bg_amp if fit_bg else None, logL, delta, stable)
+        if delta is not None and it >= miniter and abs(delta) < p.tol * max(1.0, abs(logL)) \
+                and stable == K and (not impute or abs(N0_new - N0) < p.tol * N0):
+            converged = True
+            break
+        if it >= maxiter:
+            break
+        prev = (mean, np.linalg.cholesky(covar))
+        amp, mean, covar = m_step(stats, amp, mean, covar, p.w, p.masks)
+        if fit_bg and p.bg.adjust_amp:
+            bg_amp = background_amp(stats, p.bg.amp_min, p.bg.amp_max)
+        bad = collapsed(stats.A, covar, stats.A.sum() + stats.B, p.scale2) & ~p.masks["covar"]
+        for k in np.flatnonzero(bad):
+            logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
+                           "sample (consider w > 0 or a smaller K)", k, amp[k])
+            mean[k] = p.Xc[gen.integers(N)]
+            covar[k] = p.reseed_scale**2 * np.eye(D)
+            if not p.masks["amp"][k]:
+                amp[k] = 1.0 / K
+            n_reseeded += 1
+        if bad.any():
+            renormalize_free(amp, p.masks["amp"])
+        st = _State(amp, mean, covar, bg_amp, N0_new)
+        it += 1
+    return _Run(_State(amp, mean, covar, bg_amp, N0_new), float(logL), np.asarray(history), it,
+                converged, n_reseeded, comps)
 
 
 def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "random",
         w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
-        oversampling: int = 10, covar_callback: Any = None, background: Any = None,
+        oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
         tol: float = 1e-3, miniter: int = 1, maxiter: int = 1000, frozen: Any = None,
         split_n_merge: int | bool = False, rng: Any = None, n_jobs: int = 1,
-        sample_weight: Any = None) -> FitResult:
-    """Fit the GMM to (noisy) samples by EM, in place.
+        sample_weight: Any = None, n_init: int = 1) -> FitResult:
+    """Fit the GMM to (noisy, selected, contaminated) samples by EM, in place.
 
     Parameters
     ----------
@@ -185,25 +196,52 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     cutoff : float > 0 or None
         Neighborhood size in 1D-equivalent sigmas for the returned ``U``.
         The fit is exact either way.
-    sel_callback, oversampling, covar_callback, background, split_n_merge
-        Imputation, background and split'n'merge: not supported yet.
+    sel_callback : callable or None
+        ``sel_callback(coords) -> Omega``: the probability (N,) in [0, 1]
+        that a sample at the (noisy) coords (N, D) was observed. It must be
+        > 0 at every observed sample. Enables imputation: the fit then
+        estimates the density *before* selection (see
+        :mod:`pygmmis_ng.imputation`). Imputation starts right from the
+        initialization: ``init_method='kmeans'`` with ``n_init`` of a few is
+        the measured best choice (a warm start by EM on the observed samples
+        alone, as the pyGMMis paper does, leaves the fit in the truncated
+        solution's basin; 'random' can leave components outside the selected
+        region).
+    oversampling : int >= 1
+        Imputation draws per sample of the estimated original sample size
+        and iteration. Their Monte-Carlo noise shrinks as 1/sqrt(oversampling).
+    covar_callback : callable or None
+        ``covar_callback(coords) -> (D, D) or (M, D, D)``: noise covariance of
+        imputation draws at their noise-free coords. Required when both
+        ``covar`` and ``sel_callback`` are given.
+    background : Background or None
+        A uniform background fitted together with the mixture; its
+        ``amp`` is updated in place when ``adjust_amp`` (an initial amp of
+        0 then starts at min(0.1, amp_max)).
     tol : float >= 0
         Stop when the mean log-likelihood changes by less than
-        ``tol * max(1, |logL|)`` between iterations and no component mean
-        moved by more than 0.1 (1D-equivalent) sigma.
+        ``tol * max(1, |logL|)`` between iterations, no component mean
+        moved by more than 0.1 (1D-equivalent) sigma and, with imputation,
+        the estimated original size changed by less than ``tol`` relative.
     miniter, maxiter : int
         Minimum and maximum number of EM updates. A ConvergenceWarning is
         issued when maxiter is reached without convergence.
     frozen : None, sequence of int, or dict
         Components (or, as a dict with keys 'amp', 'mean', 'covar', single
         parameters of components) kept at the values the GMM has on entry.
+    split_n_merge : False
+        Not supported yet.
     rng : None, int, numpy.random.Generator or numpy.random.RandomState
-        Source of all randomness (initialization, re-seeding).
+        Source of all randomness (initialization, imputation, re-seeding).
     n_jobs : int
         Accepted for forward compatibility; the fit currently runs in one process.
     sample_weight : None or array-like (N,)
         Non-negative per-sample weights (an integer weight counts a sample
         that many times).
+    n_init : int >= 1
+        Number of initializations (each from its own random stream); the
+        run with the highest final logL is kept. With imputation all runs
+        share the same imputation draws, so their logL are comparable.
 
     Returns
     -------
@@ -234,101 +272,108 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     maxiter = check_int(maxiter, "maxiter", minimum=0)
     if miniter > maxiter:
         raise ValueError(f"miniter={miniter} must not exceed maxiter={maxiter}")
-    check_int(oversampling, "oversampling", minimum=1)
+    oversampling = check_int(oversampling, "oversampling", minimum=1)
+    n_init = check_int(n_init, "n_init", minimum=1)
     n_jobs = check_int(n_jobs, "n_jobs")
     if n_jobs == 0 or n_jobs < -1:
         raise ValueError(f"n_jobs must be a positive int or -1 (all cores), got {n_jobs}")
     masks = check_frozen(frozen, K)
-    _check_frozen_params(gmm, masks)
+    check_frozen_params(gmm, masks)
     gen = check_rng(rng)
     for name, value, feature in (("R", R, "fitting projected data"),
-                                 ("sel_callback", sel_callback, "imputation of unselected samples"),
-                                 ("covar_callback", covar_callback, "imputation of unselected samples"),
-                                 ("background", background, "a uniform background"),
                                  ("split_n_merge", split_n_merge or None, "split'n'merge")):
         if value is not None:
             raise _not_yet(name, feature)
+    for name, cb in (("sel_callback", sel_callback), ("covar_callback", covar_callback)):
+        if cb is not None and not callable(cb):
+            raise ValueError(f"{name} must be callable (coords -> array) or None, got "
+                             f"{type(cb).__name__}")
+    if covar_callback is not None and sel_callback is None:
+        raise ValueError("covar_callback is only used for imputation samples: it needs a sel_callback")
+    if sel_callback is not None and S is not None and covar_callback is None:
+        raise ValueError("covar is set but covar_callback is None: imputation samples would be "
+                         "noise-free while the data are noisy; pass covar_callback (e.g. "
+                         "lambda coords: covar for a shared noise covariance)")
+    bg = check_background(background, X, D)
+    log_omega_mean = 0.0
+    if sel_callback is not None:
+        omega = evaluate_selection(sel_callback, X, "the observed samples")
+        if (omega == 0).any():
+            i = np.flatnonzero(omega == 0)
+            raise ValueError(f"sel_callback gives Omega = 0 for {i.size} observed sample(s) (first: "
+                             f"row {i[0]}): observed samples must have a non-zero selection "
+                             "probability; the callback is likely wrong")
+        log_omega_mean = float(np.average(np.log(omega), weights=weight))
 
-    # ---- initialize a working copy ----------------------------------------
-    work = gmm.copy()
-    init(work, X, covar=S, rng=gen)
-    for key in ("amp", "mean", "covar"):
-        if masks[key].any():
-            getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]
-    if masks["amp"].any():
-        _renormalize_free(work.amp, masks["amp"])
-    try:
-        work.validate()
-    except ValueError as exc:
-        raise ValueError(f"the initialization produced an invalid GMM: {exc}") from None
-
-    # ---- EM on centred data -----------------------------------------------
+    # ---- fixed quantities of the fit ---------------------------------------
     center = np.average(X, axis=0, weights=weight)
-    Xc = X - center
-    amp, mean, covar_k = work.amp.copy(), work.mean - center, work.covar.copy()
-    per_sample = S is not None and S.ndim == 3
-    shared = S if S is not None and S.ndim == 2 else None
-    chunks = eval_chunks(N, K, D, per_sample)
-    scale2 = data_variance(X)
-    reseed_scale = volume_filling_scale(X, K)
-    shift_limit = chi2_cutoff(D, 0.1)
+    impute = sel_callback is not None
+    sampler = None
+    if impute:
+        sampler = ImputationSampler(int(gen.integers(2**62)), D, bg is not None,
+                                    covar_callback is not None)
+    bg_amp0 = 0.0
+    if bg is not None:
+        bg_amp0 = bg.amp
+        if bg.adjust_amp and bg_amp0 == 0 and bg.amp_max > 0:
+            bg_amp0 = min(0.1, bg.amp_max)
+        bg_amp0 = float(np.clip(bg_amp0, bg.amp_min, min(bg.amp_max, 1 - 1e-9)))
+    problem = _Problem(
+        Xc=X - center, center=center, S=S, weight=weight,
+        N_w=float(N if weight is None else weight.sum()),
+        chunks=eval_chunks(N, K, D, S is not None and S.ndim == 3),
+        log_bg_obs=None if bg is None else bg.log_density(X, S),
+        log_omega_mean=log_omega_mean, sel_callback=sel_callback, covar_callback=covar_callback,
+        oversampling=oversampling, sampler=sampler, bg=bg, w=w, tol=tol, masks=masks,
+        scale2=data_variance(X), reseed_scale=volume_filling_scale(X, K),
+        shift_limit=chi2_cutoff(D, 0.1))
 
-    logger.info("%4s  %9s  %12s  %10s  %6s", "ITER", "SAMPLES", "LOG_L", "DELTA", "STABLE")
-    history: list[float] = []
-    converged = False
+    # ---- restarts ------------------------------------------------------------
+    seeds = gen.integers(0, 2**62, size=n_init)
+    best: _Run | None = None
+    restarts_logL = np.empty(n_init)
     n_reseeded = 0
-    prev_mean = prev_chol = None
-    it = 0
-    while True:
-        comps = kernels.prepare_components(amp, mean, covar_k, shared)
-        stats = kernels.SufficientStats.zeros(K, D)
-        for sl in chunks:
-            stats += kernels.chunk_stats(Xc[sl], comps, S[sl] if per_sample else None,
-                                         None if weight is None else weight[sl])
-        logL = stats.logL / stats.weight
-        if not np.isfinite(logL):
-            raise FloatingPointError("the log-likelihood is not finite; check the data scale "
-                                     "and the noise covariances")
-        delta = stable = None
-        if history:
-            delta = logL - history[-1]
-            r = np.linalg.solve(prev_chol, (mean - prev_mean)[:, :, None])[:, :, 0]
-            stable = int(np.sum((r**2).sum(axis=1) <= shift_limit))
-        history.append(logL)
-        _log_row(it, N, logL, delta, stable)
-        if delta is not None and it >= miniter and abs(delta) < tol * max(1.0, abs(logL)) \
-                and stable == K:
-            converged = True
-            break
-        if it >= maxiter:
-            break
-        prev_mean, prev_chol = mean, np.linalg.cholesky(covar_k)
-        amp, mean, covar_k = m_step(stats, amp, mean, covar_k, w, masks)
-        bad = _collapsed(stats.A, covar_k, stats.weight, scale2) & ~masks["covar"]
-        for k in np.flatnonzero(bad):
-            logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
-                           "sample (consider w > 0 or a smaller K)", k, amp[k])
-            mean[k] = Xc[gen.integers(N)]
-            covar_k[k] = reseed_scale**2 * np.eye(D)
-            if not masks["amp"][k]:
-                amp[k] = 1.0 / K
-            n_reseeded += 1
-        if bad.any():
-            _renormalize_free(amp, masks["amp"])
-        it += 1
+    for r in range(n_init):
+        child = np.random.default_rng(int(seeds[r]))
+        if n_init > 1:
+            logger.info("initialization %d of %d", r + 1, n_init)
+        work = gmm.copy()
+        init(work, X, covar=S, rng=child)
+        for key in ("amp", "mean", "covar"):
+            if masks[key].any():
+                getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]
+        if masks["amp"].any():
+            renormalize_free(work.amp, masks["amp"])
+        try:
+            work.validate()
+        except ValueError as exc:
+            raise ValueError(f"the initialization produced an invalid GMM: {exc}") from None
+        st = _State(work.amp.copy(), work.mean - center, work.covar.copy(), bg_amp0, problem.N_w)
+        run = _run_em(problem, st, impute, miniter, maxiter, child)
+        restarts_logL[r] = run.logL
+        n_reseeded += run.n_reseeded
+        if best is None or run.logL > best.logL:
+            best = run
 
-    if not converged and maxiter > 0:
+    if not best.converged and maxiter > 0:
+        h = best.history
         warnings.warn(f"EM did not converge within maxiter={maxiter} iterations (last change of "
-                      f"mean logL: {history[-1] - history[-2]:.3g}); increase maxiter or tol",
+                      f"mean logL: {h[-1] - h[-2]:.3g}); increase maxiter or tol",
                       ConvergenceWarning, stacklevel=2)
-    elif converged:
-        logger.info("converged after %d iterations: mean logL %.6f", it, logL)
+    elif best.converged:
+        logger.info("converged after %d iterations: mean logL %.6f", best.n_iter, best.logL)
 
     U: list = [None] * K
     if cutoff is not None:
-        U = neighborhoods(Xc, comps, S if per_sample else None, chunks, cutoff)
+        U = neighborhoods(problem.Xc, best.comps, S if problem.per_sample else None,
+                          problem.chunks, cutoff)
 
-    gmm.amp, gmm.mean, gmm.covar = amp, mean + center, covar_k
-    return FitResult(float(logL), U, n_iter=it, converged=converged,
-                     history=np.asarray(history), n_samples=N, n_reseeded=n_reseeded,
+    st = best.state
+    gmm.amp, gmm.mean, gmm.covar = st.amp, st.mean + center, st.covar
+    if background is not None:
+        background.amp = st.bg_amp
+    return FitResult(best.logL, U, n_iter=best.n_iter, converged=best.converged,
+                     history=best.history, n_samples=N, orig_size=st.N0,
+                     n_imputed=st.N0 - problem.N_w, bg_amp=None if bg is None else st.bg_amp,
+                     n_reseeded=n_reseeded, restarts_logL=restarts_logL,
                      elapsed=time.perf_counter() - t0)

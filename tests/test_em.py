@@ -188,17 +188,23 @@ def test_frozen_dict_freezes_single_parameters(noisy_data):
 
 
 def test_regularization_w_bounds_component_width():
-    """pyGMMis's w: covariances stay above ~w^2 even for a point-like cluster."""
+    """w is a lower bound on the dispersion: a point-like cluster gets exactly w^2 I."""
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(0, 1, (500, 2)), np.tile([8.0, 8.0], (100, 1))])
     gmm = ng.GMM(2, 2)
     ng.fit(gmm, X, init_method="kmeans", w=0.1, rng=0)
     k = np.argmin(np.linalg.norm(gmm.mean - 8.0, axis=1))
-    assert np.linalg.eigvalsh(gmm.covar[k])[0] >= 0.1**2 * 0.5
-    # and the formula is pyGMMis's: (C + w^2 (N/K + 1) I) / (A + 1) with C = 0 here
-    A = gmm.amp[k] * len(X)
-    expected = 0.1**2 * (len(X) / 2 + 1) / (A + 1)
-    np.testing.assert_allclose(np.diag(gmm.covar[k]), expected, rtol=1e-6)
+    np.testing.assert_allclose(gmm.covar[k], 0.1**2 * np.eye(2), atol=1e-12)
+
+
+def test_regularization_w_does_not_bias_wide_components():
+    """Components wider than w get the unregularized maximum-likelihood fit."""
+    X = np.random.default_rng(3).normal(size=(2000, 2)) * [1.0, 2.0]
+    plain, floored = ng.GMM(1, 2), ng.GMM(1, 2)
+    ng.fit(plain, X, init_method="kmeans", rng=0)
+    ng.fit(floored, X, init_method="kmeans", w=0.5, rng=0)
+    np.testing.assert_allclose(floored.covar, plain.covar, rtol=1e-12)
+    np.testing.assert_allclose(plain.covar[0], np.cov(X.T, bias=True), rtol=1e-10)
 
 
 def test_collapsing_component_is_reseeded_not_nan(caplog):

@@ -1,0 +1,63 @@
+"""What :func:`pygmmis_ng.fit` returns."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class FitResult(tuple):
+    """What :func:`fit` returns: unpacks as ``logL, U`` like pyGMMis.
+
+    Attributes
+    ----------
+    logL : float
+        Mean log-likelihood per observed sample of the fitted parameters:
+        (1 / sum_i w_i) sum_i w_i log p(x_i), with p the noise-convolved
+        density of the mixture (plus background) at each observed sample.
+        With a ``sel_callback`` it is the log-density of the *observed*
+        data, log[Omega(x_i) p(x_i) / Z] with Z = integral of Omega p
+        (estimated by Monte Carlo from the imputation draws). pyGMMis 1.2.3
+        returns the sum over samples instead.
+    U : list of K int arrays or None
+        With ``cutoff``, the indices of the samples within ``cutoff`` of
+        each component at the fitted parameters; otherwise ``None`` for
+        each component (every sample belongs to every component).
+    n_iter : int
+        Number of EM updates (M-steps) of the returned run, without the
+        warm start.
+    converged : bool
+    history : ndarray (n_iter + 1,)
+        Mean log-likelihood before each update and of the final parameters.
+    n_samples : int
+        Number of observed samples N.
+    orig_size : float
+        Estimated size N0 of the sample before selection (signal and
+        background), N / Z; equals the (weighted) N without selection.
+    n_imputed : float
+        Estimated number of samples the selection removed, N0 - N.
+    bg_amp : float or None
+        Fitted background fraction (also written to ``background.amp``).
+    n_reseeded : int
+        How many times a collapsed component was re-seeded.
+    restarts_logL : ndarray (n_init,)
+        Final logL of every restart; the best one is returned.
+    elapsed : float
+        Wall-clock seconds of the fit.
+    """
+
+    def __new__(cls, logL: float, U: list, **info: Any) -> FitResult:
+        self = super().__new__(cls, (logL, U))
+        for key, value in info.items():
+            setattr(self, key, value)
+        return self
+
+    @property
+    def logL(self) -> float:
+        return self[0]
+
+    @property
+    def U(self) -> list:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return (f"FitResult(logL={self.logL:.6g}, n_iter={self.n_iter}, "
+                f"converged={self.converged})")
