@@ -24,7 +24,7 @@ setup(
         "parmap>=1.5",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"],
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
         "bench": ["pygmmis==1.2.3"],
     },

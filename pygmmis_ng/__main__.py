@@ -1,27 +1,44 @@
-"""Command line: ``python -m pygmmis_ng demo [--N N] [--seed S]``."""
+"""Command line: ``python -m pygmmis_ng demo [--N N] [--seed S] [--out DIR]``."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pygmmis_ng", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="deconvolve noisy 2D data and print the recovered model")
-    demo.add_argument("--N", type=int, default=5000, help="number of samples (default 5000)")
+    demo = sub.add_parser("demo", help="the pyGMMis paper's 2D test: four methods compared")
+    demo.add_argument("--N", type=int, default=4000,
+                      help="samples before noise and selection (default 4000)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--out", default=".", help="folder for demo.png (default: current)")
     demo.add_argument("-v", "--verbose", action="store_true", help="log the EM iterations")
     args = parser.parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "demo":
-        from .demo import format_report, run_demo
+        from .demo import format_report, plot_demo, run_demo
 
-        if args.N < 10:
-            parser.error("--N must be at least 10")
-        print(format_report(run_demo(N=args.N, seed=args.seed)))
+        if args.N < 50:
+            parser.error("--N must be at least 50")
+        out_dir = Path(args.out)
+        if not out_dir.is_dir():
+            parser.error(f"--out {args.out} is not an existing folder")
+
+        def progress(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
+
+        out = run_demo(N=args.N, seed=args.seed, progress=progress)
+        print(format_report(out))
+        try:
+            path = plot_demo(out, out_dir / "demo.png")
+        except ImportError:
+            print('\n(no figure: matplotlib is not installed; pip install "pygmmis_ng[plot]")')
+        else:
+            print(f"\nfigure: {path}")
     return 0
 
 
