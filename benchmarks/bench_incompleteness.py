@@ -42,8 +42,9 @@ def run_ours(ds: datasets.Dataset, seed: int) -> tuple[float, float, int]:
 
 
 def run_pygmmis(ds: datasets.Dataset, seed: int) -> tuple[float, float]:
-    import pygmmis
     from functools import partial
+
+    import pygmmis
 
     rng = np.random.RandomState(seed)
     gmm = pygmmis.GMM(K=3, D=2)

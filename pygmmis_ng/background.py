@@ -133,10 +133,14 @@ class Background:
             b = (hi - x) / sd
             # log(Phi(a) + Phi(b) - 1), computed stably as log(1 - Phi(-a) - Phi(-b))
             log_mass = np.log1p(-np.exp(log_ndtr(-a)) - np.exp(log_ndtr(-b)))
-            # far outside one face, 1 - Phi(-a) - Phi(-b) = Phi(a) - Phi(-b) underflows:
-            # use log Phi(min(a, b)) there (the other face contributes ~1)
-            tail = np.minimum(a, b) < -5
-            log_mass = np.where(tail, log_ndtr(np.minimum(a, b)), log_mass)
+            # far outside one face the mass Phi(m) - Phi(-M) (m = min(a, b), M = max(a, b))
+            # cancels in the form above: log Phi(m) + log(1 - Phi(-M) / Phi(m)) instead
+            m, big = np.minimum(a, b), np.maximum(a, b)
+            tail = m < -5
+            if tail.any():
+                lm = log_ndtr(m)
+                log_tail = lm + np.log1p(-np.exp(np.minimum(log_ndtr(-big) - lm, 0.0)))
+                log_mass = np.where(tail, log_tail, log_mass)
             zero_sd = sd == 0
             if zero_sd.any():
                 inside = (x > lo) & (x < hi)

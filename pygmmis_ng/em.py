@@ -116,6 +116,7 @@ def _run_em(p: _Problem, st: _State, impute: bool, miniter: int, maxiter: int,
     converged = False
     n_reseeded = 0
     prev = None
+    M = None
     it = 0
     while True:
         amp, mean, covar, bg_amp, N0 = st
@@ -124,7 +125,11 @@ def _run_em(p: _Problem, st: _State, impute: bool, miniter: int, maxiter: int,
         logL = stats.logL / p.N_w
         N0_new = p.N_w
         if impute:
-            M = int(min(math.ceil(p.oversampling * N0), _MAX_DRAWS_PER_SAMPLE * p.N_w + K))
+            # the number of draws follows N0 only when it moved by > 5%: a fixed M keeps
+            # the imputation a deterministic function of the parameters (no 2-cycles)
+            target = min(math.ceil(p.oversampling * N0), int(_MAX_DRAWS_PER_SAMPLE * p.N_w) + K)
+            if M is None or abs(target - M) > 0.05 * M:
+                M = target
             imp, omega_sum = imputed_stats(p, st, comps, M)
             Z = max(omega_sum / M, 0.5 / M)
             N0_new = p.N_w / Z

@@ -45,6 +45,8 @@ from .model import GMM, eval_chunks
 
 #: draws per block of common random numbers (independent of K, D and n_jobs)
 IMPUTATION_BLOCK = 8192
+#: largest sample :func:`draw` generates at once
+MAX_DRAW = 1 << 25
 #: "sobol" (scrambled Sobol points) or "pseudo" (PCG64 streams per block)
 VARIATES = "sobol"
 
@@ -57,8 +59,8 @@ def _call(callback: Callable, coords: np.ndarray, name: str, where: str) -> Any:
     try:
         return callback(coords)
     except Exception as exc:  # re-raised with context, KeyboardInterrupt passes through
-        raise CallbackError(f"{name} raised {type(exc).__name__}: {exc} (called on "
-                            f"{len(coords)} {where})") from exc
+        raise CallbackError(f"{name} raised {type(exc).__name__}: {exc} (called on {where}, "
+                            f"{len(coords)} coordinates)") from exc
 
 
 def evaluate_selection(sel_callback: Callable, coords: np.ndarray, where: str) -> np.ndarray:
@@ -372,9 +374,13 @@ def draw(gmm: GMM, obs_size: int, sel_callback: Callable | None = None, invert_s
         if lower <= n_sel <= upper:
             break
         if n_sel == 0 and orig_size > 0 and omega.max() == 0:
-            raise ValueError("sel_callback rejects every draw from the model: the selection "
-                             "region and the model do not overlap")
-        orig_size = max(1, int(round(orig_size * obs_size / max(n_sel, 0.5))))
+            raise ValueError(f"sel_callback gives Omega = 0 for all {orig_size} draws from the model: "
+                             "the model puts (almost) no mass where samples can be selected")
+        # grow at most 10x per try, and never beyond MAX_DRAW samples
+        orig_size = max(1, int(round(orig_size * min(obs_size / max(n_sel, 0.5), 10.0))))
+        if orig_size > MAX_DRAW:
+            raise ValueError(f"obs_size={obs_size} selected samples would need more than {MAX_DRAW} "
+                             "draws: the selected fraction of the model is too small")
         data, S = _draw_model(gmm, orig_size, covar_callback, background, gen)
     else:
         raise ValueError(f"could not draw a sample consistent with obs_size={obs_size} in "
