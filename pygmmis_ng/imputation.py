@@ -5,7 +5,7 @@ plus background) with noise from ``covar_callback``, evaluates the selection
 probability Omega of each, and lets the unselected part fill in what the
 observed samples lack: draw j enters the sufficient statistics with weight
 (N0 / M) (1 - Omega_j), where N0 = N / Z and Z = mean_j Omega_j is the
-Monte-Carlo estimate of the selected fraction. Two choices keep the
+Monte-Carlo estimate of the selected fraction. Three choices keep the
 Monte-Carlo noise of this step small:
 
 * **Common random numbers.** Draw j always uses the same uniform and normal
@@ -177,7 +177,7 @@ class ImputationSampler:
         """The fixed variates of block b: u (B,), z (B, D), eta (B, D) or None, v (B, D) or None."""
         if b in self._cache:
             return self._cache[b]
-        B, D = IMPUTATION_BLOCK, self.D
+        D = self.D
         P = self._uniforms(b)
         u = P[:, 0]
         normals = scipy.special.ndtri(np.clip(P[:, 1:1 + D * (1 + self.noise)], 1e-16, 1 - 1e-16))
@@ -185,8 +185,7 @@ class ImputationSampler:
         eta = normals[:, D:] if self.noise else None
         v = P[:, 1 + D * (1 + self.noise):] if self.background else None
         out = (u, z, eta, v)
-        size = B * (1 + D * (1 + self.noise + self.background))
-        if (len(self._cache) + 1) * size <= self._cache_limit:
+        if (len(self._cache) + 1) * P.size <= self._cache_limit:
             self._cache[b] = out
         return out
 
@@ -245,7 +244,20 @@ def imputed_stats(p: Any, st: Any, comps: kernels.Components, M: int
     K, D = st.mean.shape
     amp_eff = st.amp * (1 - st.bg_amp)
     log_alpha = math.log(st.bg_amp) if st.bg_amp > 0 else None
-    shared_comps: dict[bytes, kernels.Components] = {}
+    # Components with a shared noise folded in, keyed by that noise (None: no noise);
+    # the per-sample kernel path only uses the noise-free parts, so any entry serves it
+    folded = p.S if p.S is not None and p.S.ndim == 2 else None
+    comps_by_noise: dict[bytes | None, kernels.Components] = {
+        None if folded is None else folded.tobytes(): comps}
+
+    def comps_for(S: np.ndarray | None) -> kernels.Components:
+        if S is not None and S.ndim == 3:
+            return comps
+        key = None if S is None else S.tobytes()
+        if key not in comps_by_noise:
+            comps_by_noise[key] = kernels.prepare_components(amp_eff, st.mean, st.covar, S)
+        return comps_by_noise[key]
+
     stats = kernels.SufficientStats.zeros(K, D)
     omega_sum = 0.0
     chol = np.linalg.cholesky(st.covar)
@@ -261,17 +273,7 @@ def imputed_stats(p: Any, st: Any, comps: kernels.Components, M: int
         if S is not None and S.ndim == 3:
             S = S[rejected]
         per_sample = S is not None and S.ndim == 3
-        if S is None or per_sample:
-            cmp = comps if p.S is None else shared_comps.setdefault(
-                b"none", kernels.prepare_components(amp_eff, st.mean, st.covar))
-        else:
-            key = S.tobytes()
-            if p.S is not None and p.S.ndim == 2 and np.array_equal(S, p.S):
-                cmp = comps
-            else:
-                if key not in shared_comps:
-                    shared_comps[key] = kernels.prepare_components(amp_eff, st.mean, st.covar, S)
-                cmp = shared_comps[key]
+        cmp = comps_for(S)
         wgt = 1.0 - block.omega[rejected]
         log_bg = None if log_alpha is None else p.bg.log_density(y, S) + log_alpha
         yc = y - p.center
@@ -279,7 +281,6 @@ def imputed_stats(p: Any, st: Any, comps: kernels.Components, M: int
             stats += kernels.chunk_stats(yc[sl], cmp, S[sl] if per_sample else None, wgt[sl],
                                          None if log_bg is None else log_bg[sl])
     return stats, omega_sum
-
 
 
 # ---------------------------------------------------------------------------

@@ -28,7 +28,6 @@ def m_step(stats: SufficientStats, amp: np.ndarray, mean: np.ndarray,
     fraction is updated separately by :func:`background_amp`); with frozen
     amplitudes the free ones share what the frozen ones leave.
     """
-    K, D = mean.shape
     A = stats.A
     A_safe = np.where(A > 0, A, 1.0)
     delta = stats.Mc / A_safe[:, None]

@@ -156,6 +156,15 @@ def _contaminated(seed, N=4000, bg_frac=0.2):
     return X[rng.permutation(N)], rng
 
 
+def _assert_blobs_recovered(gmm):
+    """Both means of :func:`two_blobs` within 0.15 sigma; returns the truth and the matching."""
+    truth = two_blobs()
+    perm = match_components(gmm, truth)
+    for k in range(2):
+        assert mahalanobis(gmm.mean[perm[k]], truth.mean[k], truth.covar[k]) < 0.15
+    return truth, perm
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_background_amp_recovered(seed):
     X, _ = _contaminated(seed)
@@ -165,10 +174,7 @@ def test_background_amp_recovered(seed):
     assert res.converged
     assert abs(bg.amp - 0.2) < 0.03
     assert res.bg_amp == bg.amp
-    truth = two_blobs()
-    perm = match_components(gmm, truth)
-    for k in range(2):
-        assert mahalanobis(gmm.mean[perm[k]], truth.mean[k], truth.covar[k]) < 0.15
+    _assert_blobs_recovered(gmm)
     # the fitted amplitude maximizes the likelihood: +-0.01 is worse (checked with scipy densities)
     def total_logL(alpha):
         p = (1 - alpha) * sum(gmm.amp[k] * stats.multivariate_normal.pdf(X, gmm.mean[k], gmm.covar[k])
@@ -192,10 +198,8 @@ def test_background_amp_recovered_with_noise():
     assert res.converged and np.isfinite(res.logL)
     assert abs(bg.amp - 0.2) < 0.03
     assert res.bg_amp == bg.amp
-    truth = two_blobs()
-    perm = match_components(gmm, truth)
+    truth, perm = _assert_blobs_recovered(gmm)
     for k in range(2):
-        assert mahalanobis(gmm.mean[perm[k]], truth.mean[k], truth.covar[k]) < 0.15
         # deconvolved: the intrinsic covariance, not truth + sigma^2
         np.testing.assert_allclose(gmm.covar[perm[k]], truth.covar[k], atol=0.15)
 
