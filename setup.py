@@ -22,6 +22,7 @@ setup(
         "scipy>=1.8",
         "scikit-learn>=1.1",
         "parmap>=1.5",
+        "numba>=0.57",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5"],

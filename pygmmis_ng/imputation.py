@@ -38,13 +38,13 @@ import scipy.special
 import scipy.stats
 import scipy.stats.qmc
 
-from . import kernels
+from . import fused, kernels
 from ._validation import as_float_array, check_int, check_rng
 from .background import Background
 from .model import GMM, eval_chunks
 
 #: draws per block of common random numbers (independent of K, D and n_jobs)
-IMPUTATION_BLOCK = 8192
+IMPUTATION_BLOCK = 65536
 #: largest sample :func:`draw` generates at once
 MAX_DRAW = 1 << 25
 #: "sobol" (scrambled Sobol points) or "pseudo" (PCG64 streams per block)
@@ -208,13 +208,17 @@ class ImputationSampler:
         for b in range(-(-M // IMPUTATION_BLOCK)):
             n = min(IMPUTATION_BLOCK, M - b * IMPUTATION_BLOCK)
             u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
-            comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), K)
-            is_bg = comp == K
-            k_sig = np.where(is_bg, 0, comp)
-            x = mean[k_sig] + np.einsum("nab,nb->na", chol[k_sig], z)
-            if is_bg.any():
-                lo, hi = bg.footprint
-                x[is_bg] = lo + (hi - lo) * v[is_bg]
+            if fused.ENABLED:
+                x = fused.draw_transform(u, z, v, cum, mean, chol,
+                                         None if bg is None else bg.footprint)[0]
+            else:
+                comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), K)
+                is_bg = comp == K
+                k_sig = np.where(is_bg, 0, comp)
+                x = mean[k_sig] + np.einsum("nab,nb->na", chol[k_sig], z)
+                if is_bg.any():
+                    lo, hi = bg.footprint
+                    x[is_bg] = lo + (hi - lo) * v[is_bg]
             where = f"imputation draws (block {b})"
             S = None
             if covar_callback is not None:
@@ -264,15 +268,19 @@ def imputed_stats(p: Any, st: Any, comps: kernels.Components, M: int
     for block in p.sampler.blocks(M, st.amp, st.mean + p.center, chol, p.bg, st.bg_amp,
                                   p.covar_callback, p.sel_callback):
         omega_sum += float(block.omega.sum())
-        rejected = block.omega < 1
-        n = int(rejected.sum())
-        if n == 0:
-            continue
-        y = block.coords[rejected]
         S = block.noise
-        if S is not None and S.ndim == 3:
-            S = S[rejected]
         per_sample = S is not None and S.ndim == 3
+        if fused.use_for(D) and not per_sample:
+            # the compiled kernel skips weight-0 (selected) draws at no cost: no copies
+            rejected = slice(None)
+        else:
+            rejected = block.omega < 1
+            if not rejected.any():
+                continue
+        y = block.coords[rejected]
+        if per_sample:
+            S = S[rejected]
+        n = len(y)
         cmp = comps_for(S)
         wgt = 1.0 - block.omega[rejected]
         log_bg = None if log_alpha is None else p.bg.log_density(y, S) + log_alpha

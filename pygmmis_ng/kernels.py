@@ -42,6 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import fused
+
 LOG_2PI = np.log(2.0 * np.pi)
 
 
@@ -310,6 +312,12 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
     SufficientStats
     """
     K, D = comps.mean.shape
+    if S is None and fused.use_for(D):
+        log_const = comps.log_amp - 0.5 * (D * LOG_2PI + comps.log_det)
+        A, Mc, Cc, logL, B = fused.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
+                                                log_const)
+        wsum = float(x.shape[0]) if weight is None else float(weight.sum())
+        return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
     log_p, cache = _log_joint_and_cache(x, comps, S)
     q_bg = None
     if log_bg is None:
@@ -329,24 +337,38 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
     A = q.sum(axis=0)
     if cache is None:
         Mc, Cc = _moments_about_means(x, q, A, comps)
-        if comps.gain is not None:
-            Mc = np.einsum("kab,kb->ka", comps.gain, Mc)
-            Cc = comps.gain @ Cc @ np.swapaxes(comps.gain, 1, 2) \
-                + A[:, None, None] * comps.post_covar
-    else:
-        Mc = np.empty((K, D))
-        Cc = np.empty((K, D, D))
-        for k in range(K):
-            qk = q[:, k]
-            V = comps.covar[k]
-            u, Linv = cache[0][k], cache[1][k]
-            uq = u * qk
-            # sum_i q_i T_i^-1 with T^-1 = Linv^T Linv
-            Tinv_sum = np.tensordot(Linv * qk, Linv, axes=([0, 2], [0, 2]))
-            Mc[k] = V @ uq.sum(axis=1)
-            Cc[k] = V @ (uq @ u.T - Tinv_sum) @ V + A[k] * V
+        return _deconvolved(SufficientStats(A, Mc, 0.5 * (Cc + np.swapaxes(Cc, 1, 2)), logL,
+                                            wsum, B), comps)
+    Mc = np.empty((K, D))
+    Cc = np.empty((K, D, D))
+    for k in range(K):
+        qk = q[:, k]
+        V = comps.covar[k]
+        u, Linv = cache[0][k], cache[1][k]
+        uq = u * qk
+        # sum_i q_i T_i^-1 with T^-1 = Linv^T Linv
+        Tinv_sum = np.tensordot(Linv * qk, Linv, axes=([0, 2], [0, 2]))
+        Mc[k] = V @ uq.sum(axis=1)
+        Cc[k] = V @ (uq @ u.T - Tinv_sum) @ V + A[k] * V
     Cc = 0.5 * (Cc + np.swapaxes(Cc, 1, 2))
     return SufficientStats(A, Mc, Cc, logL, wsum, B)
+
+
+def _deconvolved(stats: SufficientStats, comps: Components) -> SufficientStats:
+    """Statistics of the true values from those of the (shared-noise) observed ones.
+
+    With one noise S for all samples, b - m = G (x - m) with the gain
+    G = V T^-1 and B = V - V T^-1 V are the same for every sample, so
+    Mc = G sum q (x - m) and Cc = G [sum q (x - m)(x - m)^T] G^T + A B.
+    Without noise (``comps.gain`` None) the statistics are returned as they are.
+    """
+    if comps.gain is None:
+        return stats
+    G = comps.gain
+    stats.Mc = np.einsum("kab,kb->ka", G, stats.Mc)
+    Cc = G @ stats.Cc @ np.swapaxes(G, 1, 2) + stats.A[:, None, None] * comps.post_covar
+    stats.Cc = 0.5 * (Cc + np.swapaxes(Cc, 1, 2))
+    return stats
 
 
 #: largest |m_k|^2 / lambda_min(T_k) for which second moments are accumulated

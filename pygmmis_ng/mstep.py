@@ -73,7 +73,8 @@ def background_amp(stats: SufficientStats, amp_min: float, amp_max: float) -> fl
 def renormalize_free(amp: np.ndarray, frozen_amp: np.ndarray) -> None:
     """Scale the free amplitudes in place so that all sum to 1 around the frozen ones."""
     free = ~frozen_amp
-    amp[free] *= (1 - amp[frozen_amp].sum()) / amp[free].sum()
+    if free.any():
+        amp[free] *= (1 - amp[frozen_amp].sum()) / amp[free].sum()
 
 
 def collapsed(A: np.ndarray, covar: np.ndarray, total: float, scale2: float) -> np.ndarray:

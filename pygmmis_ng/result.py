@@ -22,11 +22,14 @@ class FitResult(tuple):
         each component at the fitted parameters; otherwise ``None`` for
         each component (every sample belongs to every component).
     n_iter : int
-        Number of EM updates (M-steps) of the returned run, without the
-        warm start.
+        Number of iterations of the returned run: moves to new parameters,
+        by an EM update or (with ``accelerate``) an accepted extrapolation.
+    n_eval : int
+        Number of E-steps the returned run computed: n_iter + 1 plus one
+        per rejected extrapolation (the cost of the run).
     converged : bool
     history : ndarray (n_iter + 1,)
-        Mean log-likelihood before each update and of the final parameters.
+        Mean log-likelihood of the initial parameters and after each iteration.
     n_samples : int
         Number of observed samples N.
     orig_size : float

@@ -231,9 +231,11 @@ def test_sample_weights_equal_repeated_samples(truth):
     g_w, g_r = ng.GMM(3, 2), ng.GMM(3, 2)
     ng.init.init_random(g_w, X, rng=0)
     g_r = g_w.copy()
-    r_w = ng.fit(g_w, X, covar=S, sample_weight=counts, init_method="none", tol=1e-8)
+    # plain EM: both follow the same path, update by update
+    r_w = ng.fit(g_w, X, covar=S, sample_weight=counts, init_method="none", tol=1e-8,
+                 accelerate=False)
     r_r = ng.fit(g_r, np.repeat(X, counts, axis=0), covar=np.repeat(S, counts, axis=0),
-                 init_method="none", tol=1e-8)
+                 init_method="none", tol=1e-8, accelerate=False)
     assert r_w.logL == pytest.approx(r_r.logL, rel=1e-9)
     np.testing.assert_allclose(g_w.mean, g_r.mean, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(g_w.covar, g_r.covar, rtol=1e-7, atol=1e-9)
@@ -257,7 +259,7 @@ def test_info_table_is_logged(truth, caplog):
     assert lines[0].split() == ["ITER", "SAMPLES", "LOG_L", "DELTA", "STABLE"]
     rows = [line.split() for line in lines[1:] if line.split()[0].isdigit()]
     assert len(rows) == res.n_iter + 1
-    assert float(rows[-1][2]) == pytest.approx(res.logL, abs=1e-6)
+    assert float(rows[-1][2]) == pytest.approx(res.logL, abs=5e-6)   # printed to 5 decimals
 
 
 def test_same_seed_same_fit_for_every_rng_kind(truth):
