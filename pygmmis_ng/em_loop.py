@@ -35,7 +35,7 @@ logger = logging.getLogger("pygmmis_ng")
 #: however small the selected fraction Z of the current model is
 MAX_DRAWS_PER_SAMPLE = 200
 #: draws per original sample in the first phase of an imputation fit
-RAMP_OVERSAMPLING = 1
+RAMP_OVERSAMPLING = (1,)
 
 
 class Problem(NamedTuple):
@@ -188,8 +188,10 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     fit_bg = p.bg is not None and (p.bg.adjust_amp or st.bg_amp > 0)
     valid = _valid(p, fit_bg)
     log_header(p.impute, fit_bg)
-    ramp = p.impute and p.accelerate and p.oversampling > RAMP_OVERSAMPLING
-    os_now = RAMP_OVERSAMPLING if ramp else p.oversampling
+    levels = [p.oversampling]
+    if p.impute and p.accelerate:
+        levels = [o for o in RAMP_OVERSAMPLING if o < p.oversampling] + levels
+    os_now = levels.pop(0)
     history: list[float] = []
     converged = False
     n_reseeded = n_eval = 0
@@ -222,17 +224,17 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             done, stable = _converged(p, prev, step, st)
         log_row(it, N, step.N0 - p.N_w if p.impute else None, step.N0 if p.impute else None,
                 st.bg_amp if fit_bg else None, step.logL, delta, stable)
-        if done and it >= miniter and os_now == p.oversampling:
+        if done and it >= miniter and not levels:
             converged = True
             break
         if it >= maxiter:
             break
         it += 1
         if done and it > miniter:
-            # first phase of the ramp done: the same state again with all draws
+            # a phase of the ramp done: the same state again with more draws
             logger.info("converged with oversampling %d; continuing with %d",
-                        os_now, p.oversampling)
-            os_now, M, prev = p.oversampling, None, None
+                        os_now, levels[0])
+            os_now, M, prev = levels.pop(0), None, None
             continue
         nxt = step.new
         if p.accelerate and prev is not None and not (step.n_reseeded or prev[1].n_reseeded):
