@@ -206,15 +206,21 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             target = min(math.ceil(os_now * st.N0), int(MAX_DRAWS_PER_SAMPLE * p.N_w) + K)
             if M is None or abs(target - M) > 0.05 * M:
                 M = target
-        step = em_step(p, st, fit_bg, M, gen)
+        try:
+            step = em_step(p, st, fit_bg, M, gen)
+        except (FloatingPointError, np.linalg.LinAlgError):
+            if fallback is None:
+                raise
+            step = None                     # an extrapolation the numerics cannot evaluate
         n_eval += 1
-        n_reseeded += step.n_reseeded
-        if fallback is not None and step.logL < fallback[1].logL:
+        if fallback is not None and (step is None or step.logL < fallback[1].logL):
             # the extrapolation lost likelihood: continue from the plain EM update instead
-            logger.debug("extrapolation rejected: logL %.6f < %.6f", step.logL, fallback[1].logL)
+            logger.debug("extrapolation rejected: logL %s < %.6f",
+                         "nan" if step is None else f"{step.logL:.6f}", fallback[1].logL)
             prev, fallback = fallback, None
             st = prev[1].new
             continue
+        n_reseeded += step.n_reseeded
         fallback = None
         delta = step.logL - history[-1] if history else None
         history.append(step.logL)
