@@ -32,9 +32,14 @@ ENABLED = numba is not None and os.environ.get("PYGMMIS_NG_NUMBA", "1") != "0"
 MAX_D = 3
 
 
-def use_for(D: int) -> bool:
-    """Whether the fused E-step serves dimension D (see :data:`MAX_D`)."""
-    return ENABLED and D <= MAX_D
+def use_for(D: int, per_sample: bool = False) -> bool:
+    """Whether a fused E-step serves this chunk.
+
+    Per-sample noise: always (measured 1.5-2.4x faster than the numpy
+    structure-of-arrays kernel for D = 2 ... 10, and without its K x D x D x n
+    cache). No or shared noise: for D <= :data:`MAX_D`.
+    """
+    return ENABLED and (per_sample or D <= MAX_D)
 
 
 def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, A, Mc, Cc):
@@ -124,12 +129,114 @@ def _draw_transform_py(u, z, v, cum, mean, chol, lo, hi, x, comp):
                 x[i, a] = s
 
 
+def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp,
+                         A, SU, SUU, STinv):
+    """Sums of one chunk with per-sample noise: T_ik = V_k + S_i factorized per pair.
+
+    Accumulates A_k = sum q, SU_k = sum q u, SUU_k = sum q u u^T and
+    STinv_k = sum q T^-1 (upper triangles) with u = T_ik^-1 (x_i - m_k), from
+    which the caller forms Mc = V SU and Cc = V (SUU - STinv) V + A V.
+
+    Returns
+    -------
+    logL, B, bad : bad = 1 + index of the first sample with a T_ik that is
+        not positive definite (0 if none; the sums are then incomplete)
+    """
+    n, D = x.shape
+    K = mean.shape[0]
+    lp = np.empty(K + 1)
+    u = np.empty((K, D))
+    Tinv = np.empty((K, D, D))
+    L = np.empty((D, D))
+    Li = np.empty((D, D))
+    y = np.empty(D)
+    c0 = D * np.log(2.0 * np.pi)
+    logL = 0.0
+    B = 0.0
+    for i in range(n):
+        wi = weight[i]
+        if wi == 0.0:
+            continue
+        mx = -np.inf
+        for k in range(K):
+            # Cholesky of T = V_k + S_i (lower, in L)
+            logdet = 0.0
+            for a in range(D):
+                for b in range(a + 1):
+                    s = covar[k, a, b] + S[i, a, b]
+                    for c in range(b):
+                        s -= L[a, c] * L[b, c]
+                    if a == b:
+                        if not s > 0.0:
+                            return logL, B, i + 1
+                        L[a, a] = np.sqrt(s)
+                        logdet += np.log(L[a, a])
+                    else:
+                        L[a, b] = s / L[b, b]
+            # L^-1 (lower) by forward substitution
+            for a in range(D):
+                Li[a, a] = 1.0 / L[a, a]
+                for b in range(a):
+                    s = 0.0
+                    for c in range(b, a):
+                        s -= L[a, c] * Li[c, b]
+                    Li[a, b] = s * Li[a, a]
+            # y = L^-1 d, chi2 = |y|^2, u = L^-T y = T^-1 d, T^-1 = L^-T L^-1
+            chi2 = 0.0
+            for a in range(D):
+                s = 0.0
+                for b in range(a + 1):
+                    s += Li[a, b] * (x[i, b] - mean[k, b])
+                y[a] = s
+                chi2 += s * s
+            for a in range(D):
+                s = 0.0
+                for c in range(a, D):
+                    s += Li[c, a] * y[c]
+                u[k, a] = s
+                for b in range(a, D):
+                    s2 = 0.0
+                    for c in range(b, D):
+                        s2 += Li[c, a] * Li[c, b]
+                    Tinv[k, a, b] = s2
+            lp[k] = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
+            if lp[k] > mx:
+                mx = lp[k]
+        if has_bg:
+            lp[K] = log_bg[i]
+            if lp[K] > mx:
+                mx = lp[K]
+        if mx == -np.inf:
+            logL = -np.inf
+            continue
+        tot = 0.0
+        for k in range(K + has_bg):
+            lp[k] = np.exp(lp[k] - mx)
+            tot += lp[k]
+        logL += wi * (mx + np.log(tot))
+        scale = wi / tot
+        if has_bg:
+            B += lp[K] * scale
+        for k in range(K):
+            q = lp[k] * scale
+            A[k] += q
+            for a in range(D):
+                qa = q * u[k, a]
+                SU[k, a] += qa
+                for b in range(a, D):
+                    SUU[k, a, b] += qa * u[k, b]
+                    STinv[k, a, b] += q * Tinv[k, a, b]
+    return logL, B, 0
+
+
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
     _stats_shared_jit = _jit(_stats_shared_py)
+    _stats_per_sample_jit = _jit(_stats_per_sample_py)
     _draw_transform_jit = _jit(_draw_transform_py)
 else:  # pragma: no cover
     _stats_shared_jit = _stats_shared_py
+    _stats_per_sample_jit = _stats_per_sample_py
     _draw_transform_jit = _draw_transform_py
 
 
@@ -182,3 +289,46 @@ def draw_transform(u: np.ndarray, z: np.ndarray, v: np.ndarray | None, cum: np.n
                         np.ascontiguousarray(lo, dtype=float), np.ascontiguousarray(hi, dtype=float),
                         x, comp)
     return x, comp
+
+
+def _mirror(M: np.ndarray) -> None:
+    """Copy the upper triangle of each (D, D) matrix of a stack onto its lower one, in place."""
+    D = M.shape[-1]
+    iu = np.triu_indices(D, 1)
+    M[:, iu[1], iu[0]] = M[:, iu[0], iu[1]]
+
+
+def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
+                     log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
+                     log_amp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """A_k, Mc_k, Cc_k, logL and B of one chunk with per-sample noise S (n, D, D).
+
+    Same meaning as :func:`pygmmis_ng.kernels.chunk_stats` (statistics of the
+    deconvolved values, centred on the current means).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If some V_k + S_i is not positive definite.
+    """
+    n, D = x.shape
+    K = mean.shape[0]
+    A = np.zeros(K)
+    SU = np.zeros((K, D))
+    SUU = np.zeros((K, D, D))
+    STinv = np.zeros((K, D, D))
+    w = np.ones(n) if weight is None else np.ascontiguousarray(weight, dtype=float)
+    bg = np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float)
+    logL, B, bad = _stats_per_sample_jit(
+        np.ascontiguousarray(x), np.ascontiguousarray(S), w, bg, int(log_bg is not None),
+        np.ascontiguousarray(mean), np.ascontiguousarray(covar), np.ascontiguousarray(log_amp),
+        A, SU, SUU, STinv)
+    if bad:
+        raise np.linalg.LinAlgError(f"V_k + S_i is not positive definite for sample {bad - 1} "
+                                    "of a chunk")
+    _mirror(SUU)
+    _mirror(STinv)
+    Mc = np.einsum("kab,kb->ka", covar, SU)
+    Cc = covar @ (SUU - STinv) @ covar + A[:, None, None] * covar
+    Cc = 0.5 * (Cc + np.swapaxes(Cc, 1, 2))
+    return A, Mc, Cc, float(logL), float(B)

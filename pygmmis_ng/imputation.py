@@ -270,7 +270,7 @@ def imputed_stats(p: Any, st: Any, comps: kernels.Components, M: int
         omega_sum += float(block.omega.sum())
         S = block.noise
         per_sample = S is not None and S.ndim == 3
-        if fused.use_for(D) and not per_sample:
+        if fused.use_for(D, per_sample):
             # the compiled kernel skips weight-0 (selected) draws at no cost: no copies
             rejected = slice(None)
         else:

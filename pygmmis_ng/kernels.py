@@ -312,11 +312,15 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
     SufficientStats
     """
     K, D = comps.mean.shape
-    if S is None and fused.use_for(D):
+    if fused.use_for(D, S is not None):
+        wsum = float(x.shape[0]) if weight is None else float(weight.sum())
+        if S is not None:
+            A, Mc, Cc, logL, B = fused.stats_per_sample(x, S, weight, log_bg, comps.mean,
+                                                        comps.covar, comps.log_amp)
+            return SufficientStats(A, Mc, Cc, logL, wsum, B)
         log_const = comps.log_amp - 0.5 * (D * LOG_2PI + comps.log_det)
         A, Mc, Cc, logL, B = fused.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
                                                 log_const)
-        wsum = float(x.shape[0]) if weight is None else float(weight.sum())
         return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
     log_p, cache = _log_joint_and_cache(x, comps, S)
     q_bg = None

@@ -157,8 +157,9 @@ def numpy_kernels(monkeypatch):
     return switch
 
 
-@pytest.mark.parametrize("D", [1, 2, 3])
-@pytest.mark.parametrize("variant", ["plain", "shared_noise", "weights_bg"])
+@pytest.mark.parametrize("D", [1, 2, 3, 6])
+@pytest.mark.parametrize("variant", ["plain", "shared_noise", "weights_bg", "per_sample",
+                                     "per_sample_weights_bg"])
 def test_fused_chunk_stats_equal_numpy(numpy_kernels, D, variant):
     rng = np.random.default_rng(D)
     K, n = 4, 3000
@@ -167,17 +168,18 @@ def test_fused_chunk_stats_equal_numpy(numpy_kernels, D, variant):
     covar = random_spd(rng, K, D, 0.3, 1.5)
     amp = rng.dirichlet(np.ones(K))
     noise = random_spd(rng, 1, D, 0.1, 0.5)[0] if variant == "shared_noise" else None
+    S = random_spd(rng, n, D, 0.05, 2.0) if variant.startswith("per_sample") else None
     weight = log_bg = None
-    if variant == "weights_bg":
+    if variant.endswith("weights_bg"):
         weight = rng.uniform(0, 2, n)
         weight[::7] = 0.0                       # zero weights are skipped, not mis-summed
         log_bg = np.log(0.2 / 40.0) + np.zeros(n)
         amp = amp * 0.8
-    comps = kernels.prepare_components(amp, mean, covar, noise)
+    comps = kernels.prepare_components(amp, mean, covar, noise if S is None else S)
     out = {}
     for on in (True, False):
         numpy_kernels(on)
-        out[on] = kernels.chunk_stats(x, comps, None, weight, log_bg)
+        out[on] = kernels.chunk_stats(x, comps, S, weight, log_bg)
     a, b = out[True], out[False]
     np.testing.assert_allclose(a.A, b.A, rtol=1e-11)
     np.testing.assert_allclose(a.Mc, b.Mc, rtol=1e-9, atol=1e-9 * np.abs(b.Mc).max())
@@ -237,3 +239,15 @@ def test_imputation_fit_is_the_same_with_and_without_compiled_kernels(numpy_kern
     assert r1.n_iter == r0.n_iter
     assert r1.logL == pytest.approx(r0.logL, abs=1e-8)
     np.testing.assert_allclose(g1.mean, g0.mean, atol=1e-6)
+
+
+def test_fused_per_sample_kernel_reports_non_positive_definite_noise(numpy_kernels):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 2))
+    S = np.stack([np.eye(2)] * 10)
+    S[6] = [[-3.0, 0.0], [0.0, 1.0]]                # V + S_6 is indefinite
+    comps = kernels.prepare_components(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None], S)
+    for on in (True, False):
+        numpy_kernels(on)
+        with pytest.raises(np.linalg.LinAlgError):
+            kernels.chunk_stats(x, comps, S)
