@@ -16,7 +16,8 @@ from . import compare, datasets, init
 from .background import Background
 from .compare import heldout_logL, match_components
 from .em import fit
-from .imputation import CallbackError, draw
+from .forward import draw
+from .imputation import CallbackError
 from .init import INIT_METHODS
 from .model import GMM
 from .neighborhoods import chi2_cutoff

@@ -25,7 +25,7 @@ import numpy as np
 from . import kernels
 from .acceleration import Params, extrapolate
 from .background import Background
-from .imputation import ImputationSampler, imputed_stats
+from .imputation import BlockTask, ImputationSampler, block_sizes, block_stats
 from .mstep import background_amp, collapsed, m_step, renormalize_free
 from .progress import log_header, log_row
 
@@ -100,27 +100,48 @@ class Run(NamedTuple):
     n_eval: int                 # E-steps computed (iterations plus rejected extrapolations)
 
 
-def observed_stats(p: Problem, comps: kernels.Components, bg_amp: float) -> kernels.SufficientStats:
+def _observed_task(p: Problem, task: tuple) -> kernels.SufficientStats:
+    """Statistics of one chunk of observed samples (a task for the executor)."""
+    sl, comps, log_alpha = task
+    log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
+    return kernels.chunk_stats(p.Xc[sl], comps, p.S[sl] if p.per_sample else None,
+                               None if p.weight is None else p.weight[sl], log_bg)
+
+
+def observed_stats(p: Problem, comps: kernels.Components, bg_amp: float, ex: Any
+                   ) -> kernels.SufficientStats:
+    """Statistics of all observed samples: chunk tasks on the executor, summed in order."""
     K, D = comps.mean.shape
-    stats = kernels.SufficientStats.zeros(K, D)
     log_alpha = math.log(bg_amp) if bg_amp > 0 else None
-    for sl in p.chunks:
-        log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
-        stats += kernels.chunk_stats(p.Xc[sl], comps, p.S[sl] if p.per_sample else None,
-                                     None if p.weight is None else p.weight[sl], log_bg)
+    stats = kernels.SufficientStats.zeros(K, D)
+    for part in ex.map(_observed_task, [(sl, comps, log_alpha) for sl in p.chunks]):
+        stats += part
     return stats
 
 
-def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generator) -> Step:
+def imputed_stats(p: Problem, st: State, M: int, ex: Any) -> tuple[kernels.SufficientStats, float]:
+    """Statistics of M imputation draws (weights 1 - Omega) and sum Omega, block by block."""
+    K, D = st.mean.shape
+    stats = kernels.SufficientStats.zeros(K, D)
+    omega_sum = 0.0
+    tasks = [BlockTask(b, n, st.amp, st.mean, st.covar, st.bg_amp) for b, n in block_sizes(M)]
+    for part, omega in ex.map(block_stats, tasks):
+        stats += part
+        omega_sum += omega
+    return stats, omega_sum
+
+
+def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generator,
+            ex: Any) -> Step:
     """logL at ``st`` and the EM update of ``st`` (with M imputation draws if imputing)."""
     K, D = st.mean.shape
     shared = p.S if p.S is not None and p.S.ndim == 2 else None
     comps = kernels.prepare_components(st.amp * (1 - st.bg_amp), st.mean, st.covar, shared)
-    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0)
+    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex)
     logL = stats.logL / p.N_w
     N0 = p.N_w
     if p.impute:
-        imp, omega_sum = imputed_stats(p, st, comps, M)
+        imp, omega_sum = imputed_stats(p, st, M, ex)
         Z = max(omega_sum / M, 0.5 / M)
         N0 = p.N_w / Z
         stats += imp.scaled(N0 / M)
@@ -175,8 +196,9 @@ def _converged(p: Problem, prev: tuple[State, Step], step: Step, st: State) -> t
     return done, stable
 
 
-def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Generator) -> Run:
-    """EM iterations from ``st`` until convergence or maxiter.
+def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Generator,
+           ex: Any) -> Run:
+    """EM iterations from ``st`` until convergence or maxiter, with the executor ``ex``.
 
     An iteration is a move to a new state (an EM update, or an accepted
     extrapolation); ``history`` holds the logL of every state moved to, and
@@ -207,7 +229,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             if M is None or abs(target - M) > 0.05 * M:
                 M = target
         try:
-            step = em_step(p, st, fit_bg, M, gen)
+            step = em_step(p, st, fit_bg, M, gen, ex)
         except (FloatingPointError, np.linalg.LinAlgError):
             if fallback is None:
                 raise

@@ -229,12 +229,46 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp,
     return logL, B, 0
 
 
+def _sandwich_py(G, C, H, out):
+    """out_k = G_k C_k H_k^T for stacks of (D, D) matrices, summed in a fixed order."""
+    K, D = C.shape[0], C.shape[1]
+    tmp = np.empty((D, D))
+    for k in range(K):
+        for a in range(D):
+            for b in range(D):
+                s = 0.0
+                for c in range(D):
+                    s += G[k, a, c] * C[k, c, b]
+                tmp[a, b] = s
+        for a in range(D):
+            for b in range(D):
+                s = 0.0
+                for c in range(D):
+                    s += tmp[a, c] * H[k, b, c]
+                out[k, a, b] = s
+
+
+def _matvec_py(G, v, out):
+    """out_k = G_k v_k for (K, D, D) and (K, D), summed in a fixed order."""
+    K, D = v.shape
+    for k in range(K):
+        for a in range(D):
+            s = 0.0
+            for c in range(D):
+                s += G[k, a, c] * v[k, c]
+            out[k, a] = s
+
+
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
+    _sandwich = _jit(_sandwich_py)
+    _matvec = _jit(_matvec_py)
     _stats_shared_jit = _jit(_stats_shared_py)
     _stats_per_sample_jit = _jit(_stats_per_sample_py)
     _draw_transform_jit = _jit(_draw_transform_py)
 else:  # pragma: no cover
+    _sandwich = _sandwich_py
+    _matvec = _matvec_py
     _stats_shared_jit = _stats_shared_py
     _stats_per_sample_jit = _stats_per_sample_py
     _draw_transform_jit = _draw_transform_py
@@ -328,7 +362,26 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
                                     "of a chunk")
     _mirror(SUU)
     _mirror(STinv)
-    Mc = np.einsum("kab,kb->ka", covar, SU)
-    Cc = covar @ (SUU - STinv) @ covar + A[:, None, None] * covar
-    Cc = 0.5 * (Cc + np.swapaxes(Cc, 1, 2))
-    return A, Mc, Cc, float(logL), float(B)
+    return (A,) + deconvolve(covar, None, A, SU, SUU - STinv, covar) + (float(logL), float(B))
+
+
+def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.ndarray,
+               Cc: np.ndarray, H: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(G Mc, G Cc H^T + A post), the latter symmetrized (post defaults to H).
+
+    Shared noise: G = H = V T^-1 (the gain), post = V - V T^-1 V. Per-sample
+    noise: G = H = V and post = V (Cc = V (SUU - STinv) V + A V). Computed
+    in compiled loops with a fixed summation order, so the result does not
+    depend on the memory alignment of the inputs (numpy's einsum does), which
+    keeps fits bit-identical across worker processes.
+    """
+    G = np.ascontiguousarray(G)
+    H = G if H is None else np.ascontiguousarray(H)
+    post = H if post is None else post
+    Mc_out = np.empty_like(Mc)
+    Cc_out = np.empty_like(Cc)
+    _matvec(G, np.ascontiguousarray(Mc), Mc_out)
+    _sandwich(G, np.ascontiguousarray(Cc), H, Cc_out)
+    Cc_out += A[:, None, None] * post
+    Cc_out = 0.5 * (Cc_out + np.swapaxes(Cc_out, 1, 2))
+    return Mc_out, Cc_out

@@ -25,7 +25,7 @@ Monte-Carlo noise of this step small:
   (Rao-Blackwellization): the same expectation with less variance for
   probabilistic selections, identical for deterministic ones.
 
-:func:`draw` is the public forward model with pyGMMis's signature.
+The public forward model :func:`pygmmis_ng.draw` is in :mod:`.forward`.
 """
 from __future__ import annotations
 
@@ -39,14 +39,12 @@ import scipy.stats
 import scipy.stats.qmc
 
 from . import fused, kernels
-from ._validation import as_float_array, check_int, check_rng
+from ._validation import as_float_array
 from .background import Background
-from .model import GMM, eval_chunks
+from .model import eval_chunks
 
 #: draws per block of common random numbers (independent of K, D and n_jobs)
 IMPUTATION_BLOCK = 65536
-#: largest sample :func:`draw` generates at once
-MAX_DRAW = 1 << 25
 #: "sobol" (scrambled Sobol points) or "pseudo" (PCG64 streams per block)
 VARIATES = "sobol"
 
@@ -189,15 +187,15 @@ class ImputationSampler:
             self._cache[b] = out
         return out
 
-    def blocks(self, M: int, amp: np.ndarray, mean: np.ndarray, chol: np.ndarray,
-               bg: Background | None, bg_amp: float, covar_callback: Callable | None,
-               sel_callback: Callable) -> Iterator[Block]:
-        """Yield the M draws in blocks, with their noise and selection probability.
+    def block(self, b: int, n: int, amp: np.ndarray, mean: np.ndarray, chol: np.ndarray,
+              bg: Background | None, bg_amp: float, covar_callback: Callable | None,
+              sel_callback: Callable) -> Block:
+        """The first n draws of block b, with their noise and selection probability.
 
         Parameters
         ----------
-        M : int
-            Number of draws.
+        b, n : int
+            Block index and number of draws (<= IMPUTATION_BLOCK).
         amp, mean, chol : (K,), (K, D), (K, D, D)
             Signal amplitudes (sum 1), means, Cholesky factors of the covariances.
         bg, bg_amp : the background and its fraction (or None, 0)
@@ -205,197 +203,86 @@ class ImputationSampler:
         """
         K = amp.size
         cum = np.cumsum(np.append(amp * (1 - bg_amp), bg_amp))
-        for b in range(-(-M // IMPUTATION_BLOCK)):
-            n = min(IMPUTATION_BLOCK, M - b * IMPUTATION_BLOCK)
-            u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
-            if fused.ENABLED:
-                x = fused.draw_transform(u, z, v, cum, mean, chol,
-                                         None if bg is None else bg.footprint)[0]
-            else:
-                comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), K)
-                is_bg = comp == K
-                k_sig = np.where(is_bg, 0, comp)
-                x = mean[k_sig] + np.einsum("nab,nb->na", chol[k_sig], z)
-                if is_bg.any():
-                    lo, hi = bg.footprint
-                    x[is_bg] = lo + (hi - lo) * v[is_bg]
-            where = f"imputation draws (block {b})"
-            S = None
-            if covar_callback is not None:
-                S = evaluate_noise(covar_callback, x, where)
-                x = add_noise(x, S, eta)
-            yield Block(x, S, evaluate_selection(sel_callback, x, where))
-
-
-def imputed_stats(p: Any, st: Any, comps: kernels.Components, M: int
-                  ) -> tuple[kernels.SufficientStats, float]:
-    """Sufficient statistics of M imputation draws at the current parameters.
-
-    Parameters
-    ----------
-    p : the fit's fixed problem (sampler, callbacks, background, centre, noise)
-    st : the current state (amp, centred mean, covar, bg_amp)
-    comps : Components of the observed samples' noise (reused when the
-        imputed noise is the same shared matrix)
-    M : number of draws
-
-    Returns
-    -------
-    stats : SufficientStats of the draws weighted by 1 - Omega_j (to be
-        scaled by N0 / M by the caller)
-    omega_sum : sum_j Omega_j (Z = omega_sum / M)
-    """
-    K, D = st.mean.shape
-    amp_eff = st.amp * (1 - st.bg_amp)
-    log_alpha = math.log(st.bg_amp) if st.bg_amp > 0 else None
-    # Components with a shared noise folded in, keyed by that noise (None: no noise);
-    # the per-sample kernel path only uses the noise-free parts, so any entry serves it
-    folded = p.S if p.S is not None and p.S.ndim == 2 else None
-    comps_by_noise: dict[bytes | None, kernels.Components] = {
-        None if folded is None else folded.tobytes(): comps}
-
-    def comps_for(S: np.ndarray | None) -> kernels.Components:
-        if S is not None and S.ndim == 3:
-            return comps
-        key = None if S is None else S.tobytes()
-        if key not in comps_by_noise:
-            comps_by_noise[key] = kernels.prepare_components(amp_eff, st.mean, st.covar, S)
-        return comps_by_noise[key]
-
-    stats = kernels.SufficientStats.zeros(K, D)
-    omega_sum = 0.0
-    chol = np.linalg.cholesky(st.covar)
-    for block in p.sampler.blocks(M, st.amp, st.mean + p.center, chol, p.bg, st.bg_amp,
-                                  p.covar_callback, p.sel_callback):
-        omega_sum += float(block.omega.sum())
-        S = block.noise
-        per_sample = S is not None and S.ndim == 3
-        if fused.use_for(D, per_sample):
-            # the compiled kernel skips weight-0 (selected) draws at no cost: no copies
-            rejected = slice(None)
+        u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
+        if fused.ENABLED:
+            x = fused.draw_transform(u, z, v, cum, mean, chol,
+                                     None if bg is None else bg.footprint)[0]
         else:
-            rejected = block.omega < 1
-            if not rejected.any():
-                continue
-        y = block.coords[rejected]
-        if per_sample:
-            S = S[rejected]
-        n = len(y)
-        cmp = comps_for(S)
-        wgt = 1.0 - block.omega[rejected]
-        log_bg = None if log_alpha is None else p.bg.log_density(y, S) + log_alpha
-        yc = y - p.center
-        for sl in eval_chunks(n, K, D, per_sample):
-            stats += kernels.chunk_stats(yc[sl], cmp, S[sl] if per_sample else None, wgt[sl],
-                                         None if log_bg is None else log_bg[sl])
-    return stats, omega_sum
+            comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), K)
+            is_bg = comp == K
+            k_sig = np.where(is_bg, 0, comp)
+            x = mean[k_sig] + np.einsum("nab,nb->na", chol[k_sig], z)
+            if is_bg.any():
+                lo, hi = bg.footprint
+                x[is_bg] = lo + (hi - lo) * v[is_bg]
+        where = f"imputation draws (block {b})"
+        S = None
+        if covar_callback is not None:
+            S = evaluate_noise(covar_callback, x, where)
+            x = add_noise(x, S, eta)
+        return Block(x, S, evaluate_selection(sel_callback, x, where))
+
+    def blocks(self, M: int, *args: Any) -> Iterator[Block]:
+        """All M draws, block by block (arguments after M as for :meth:`block`)."""
+        for b, n in block_sizes(M):
+            yield self.block(b, n, *args)
 
 
-# ---------------------------------------------------------------------------
-# forward model
-# ---------------------------------------------------------------------------
-
-def _draw_model(gmm: GMM, size: int, covar_callback: Callable | None, background: Background | None,
-                gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-    bg_size = 0 if background is None else int(gen.binomial(size, background.amp))
-    parts = [gmm.draw(size - bg_size, rng=gen)]
-    if bg_size:
-        parts.append(background.draw(bg_size, rng=gen))
-    x = np.concatenate(parts)
-    x = x[gen.permutation(len(x))]
-    S = None
-    if covar_callback is not None:
-        S = evaluate_noise(covar_callback, x, "draws")
-        x = add_noise(x, S, gen.standard_normal(x.shape))
-    return x, S
+def block_sizes(M: int) -> list[tuple[int, int]]:
+    """(block index, number of draws) of the blocks that hold M draws."""
+    return [(b, min(IMPUTATION_BLOCK, M - b * IMPUTATION_BLOCK))
+            for b in range(-(-M // IMPUTATION_BLOCK))]
 
 
-def poisson_interval(n: int, alpha: float = 0.32) -> tuple[float, float]:
-    """Central (1 - alpha) confidence interval of a Poisson mean given n counts (default 68%)."""
-    lower = 0.5 * scipy.stats.chi2.ppf(alpha / 2, 2 * n) if n > 0 else 0.0
-    upper = 0.5 * scipy.stats.chi2.ppf(1 - alpha / 2, 2 * n + 2)
-    return lower, upper
+class BlockTask(NamedTuple):
+    """What a worker needs to compute the statistics of one block of imputation draws."""
+
+    b: int
+    n: int
+    amp: np.ndarray             # signal amplitudes (sum 1)
+    mean: np.ndarray            # centred means
+    covar: np.ndarray
+    bg_amp: float
 
 
-def draw(gmm: GMM, obs_size: int, sel_callback: Callable | None = None, invert_sel: bool = False,
-         orig_size: int | None = None, covar_callback: Callable | None = None,
-         background: Background | None = None, rng: Any = None, max_tries: int = 100
-         ) -> tuple[np.ndarray, np.ndarray | None, int, np.ndarray | None]:
-    """Draw from the GMM (and background) with noise and selection, like pyGMMis's ``draw``.
-
-    Draws ``orig_size`` samples from the model, adds noise from
-    ``covar_callback``, and keeps each with probability Omega
-    (``sel_callback``) -- or 1 - Omega with ``invert_sel``. If the number of
-    selected samples is outside the 68% Poisson interval of ``obs_size``, the
-    original size is re-estimated as orig_size * obs_size / selected and the
-    draw repeated, so the returned sample is consistent with ``obs_size``
-    observed samples.
+def block_stats(p: Any, task: BlockTask) -> tuple[kernels.SufficientStats, float]:
+    """Sufficient statistics of one block of imputation draws, weighted by 1 - Omega_j.
 
     Parameters
     ----------
-    gmm : GMM
-    obs_size : int
-        Number of samples the selection is meant to keep.
-    sel_callback : callable or None
-        coords (n, D) -> selection probability (n,) in [0, 1].
-    invert_sel : bool
-        Return the samples the selection rejects instead.
-    orig_size : int or None
-        First guess of the size before selection (default ``obs_size``).
-    covar_callback : callable or None
-        coords (n, D) -> noise covariance (D, D) or (n, D, D) of each draw.
-    background : Background or None
-        Draw a fraction ``background.amp`` from it.
-    rng : None, int, Generator or RandomState
-    max_tries : int
-        Give up (ValueError) after this many re-draws.
+    p : the fit's fixed problem (sampler, callbacks, background, centre)
+    task : BlockTask
 
     Returns
     -------
-    data : ndarray (n, D)
-    covar : None, ndarray (D, D) or (n, D, D)
-        Noise covariance of the returned samples.
-    orig_size : int
-        The (re-estimated) size before selection.
-    omega : ndarray (n,) or None
-        Selection probability of the returned samples.
+    stats : SufficientStats of the block (to be scaled by N0 / M by the caller)
+    omega_sum : sum_j Omega_j over the block
     """
-    if not isinstance(gmm, GMM):
-        raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
-    gmm.validate()
-    obs_size = check_int(obs_size, "obs_size", minimum=0)
-    orig_size = obs_size if orig_size is None else check_int(orig_size, "orig_size", minimum=0)
-    if background is not None:
-        if not isinstance(background, Background) or background.D != gmm.D:
-            raise ValueError(f"background must be a pygmmis_ng.Background with D={gmm.D}")
-    for name, cb in (("sel_callback", sel_callback), ("covar_callback", covar_callback)):
-        if cb is not None and not callable(cb):
-            raise ValueError(f"{name} must be callable or None")
-    gen = check_rng(rng)
-    data, S = _draw_model(gmm, orig_size, covar_callback, background, gen)
-    if sel_callback is None:
-        return data, S, orig_size, None
-    lower, upper = poisson_interval(obs_size)
-    for _ in range(max_tries):
-        omega = evaluate_selection(sel_callback, data, "draws")
-        sel = gen.random(len(data)) < omega
-        n_sel = int(sel.sum())
-        if lower <= n_sel <= upper:
-            break
-        if n_sel == 0 and orig_size > 0 and omega.max() == 0:
-            raise ValueError(f"sel_callback gives Omega = 0 for all {orig_size} draws from the model: "
-                             "the model puts (almost) no mass where samples can be selected")
-        # grow at most 10x per try, and never beyond MAX_DRAW samples
-        orig_size = max(1, int(round(orig_size * min(obs_size / max(n_sel, 0.5), 10.0))))
-        if orig_size > MAX_DRAW:
-            raise ValueError(f"obs_size={obs_size} selected samples would need more than {MAX_DRAW} "
-                             "draws: the selected fraction of the model is too small")
-        data, S = _draw_model(gmm, orig_size, covar_callback, background, gen)
+    K, D = task.mean.shape
+    amp_eff = task.amp * (1 - task.bg_amp)
+    log_alpha = math.log(task.bg_amp) if task.bg_amp > 0 else None
+    block = p.sampler.block(task.b, task.n, task.amp, task.mean + p.center,
+                            np.linalg.cholesky(task.covar), p.bg, task.bg_amp,
+                            p.covar_callback, p.sel_callback)
+    stats = kernels.SufficientStats.zeros(K, D)
+    S = block.noise
+    per_sample = S is not None and S.ndim == 3
+    if fused.use_for(D, per_sample):
+        # the compiled kernels skip weight-0 (selected) draws at no cost: no copies
+        rejected = slice(None)
     else:
-        raise ValueError(f"could not draw a sample consistent with obs_size={obs_size} in "
-                         f"{max_tries} tries")
-    if invert_sel:
-        sel = ~sel
-    if S is not None and S.ndim == 3:
-        S = S[sel]
-    return data[sel], S, orig_size, omega[sel]
+        rejected = block.omega < 1
+        if not rejected.any():
+            return stats, float(block.omega.sum())
+    y = block.coords[rejected]
+    if per_sample:
+        S = S[rejected]
+    # with one shared noise matrix the components fold it in; per-sample noise stays apart
+    comps = kernels.prepare_components(amp_eff, task.mean, task.covar, S)
+    wgt = 1.0 - block.omega[rejected]
+    log_bg = None if log_alpha is None else p.bg.log_density(y, S) + log_alpha
+    yc = y - p.center
+    for sl in eval_chunks(len(y), K, D, per_sample):
+        stats += kernels.chunk_stats(yc[sl], comps, S[sl] if per_sample else None, wgt[sl],
+                                     None if log_bg is None else log_bg[sl])
+    return stats, float(block.omega.sum())

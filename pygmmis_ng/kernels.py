@@ -368,10 +368,8 @@ def _deconvolved(stats: SufficientStats, comps: Components) -> SufficientStats:
     """
     if comps.gain is None:
         return stats
-    G = comps.gain
-    stats.Mc = np.einsum("kab,kb->ka", G, stats.Mc)
-    Cc = G @ stats.Cc @ np.swapaxes(G, 1, 2) + stats.A[:, None, None] * comps.post_covar
-    stats.Cc = 0.5 * (Cc + np.swapaxes(Cc, 1, 2))
+    stats.Mc, stats.Cc = fused.deconvolve(comps.gain, comps.post_covar, stats.A, stats.Mc,
+                                          stats.Cc)
     return stats
 
 

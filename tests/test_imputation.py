@@ -299,7 +299,7 @@ def garwood(n):
 def test_draw_sizes_are_poisson_consistent(obs_size):
     gmm = _unit_normal_1d()
     lower, upper = garwood(obs_size)
-    assert np.allclose(ng.imputation.poisson_interval(obs_size), (lower, upper))
+    assert np.allclose(ng.forward.poisson_interval(obs_size), (lower, upper))
     for seed in range(3):
         data, covar, orig_size, omega = ng.draw(gmm, obs_size, sel_callback=_above, rng=seed)
         assert covar is None

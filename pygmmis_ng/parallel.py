@@ -1,0 +1,160 @@
+"""Executors: run the tasks of one EM iteration serially or in a process pool.
+
+A fit splits its work into fixed tasks -- chunks of the observed samples
+(:func:`pygmmis_ng.model.eval_chunks`) and blocks of imputation draws
+(:data:`pygmmis_ng.imputation.IMPUTATION_BLOCK`) -- whose boundaries do not
+depend on the number of workers. Every executor returns the tasks' partial
+sums in task order and the caller adds them in that order, so a fixed seed
+gives bit-identical fits for any ``n_jobs``.
+
+:class:`PoolExecutor` lives for one fit: it copies the large read-only
+arrays of the problem (data, noise, weights, background densities) into
+``multiprocessing.shared_memory`` segments once, starts the worker
+processes once (they attach to the segments and rebuild the problem), and
+maps each iteration's tasks over them with parmap. Closing it -- always, by
+``with``, also after an exception or Ctrl-C -- terminates the workers and
+unlinks every segment. Workers ignore SIGINT, so Ctrl-C reaches the parent
+only, which then shuts everything down.
+
+User callbacks (``sel_callback``, ``covar_callback``) run in the workers.
+With the "fork" start method (Linux) they are inherited and need not be
+picklable; elsewhere they must be.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import signal
+from collections.abc import Callable, Sequence
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+import parmap
+
+#: the problem's arrays that go to shared memory (fields of em_loop.Problem)
+SHARED_FIELDS = ("Xc", "S", "weight", "log_bg_obs")
+#: prefix of our shared-memory segment names (tests look for leftovers by it)
+SEGMENT_PREFIX = "pygmmis_ng_"
+
+_worker_problem: Any = None          # the problem, rebuilt once in each worker
+_worker_segments: list = []          # keeps the worker's attachments alive
+
+
+def resolve_n_jobs(n_jobs: int) -> int:
+    """Number of worker processes for ``n_jobs`` (-1: one per CPU)."""
+    return (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+
+
+class SerialExecutor:
+    """Runs the tasks in this process, in order."""
+
+    n_jobs = 1
+
+    def __init__(self, problem: Any) -> None:
+        self.problem = problem
+
+    def map(self, fn: Callable, tasks: Sequence) -> list:
+        return [fn(self.problem, task) for task in tasks]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    try:   # Python >= 3.13: do not let this process's resource tracker own the segment
+        return shared_memory.SharedMemory(name=name, track=False)
+    except TypeError:
+        return shared_memory.SharedMemory(name=name)
+
+
+def _init_worker(lite: Any, specs: dict) -> None:
+    """Worker start: ignore Ctrl-C, attach to the segments, rebuild the problem."""
+    global _worker_problem
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    arrays = {}
+    for field, (name, shape, dtype) in specs.items():
+        shm = _attach(name)
+        _worker_segments.append(shm)
+        arr = np.ndarray(shape, dtype=np.dtype(dtype), buffer=shm.buf)
+        arr.flags.writeable = False
+        arrays[field] = arr
+    _worker_problem = lite._replace(**arrays)
+
+
+def _run_task(task: Any, fn: Callable) -> Any:
+    return fn(_worker_problem, task)
+
+
+class PoolExecutor:
+    """A process pool over shared memory for the duration of one fit.
+
+    Parameters
+    ----------
+    problem : em_loop.Problem
+        Its arrays named in :data:`SHARED_FIELDS` are shared; the rest is
+        handed to the workers when they start.
+    n_jobs : int >= 2
+    """
+
+    def __init__(self, problem: Any, n_jobs: int) -> None:
+        self.problem = problem
+        self.n_jobs = n_jobs
+        self._segments: list[shared_memory.SharedMemory] = []
+        self._pool = None
+        try:
+            specs = {}
+            for field in SHARED_FIELDS:
+                arr = getattr(problem, field)
+                if arr is None:
+                    continue
+                arr = np.ascontiguousarray(arr)
+                shm = shared_memory.SharedMemory(
+                    create=True, size=max(arr.nbytes, 1),
+                    name=f"{SEGMENT_PREFIX}{os.getpid()}_{secrets.token_hex(6)}")
+                self._segments.append(shm)
+                np.ndarray(arr.shape, dtype=arr.dtype, buffer=shm.buf)[...] = arr
+                specs[field] = (shm.name, arr.shape, arr.dtype.str)
+            lite = problem._replace(**{field: None for field in specs})
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+            self._pool = ctx.Pool(n_jobs, initializer=_init_worker, initargs=(lite, specs))
+        except BaseException:
+            self.close()
+            raise
+
+    def map(self, fn: Callable, tasks: Sequence) -> list:
+        return parmap.map(_run_task, list(tasks), fn, pm_pool=self._pool, pm_chunksize=1)
+
+    def close(self) -> None:
+        """Stop the workers and unlink every segment (idempotent)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        segments, self._segments = self._segments, []
+        for shm in segments:
+            shm.close()
+            try:
+                shm.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> PoolExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def make_executor(problem: Any, n_jobs: int) -> SerialExecutor | PoolExecutor:
+    """The executor for ``n_jobs`` workers (serial for 1)."""
+    n = resolve_n_jobs(n_jobs)
+    return SerialExecutor(problem) if n == 1 else PoolExecutor(problem, n)
