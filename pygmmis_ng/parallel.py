@@ -38,6 +38,14 @@ SHARED_FIELDS = ("Xc", "S", "weight", "log_bg_obs")
 #: prefix of our shared-memory segment names (tests look for leftovers by it)
 SEGMENT_PREFIX = "pygmmis_ng_"
 
+#: seconds between checks that every worker is still alive while waiting for results
+WATCH_INTERVAL = 0.2
+
+
+class WorkerDied(RuntimeError):
+    """A worker process of a parallel fit ended unexpectedly."""
+
+
 _worker_problem: Any = None          # the problem, rebuilt once in each worker
 _worker_segments: list = []          # keeps the worker's attachments alive
 
@@ -109,6 +117,7 @@ class PoolExecutor:
         self.n_jobs = n_jobs
         self._segments: list[shared_memory.SharedMemory] = []
         self._pool = None
+        self._workers: list = []
         try:
             specs = {}
             for field in SHARED_FIELDS:
@@ -126,12 +135,22 @@ class PoolExecutor:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
             self._pool = ctx.Pool(n_jobs, initializer=_init_worker, initargs=(lite, specs))
+            self._workers = list(getattr(self._pool, "_pool", []))
         except BaseException:
             self.close()
             raise
 
     def map(self, fn: Callable, tasks: Sequence) -> list:
-        return parmap.map(_run_task, list(tasks), fn, pm_pool=self._pool, pm_chunksize=1)
+        result = parmap.map_async(_run_task, list(tasks), fn, pm_pool=self._pool, pm_chunksize=1)
+        # multiprocessing.Pool replaces a worker that dies (killed for memory, a crash in
+        # compiled code) and loses its task: waiting on the result would never end
+        while not result.ready():
+            result.wait(WATCH_INTERVAL)
+            dead = [w for w in self._workers if w.exitcode is not None]
+            if dead and not result.ready():
+                raise WorkerDied(f"a worker process of the fit died (exit code {dead[0].exitcode}; "
+                                 "killed for lack of memory?); try a smaller n_jobs")
+        return result.get()
 
     def close(self) -> None:
         """Stop the workers and unlink every segment (idempotent)."""

@@ -157,3 +157,29 @@ def _running(pid: str) -> bool:
             return "State:\tZ" not in fh.read()
     except FileNotFoundError:
         return False
+
+
+def test_a_worker_killed_mid_fit_raises_instead_of_hanging():
+    import threading
+
+    X, S = xd_problem(N=60000)
+    gmm = ng.GMM(8, 3)
+
+    def kill_a_worker():
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            children = multiprocessing.active_children()
+            if len(children) >= 2:
+                time.sleep(0.5)
+                os.kill(children[0].pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    try:
+        with pytest.raises(parallel.WorkerDied, match="worker process"):
+            ng.fit(gmm, X, covar=S, tol=0, maxiter=100000, rng=0, n_jobs=2)
+    finally:
+        killer.join()
+    assert np.all(gmm.amp == ng.GMM(8, 3).amp)       # untouched
