@@ -21,12 +21,13 @@ from .imputation import CallbackError
 from .init import INIT_METHODS
 from .model import GMM
 from .neighborhoods import chi2_cutoff
+from .parallel import WorkerDied
 from .result import FitResult
 
 __version__ = "0.1.0"
 
-__all__ = ["GMM", "Background", "fit", "draw", "FitResult", "CallbackError", "ConvergenceWarning",
-           "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL", "compare", "datasets",
-           "init", "__version__"]
+__all__ = ["GMM", "Background", "fit", "draw", "FitResult", "CallbackError", "WorkerDied",
+           "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
+           "compare", "datasets", "init", "__version__"]
 
 logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())

@@ -178,7 +178,7 @@ def test_a_worker_killed_mid_fit_raises_instead_of_hanging():
     killer = threading.Thread(target=kill_a_worker)
     killer.start()
     try:
-        with pytest.raises(parallel.WorkerDied, match="worker process"):
+        with pytest.raises(ng.WorkerDied, match="worker process"):
             ng.fit(gmm, X, covar=S, tol=0, maxiter=100000, rng=0, n_jobs=2)
     finally:
         killer.join()
