@@ -26,7 +26,7 @@ from ._validation import (
     check_weights,
 )
 from .background import Background
-from .em_loop import Problem, Run, State, run_em
+from .em_loop import Problem, Run, State, neighborhood_chi2, run_em
 from .imputation import ImputationSampler, evaluate_selection
 from .init import data_variance, resolve_init, volume_filling_scale
 from .model import GMM, eval_chunks
@@ -69,8 +69,14 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         Covariance regularization in data units, as in pyGMMis: a lower
         bound on the isotropic dispersion of the components.
     cutoff : float > 0 or None
-        Neighborhood size in 1D-equivalent sigmas for the returned ``U``.
-        The fit is exact either way.
+        Neighborhood size in 1D-equivalent sigmas (chi2 quantile of the same
+        confidence in D dimensions). With the compiled kernels each component
+        then only evaluates the observed samples in its neighborhood; the
+        neighborhoods are stored with a margin and recomputed only for
+        components that moved, so the fit is exact for every pair within
+        ``cutoff`` and neglects pairs far beyond it (where responsibilities
+        are below ~exp(-cutoff^2 / 2)). None: every pair (exact). Also the
+        ``U`` returned.
     sel_callback : callable or None
         ``sel_callback(coords) -> Omega``: the probability (N,) in [0, 1]
         that a sample at the (noisy) coords (N, D) was observed. It must be
@@ -214,7 +220,9 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         log_omega_mean=log_omega_mean, sel_callback=sel_callback, covar_callback=covar_callback,
         oversampling=oversampling, sampler=sampler, bg=bg, w=w, tol=tol, masks=masks,
         scale2=data_variance(X), reseed_scale=volume_filling_scale(X, K),
-        shift_limit=chi2_cutoff(D, 0.1), accelerate=accelerate)
+        shift_limit=chi2_cutoff(D, 0.1), accelerate=accelerate,
+        nbr=None if cutoff is None else np.zeros((N, K), dtype=np.uint8),
+        nbr_c2=0.0 if cutoff is None else neighborhood_chi2(D, cutoff))
 
     # ---- restarts ------------------------------------------------------------
     seeds = gen.integers(0, 2**62, size=n_init)

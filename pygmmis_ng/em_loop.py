@@ -27,6 +27,7 @@ from .acceleration import Params, extrapolate
 from .background import Background
 from .imputation import BlockTask, ImputationSampler, block_sizes, block_stats
 from .mstep import background_amp, collapsed, m_step, renormalize_free
+from .neighborhoods import chi2_cutoff
 from .progress import log_header, log_row
 
 logger = logging.getLogger("pygmmis_ng")
@@ -61,6 +62,8 @@ class Problem(NamedTuple):
     reseed_scale: float
     shift_limit: float
     accelerate: bool
+    nbr: np.ndarray | None = None          # (N, K) uint8 neighborhood flags (with cutoff)
+    nbr_c2: float = 0.0                    # chi2 radius of the stored neighborhoods
 
     @property
     def per_sample(self) -> bool:
@@ -102,21 +105,57 @@ class Run(NamedTuple):
 
 def _observed_task(p: Problem, task: tuple) -> kernels.SufficientStats:
     """Statistics of one chunk of observed samples (a task for the executor)."""
-    sl, comps, log_alpha = task
+    sl, comps, log_alpha, redo = task
     log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
     return kernels.chunk_stats(p.Xc[sl], comps, p.S[sl] if p.per_sample else None,
-                               None if p.weight is None else p.weight[sl], log_bg)
+                               None if p.weight is None else p.weight[sl], log_bg,
+                               None if p.nbr is None else p.nbr[sl], redo, p.nbr_c2)
 
 
-def observed_stats(p: Problem, comps: kernels.Components, bg_amp: float, ex: Any
-                   ) -> kernels.SufficientStats:
-    """Statistics of all observed samples: chunk tasks on the executor, summed in order."""
+def observed_stats(p: Problem, comps: kernels.Components, bg_amp: float, ex: Any,
+                   redo: np.ndarray | None = None) -> kernels.SufficientStats:
+    """Statistics of all observed samples: chunk tasks on the executor, summed in order.
+
+    With neighborhoods (``p.nbr``), ``redo`` flags the components whose
+    neighborhoods are recomputed in this pass.
+    """
     K, D = comps.mean.shape
     log_alpha = math.log(bg_amp) if bg_amp > 0 else None
     stats = kernels.SufficientStats.zeros(K, D)
-    for part in ex.map(_observed_task, [(sl, comps, log_alpha) for sl in p.chunks]):
+    for part in ex.map(_observed_task, [(sl, comps, log_alpha, redo) for sl in p.chunks]):
         stats += part
     return stats
+
+
+#: stored neighborhoods stay valid while a component's mean moves less than NB_SHIFT of its
+#: (reference) sigma and its covariance grows by less than NB_SCALE in sigma; they are
+#: stored with the Mahalanobis radius NB_SCALE * r_cut + NB_SHIFT, so they always hold
+#: every sample within the cutoff radius r_cut of the current component
+NB_SHIFT = 0.5
+NB_SCALE = 1.1
+
+
+def neighborhood_chi2(D: int, cutoff: float) -> float:
+    """chi2 radius of the stored neighborhoods for a cutoff (1D-equivalent sigmas)."""
+    return float((NB_SCALE * math.sqrt(chi2_cutoff(D, cutoff)) + NB_SHIFT) ** 2)
+
+
+def _to_redo(ref: tuple | None, st: State) -> tuple[np.ndarray, tuple]:
+    """Components whose stored neighborhood is stale, and the updated references."""
+    K, D = st.mean.shape
+    if ref is None:
+        return np.ones(K, dtype=np.uint8), (st.mean.copy(), np.linalg.cholesky(st.covar))
+    mean_ref, chol_ref = ref
+    r = np.linalg.solve(chol_ref, (st.mean - mean_ref)[:, :, None])[:, :, 0]
+    Li = np.linalg.inv(chol_ref)
+    ev = np.linalg.eigvalsh(Li @ st.covar @ np.swapaxes(Li, 1, 2))
+    # stale: moved, grown (the stored set may miss samples), or shrunk a lot (wasteful)
+    stale = ((r**2).sum(axis=1) > NB_SHIFT**2) | (ev[:, -1] > NB_SCALE**2) | (ev[:, -1] < 0.25)
+    mean_ref, chol_ref = mean_ref.copy(), chol_ref.copy()
+    if stale.any():
+        mean_ref[stale] = st.mean[stale]
+        chol_ref[stale] = np.linalg.cholesky(st.covar[stale])
+    return stale.astype(np.uint8), (mean_ref, chol_ref)
 
 
 def imputed_stats(p: Problem, st: State, M: int, ex: Any) -> tuple[kernels.SufficientStats, float]:
@@ -132,12 +171,12 @@ def imputed_stats(p: Problem, st: State, M: int, ex: Any) -> tuple[kernels.Suffi
 
 
 def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generator,
-            ex: Any) -> Step:
+            ex: Any, redo: np.ndarray | None = None) -> Step:
     """logL at ``st`` and the EM update of ``st`` (with M imputation draws if imputing)."""
     K, D = st.mean.shape
     shared = p.S if p.S is not None and p.S.ndim == 2 else None
     comps = kernels.prepare_components(st.amp * (1 - st.bg_amp), st.mean, st.covar, shared)
-    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex)
+    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, redo)
     logL = stats.logL / p.N_w
     N0 = p.N_w
     if p.impute:
@@ -220,6 +259,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     prev = None         # (state, step) whose EM update is st: a plain pair, tested for convergence
     fallback = None     # (state, step) to return to if the extrapolated st turns out worse
     M = None
+    nb_ref = None       # component means and Cholesky factors when their neighborhoods were made
     it = 0
     while True:
         if p.impute:
@@ -228,12 +268,17 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             target = min(math.ceil(os_now * st.N0), int(MAX_DRAWS_PER_SAMPLE * p.N_w) + K)
             if M is None or abs(target - M) > 0.05 * M:
                 M = target
+        redo = None
+        if p.nbr is not None:
+            # the pass over the data rewrites the stale neighborhoods, whatever becomes of st
+            redo, nb_ref = _to_redo(nb_ref, st)
         try:
-            step = em_step(p, st, fit_bg, M, gen, ex)
+            step = em_step(p, st, fit_bg, M, gen, ex, redo)
         except (FloatingPointError, np.linalg.LinAlgError):
             if fallback is None:
                 raise
             step = None                     # an extrapolation the numerics cannot evaluate
+            nb_ref = None                   # its pass may have left neighborhoods half-made
         n_eval += 1
         if fallback is not None and (step is None or step.logL < fallback[1].logL):
             # the extrapolation lost likelihood: continue from the plain EM update instead

@@ -42,7 +42,8 @@ def use_for(D: int, per_sample: bool = False) -> bool:
     return ENABLED and (per_sample or D <= MAX_D)
 
 
-def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, A, Mc, Cc):
+def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr, redo, c2,
+                     A, Mc, Cc):
     """Sums of one chunk for components with per-component factors L_k^-1.
 
     Parameters
@@ -51,6 +52,11 @@ def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, A, M
     log_bg : (n,) log amplitude-weighted background density (read if has_bg)
     mean : (K, D);  prec_chol : (K, D, D) lower L_k^-1
     log_const : (K,) log a_k - (D log 2pi + log det T_k) / 2
+    nbr : (n, K) uint8 neighborhood flags, or shape (0, 0) for none: pair (i, k)
+        is evaluated only if nbr[i, k]; for components with redo[k] the flag
+        is first rewritten as chi2_ik < c2. A sample outside every
+        neighborhood is evaluated against all components.
+    redo : (K,) uint8;  c2 : float
     A, Mc, Cc : (K,), (K, D), (K, D, D) accumulators (added to; Cc's upper
         triangle only, the caller mirrors it)
 
@@ -64,23 +70,35 @@ def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, A, M
     d = np.empty((K, D))
     logL = 0.0
     B = 0.0
+    use_nbr = nbr.shape[0] > 0
     for i in range(n):
         wi = weight[i]
         if wi == 0.0:
             continue
-        mx = -np.inf
-        for k in range(K):
-            chi2 = 0.0
-            for a in range(D):
-                d[k, a] = x[i, a] - mean[k, a]
-            for a in range(D):
-                s = 0.0
-                for b in range(a + 1):
-                    s += prec_chol[k, a, b] * d[k, b]
-                chi2 += s * s
-            lp[k] = log_const[k] - 0.5 * chi2
-            if lp[k] > mx:
-                mx = lp[k]
+        for attempt in range(2):
+            mx = -np.inf
+            for k in range(K):
+                if use_nbr and attempt == 0 and redo[k] == 0 and nbr[i, k] == 0:
+                    lp[k] = -np.inf
+                    continue
+                chi2 = 0.0
+                for a in range(D):
+                    d[k, a] = x[i, a] - mean[k, a]
+                for a in range(D):
+                    s = 0.0
+                    for b in range(a + 1):
+                        s += prec_chol[k, a, b] * d[k, b]
+                    chi2 += s * s
+                if use_nbr and redo[k] == 1:
+                    nbr[i, k] = 1 if chi2 < c2 else 0
+                    if attempt == 0 and chi2 >= c2:
+                        lp[k] = -np.inf
+                        continue
+                lp[k] = log_const[k] - 0.5 * chi2
+                if lp[k] > mx:
+                    mx = lp[k]
+            if mx > -np.inf or not use_nbr:
+                break
         if has_bg:
             lp[K] = log_bg[i]
             if lp[K] > mx:
@@ -98,6 +116,8 @@ def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, A, M
             B += lp[K] * scale
         for k in range(K):
             q = lp[k] * scale
+            if q == 0.0:                    # outside the neighborhood (or underflow): adds 0
+                continue
             A[k] += q
             for a in range(D):
                 qa = q * d[k, a]
@@ -129,13 +149,60 @@ def _draw_transform_py(u, z, v, cum, mean, chol, lo, hi, x, comp):
                 x[i, a] = s
 
 
-def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp,
+def _pair_py(x, S, i, covar, mean, k, L, Li, y, u, Tinv):
+    """chi2 and log det of T = V_k + S_i, and u_k = T^-1 d, Tinv_k = T^-1 (upper).
+
+    Returns (chi2, half log det T); half log det is nan if T is not positive definite.
+    """
+    D = x.shape[1]
+    logdet = 0.0
+    for a in range(D):
+        for b in range(a + 1):
+            s = covar[k, a, b] + S[i, a, b]
+            for c in range(b):
+                s -= L[a, c] * L[b, c]
+            if a == b:
+                if not s > 0.0:
+                    return 0.0, np.nan
+                L[a, a] = np.sqrt(s)
+                logdet += np.log(L[a, a])
+            else:
+                L[a, b] = s / L[b, b]
+    for a in range(D):                      # L^-1 (lower) by forward substitution
+        Li[a, a] = 1.0 / L[a, a]
+        for b in range(a):
+            s = 0.0
+            for c in range(b, a):
+                s -= L[a, c] * Li[c, b]
+            Li[a, b] = s * Li[a, a]
+    chi2 = 0.0                              # y = L^-1 d, chi2 = |y|^2
+    for a in range(D):
+        s = 0.0
+        for b in range(a + 1):
+            s += Li[a, b] * (x[i, b] - mean[k, b])
+        y[a] = s
+        chi2 += s * s
+    for a in range(D):                      # u = L^-T y = T^-1 d, T^-1 = L^-T L^-1
+        s = 0.0
+        for c in range(a, D):
+            s += Li[c, a] * y[c]
+        u[k, a] = s
+        for b in range(a, D):
+            s2 = 0.0
+            for c in range(b, D):
+                s2 += Li[c, a] * Li[c, b]
+            Tinv[k, a, b] = s2
+    return chi2, logdet
+
+
+def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr, redo, c2,
                          A, SU, SUU, STinv):
     """Sums of one chunk with per-sample noise: T_ik = V_k + S_i factorized per pair.
 
     Accumulates A_k = sum q, SU_k = sum q u, SUU_k = sum q u u^T and
     STinv_k = sum q T^-1 (upper triangles) with u = T_ik^-1 (x_i - m_k), from
     which the caller forms Mc = V SU and Cc = V (SUU - STinv) V + A V.
+    ``nbr``, ``redo``, ``c2``: neighborhoods as in :func:`_stats_shared_py`.
 
     Returns
     -------
@@ -153,55 +220,30 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp,
     c0 = D * np.log(2.0 * np.pi)
     logL = 0.0
     B = 0.0
+    use_nbr = nbr.shape[0] > 0
     for i in range(n):
         wi = weight[i]
         if wi == 0.0:
             continue
-        mx = -np.inf
-        for k in range(K):
-            # Cholesky of T = V_k + S_i (lower, in L)
-            logdet = 0.0
-            for a in range(D):
-                for b in range(a + 1):
-                    s = covar[k, a, b] + S[i, a, b]
-                    for c in range(b):
-                        s -= L[a, c] * L[b, c]
-                    if a == b:
-                        if not s > 0.0:
-                            return logL, B, i + 1
-                        L[a, a] = np.sqrt(s)
-                        logdet += np.log(L[a, a])
-                    else:
-                        L[a, b] = s / L[b, b]
-            # L^-1 (lower) by forward substitution
-            for a in range(D):
-                Li[a, a] = 1.0 / L[a, a]
-                for b in range(a):
-                    s = 0.0
-                    for c in range(b, a):
-                        s -= L[a, c] * Li[c, b]
-                    Li[a, b] = s * Li[a, a]
-            # y = L^-1 d, chi2 = |y|^2, u = L^-T y = T^-1 d, T^-1 = L^-T L^-1
-            chi2 = 0.0
-            for a in range(D):
-                s = 0.0
-                for b in range(a + 1):
-                    s += Li[a, b] * (x[i, b] - mean[k, b])
-                y[a] = s
-                chi2 += s * s
-            for a in range(D):
-                s = 0.0
-                for c in range(a, D):
-                    s += Li[c, a] * y[c]
-                u[k, a] = s
-                for b in range(a, D):
-                    s2 = 0.0
-                    for c in range(b, D):
-                        s2 += Li[c, a] * Li[c, b]
-                    Tinv[k, a, b] = s2
-            lp[k] = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
-            if lp[k] > mx:
-                mx = lp[k]
+        for attempt in range(2):
+            mx = -np.inf
+            for k in range(K):
+                if use_nbr and attempt == 0 and redo[k] == 0 and nbr[i, k] == 0:
+                    lp[k] = -np.inf
+                    continue
+                chi2, logdet = _pair(x, S, i, covar, mean, k, L, Li, y, u, Tinv)
+                if np.isnan(logdet):
+                    return logL, B, i + 1
+                if use_nbr and redo[k] == 1:
+                    nbr[i, k] = 1 if chi2 < c2 else 0
+                    if attempt == 0 and chi2 >= c2:
+                        lp[k] = -np.inf
+                        continue
+                lp[k] = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
+                if lp[k] > mx:
+                    mx = lp[k]
+            if mx > -np.inf or not use_nbr:
+                break
         if has_bg:
             lp[K] = log_bg[i]
             if lp[K] > mx:
@@ -219,6 +261,8 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp,
             B += lp[K] * scale
         for k in range(K):
             q = lp[k] * scale
+            if q == 0.0:                    # outside the neighborhood (or underflow): adds 0
+                continue
             A[k] += q
             for a in range(D):
                 qa = q * u[k, a]
@@ -264,23 +308,34 @@ if numba is not None:
     _sandwich = _jit(_sandwich_py)
     _matvec = _jit(_matvec_py)
     _stats_shared_jit = _jit(_stats_shared_py)
+    _pair = _jit(_pair_py)
     _stats_per_sample_jit = _jit(_stats_per_sample_py)
     _draw_transform_jit = _jit(_draw_transform_py)
 else:  # pragma: no cover
     _sandwich = _sandwich_py
     _matvec = _matvec_py
     _stats_shared_jit = _stats_shared_py
+    _pair = _pair_py
     _stats_per_sample_jit = _stats_per_sample_py
     _draw_transform_jit = _draw_transform_py
 
 
+def _nbr_args(nbr: np.ndarray | None, redo: np.ndarray | None, K: int) -> tuple:
+    if nbr is None:
+        return np.zeros((0, 0), dtype=np.uint8), np.zeros(K, dtype=np.uint8)
+    if nbr.dtype != np.uint8 or not nbr.flags.c_contiguous or not nbr.flags.writeable:
+        raise ValueError("nbr must be a writable C-contiguous uint8 array (it is updated in place)")
+    return nbr, np.ascontiguousarray(redo, dtype=np.uint8)
+
+
 def stats_shared(x: np.ndarray, weight: np.ndarray | None, log_bg: np.ndarray | None,
-                 mean: np.ndarray, prec_chol: np.ndarray, log_const: np.ndarray
+                 mean: np.ndarray, prec_chol: np.ndarray, log_const: np.ndarray,
+                 nbr: np.ndarray | None = None, redo: np.ndarray | None = None, c2: float = 0.0
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """A_k, sum q (x - m_k), sum q (x - m_k)(x - m_k)^T, logL and B of one chunk.
 
-    See :func:`_stats_shared_py` for the arguments; ``weight`` and
-    ``log_bg`` may be None. Returns (A, Mc, Cc, logL, B) with Cc symmetric.
+    See :func:`_stats_shared_py` for the arguments; ``weight``, ``log_bg``
+    and ``nbr`` may be None. Returns (A, Mc, Cc, logL, B) with Cc symmetric.
     """
     n, D = x.shape
     K = mean.shape[0]
@@ -289,11 +344,11 @@ def stats_shared(x: np.ndarray, weight: np.ndarray | None, log_bg: np.ndarray | 
     Cc = np.zeros((K, D, D))
     w = np.ones(n) if weight is None else np.ascontiguousarray(weight, dtype=float)
     bg = np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float)
+    nbr, redo = _nbr_args(nbr, redo, K)
     logL, B = _stats_shared_jit(np.ascontiguousarray(x), w, bg, int(log_bg is not None),
                                 np.ascontiguousarray(mean), np.ascontiguousarray(prec_chol),
-                                np.ascontiguousarray(log_const), A, Mc, Cc)
-    iu = np.triu_indices(D, 1)
-    Cc[:, iu[1], iu[0]] = Cc[:, iu[0], iu[1]]
+                                np.ascontiguousarray(log_const), nbr, redo, float(c2), A, Mc, Cc)
+    _mirror(Cc)
     return A, Mc, Cc, float(logL), float(B)
 
 
@@ -334,7 +389,9 @@ def _mirror(M: np.ndarray) -> None:
 
 def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
                      log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
-                     log_amp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+                     log_amp: np.ndarray, nbr: np.ndarray | None = None,
+                     redo: np.ndarray | None = None, c2: float = 0.0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """A_k, Mc_k, Cc_k, logL and B of one chunk with per-sample noise S (n, D, D).
 
     Same meaning as :func:`pygmmis_ng.kernels.chunk_stats` (statistics of the
@@ -353,10 +410,11 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
     STinv = np.zeros((K, D, D))
     w = np.ones(n) if weight is None else np.ascontiguousarray(weight, dtype=float)
     bg = np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float)
+    nbr, redo = _nbr_args(nbr, redo, K)
     logL, B, bad = _stats_per_sample_jit(
         np.ascontiguousarray(x), np.ascontiguousarray(S), w, bg, int(log_bg is not None),
         np.ascontiguousarray(mean), np.ascontiguousarray(covar), np.ascontiguousarray(log_amp),
-        A, SU, SUU, STinv)
+        nbr, redo, float(c2), A, SU, SUU, STinv)
     if bad:
         raise np.linalg.LinAlgError(f"V_k + S_i is not positive definite for sample {bad - 1} "
                                     "of a chunk")

@@ -292,7 +292,8 @@ def log_normalize(log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
-                weight: np.ndarray | None = None, log_bg: np.ndarray | None = None
+                weight: np.ndarray | None = None, log_bg: np.ndarray | None = None,
+                nbr: np.ndarray | None = None, redo: np.ndarray | None = None, c2: float = 0.0
                 ) -> SufficientStats:
     """E-step of one chunk and its sufficient statistics.
 
@@ -306,6 +307,11 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
         log of the amplitude-weighted background density at each sample:
         an extra, non-Gaussian mixture member (``comps.log_amp`` must then
         hold the signal amplitudes times 1 - background fraction).
+    nbr, redo, c2 : neighborhoods (compiled kernels only)
+        ``nbr`` (n, K) uint8, updated in place: pair (i, k) is evaluated only
+        if flagged; the flags of components with ``redo[k]`` are first
+        recomputed as chi2_ik < c2 (see :func:`pygmmis_ng.fused._stats_shared_py`).
+        The numpy kernels ignore them and evaluate every pair (exact).
 
     Returns
     -------
@@ -316,11 +322,11 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
         wsum = float(x.shape[0]) if weight is None else float(weight.sum())
         if S is not None:
             A, Mc, Cc, logL, B = fused.stats_per_sample(x, S, weight, log_bg, comps.mean,
-                                                        comps.covar, comps.log_amp)
+                                                        comps.covar, comps.log_amp, nbr, redo, c2)
             return SufficientStats(A, Mc, Cc, logL, wsum, B)
         log_const = comps.log_amp - 0.5 * (D * LOG_2PI + comps.log_det)
         A, Mc, Cc, logL, B = fused.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
-                                                log_const)
+                                                log_const, nbr, redo, c2)
         return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
     log_p, cache = _log_joint_and_cache(x, comps, S)
     q_bg = None

@@ -34,7 +34,9 @@ import numpy as np
 import parmap
 
 #: the problem's arrays that go to shared memory (fields of em_loop.Problem)
-SHARED_FIELDS = ("Xc", "S", "weight", "log_bg_obs")
+SHARED_FIELDS = ("Xc", "S", "weight", "log_bg_obs", "nbr")
+#: those the workers write to (each task only its own chunk's rows)
+WRITABLE_FIELDS = ("nbr",)
 #: prefix of our shared-memory segment names (tests look for leftovers by it)
 SEGMENT_PREFIX = "pygmmis_ng_"
 
@@ -92,7 +94,7 @@ def _init_worker(lite: Any, specs: dict) -> None:
         shm = _attach(name)
         _worker_segments.append(shm)
         arr = np.ndarray(shape, dtype=np.dtype(dtype), buffer=shm.buf)
-        arr.flags.writeable = False
+        arr.flags.writeable = field in WRITABLE_FIELDS
         arrays[field] = arr
     _worker_problem = lite._replace(**arrays)
 
