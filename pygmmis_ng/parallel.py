@@ -158,6 +158,13 @@ class PoolExecutor:
         """Stop the workers and unlink every segment (idempotent)."""
         pool, self._pool = self._pool, None
         if pool is not None:
+            if any(w.exitcode is not None for w in self._workers):
+                # a worker that died while holding the task queue's read lock would block
+                # terminate() forever (it takes that lock): release it on the dead one's behalf
+                try:
+                    pool._inqueue._rlock.release()
+                except (AttributeError, ValueError):      # not held (ValueError) or no such lock
+                    pass
             pool.terminate()
             pool.join()
         segments, self._segments = self._segments, []

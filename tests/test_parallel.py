@@ -124,22 +124,23 @@ def test_ctrl_c_during_a_parallel_fit_leaves_nothing(tmp_path):
         ng.fit(ng.GMM(8, 3), X, covar=S, tol=0, maxiter=100000, rng=0, n_jobs=2)
     """))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
         deadline = time.time() + 60
-        while not our_segments(proc.pid):            # wait until the pool is up
+        workers: list[str] = []
+        while not (our_segments(proc.pid) and len(workers) >= 2):   # wait until the pool is up
             assert time.time() < deadline and proc.poll() is None
             time.sleep(0.05)
-        workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)],
-                                 capture_output=True, text=True).stdout.split()
-        assert len(workers) >= 2
+            workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)],
+                                     capture_output=True, text=True).stdout.split()
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:                       # never leave a process group behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert "KeyboardInterrupt" in err
     assert our_segments(proc.pid) == []
     # every child (pool workers, multiprocessing's resource tracker) exits, within seconds
