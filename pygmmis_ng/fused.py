@@ -149,52 +149,6 @@ def _draw_transform_py(u, z, v, cum, mean, chol, lo, hi, x, comp):
                 x[i, a] = s
 
 
-def _pair_py(x, S, i, covar, mean, k, L, Li, y, u, Tinv):
-    """chi2 and log det of T = V_k + S_i, and u_k = T^-1 d, Tinv_k = T^-1 (upper).
-
-    Returns (chi2, half log det T); half log det is nan if T is not positive definite.
-    """
-    D = x.shape[1]
-    logdet = 0.0
-    for a in range(D):
-        for b in range(a + 1):
-            s = covar[k, a, b] + S[i, a, b]
-            for c in range(b):
-                s -= L[a, c] * L[b, c]
-            if a == b:
-                if not s > 0.0:
-                    return 0.0, np.nan
-                L[a, a] = np.sqrt(s)
-                logdet += np.log(L[a, a])
-            else:
-                L[a, b] = s / L[b, b]
-    for a in range(D):                      # L^-1 (lower) by forward substitution
-        Li[a, a] = 1.0 / L[a, a]
-        for b in range(a):
-            s = 0.0
-            for c in range(b, a):
-                s -= L[a, c] * Li[c, b]
-            Li[a, b] = s * Li[a, a]
-    chi2 = 0.0                              # y = L^-1 d, chi2 = |y|^2
-    for a in range(D):
-        s = 0.0
-        for b in range(a + 1):
-            s += Li[a, b] * (x[i, b] - mean[k, b])
-        y[a] = s
-        chi2 += s * s
-    for a in range(D):                      # u = L^-T y = T^-1 d, T^-1 = L^-T L^-1
-        s = 0.0
-        for c in range(a, D):
-            s += Li[c, a] * y[c]
-        u[k, a] = s
-        for b in range(a, D):
-            s2 = 0.0
-            for c in range(b, D):
-                s2 += Li[c, a] * Li[c, b]
-            Tinv[k, a, b] = s2
-    return chi2, logdet
-
-
 def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr, redo, c2,
                          A, SU, SUU, STinv):
     """Sums of one chunk with per-sample noise: T_ik = V_k + S_i factorized per pair.
@@ -225,25 +179,64 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
         wi = weight[i]
         if wi == 0.0:
             continue
-        for attempt in range(2):
-            mx = -np.inf
-            for k in range(K):
-                if use_nbr and attempt == 0 and redo[k] == 0 and nbr[i, k] == 0:
+        attempt = 0
+        while True:
+          mx = -np.inf
+          for k in range(K):
+            if use_nbr and attempt == 0 and redo[k] == 0 and nbr[i, k] == 0:
+                lp[k] = -np.inf
+                continue
+            # Cholesky of T = V_k + S_i (lower, in L)
+            logdet = 0.0
+            for a in range(D):
+                for b in range(a + 1):
+                    s = covar[k, a, b] + S[i, a, b]
+                    for c in range(b):
+                        s -= L[a, c] * L[b, c]
+                    if a == b:
+                        if not s > 0.0:
+                            return logL, B, i + 1
+                        L[a, a] = np.sqrt(s)
+                        logdet += np.log(L[a, a])
+                    else:
+                        L[a, b] = s / L[b, b]
+            # L^-1 (lower) by forward substitution
+            for a in range(D):
+                Li[a, a] = 1.0 / L[a, a]
+                for b in range(a):
+                    s = 0.0
+                    for c in range(b, a):
+                        s -= L[a, c] * Li[c, b]
+                    Li[a, b] = s * Li[a, a]
+            # y = L^-1 d, chi2 = |y|^2, u = L^-T y = T^-1 d, T^-1 = L^-T L^-1
+            chi2 = 0.0
+            for a in range(D):
+                s = 0.0
+                for b in range(a + 1):
+                    s += Li[a, b] * (x[i, b] - mean[k, b])
+                y[a] = s
+                chi2 += s * s
+            for a in range(D):
+                s = 0.0
+                for c in range(a, D):
+                    s += Li[c, a] * y[c]
+                u[k, a] = s
+                for b in range(a, D):
+                    s2 = 0.0
+                    for c in range(b, D):
+                        s2 += Li[c, a] * Li[c, b]
+                    Tinv[k, a, b] = s2
+            if use_nbr and redo[k] == 1:
+                nbr[i, k] = 1 if chi2 < c2 else 0
+                if attempt == 0 and chi2 >= c2:
                     lp[k] = -np.inf
                     continue
-                chi2, logdet = _pair(x, S, i, covar, mean, k, L, Li, y, u, Tinv)
-                if np.isnan(logdet):
-                    return logL, B, i + 1
-                if use_nbr and redo[k] == 1:
-                    nbr[i, k] = 1 if chi2 < c2 else 0
-                    if attempt == 0 and chi2 >= c2:
-                        lp[k] = -np.inf
-                        continue
-                lp[k] = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
-                if lp[k] > mx:
-                    mx = lp[k]
-            if mx > -np.inf or not use_nbr:
-                break
+            lp[k] = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
+            if lp[k] > mx:
+                mx = lp[k]
+          if mx > -np.inf or not use_nbr or attempt == 1:
+              break
+          attempt = 1                 # outside every neighborhood: evaluate all components
         if has_bg:
             lp[K] = log_bg[i]
             if lp[K] > mx:
@@ -308,14 +301,12 @@ if numba is not None:
     _sandwich = _jit(_sandwich_py)
     _matvec = _jit(_matvec_py)
     _stats_shared_jit = _jit(_stats_shared_py)
-    _pair = _jit(_pair_py)
     _stats_per_sample_jit = _jit(_stats_per_sample_py)
     _draw_transform_jit = _jit(_draw_transform_py)
 else:  # pragma: no cover
     _sandwich = _sandwich_py
     _matvec = _matvec_py
     _stats_shared_jit = _stats_shared_py
-    _pair = _pair_py
     _stats_per_sample_jit = _stats_per_sample_py
     _draw_transform_jit = _draw_transform_py
 
