@@ -38,7 +38,7 @@ import scipy.special
 import scipy.stats
 import scipy.stats.qmc
 
-from . import fused, kernels
+from . import fused, fused_transforms, kernels
 from ._validation import as_float_array
 from .background import Background
 from .model import eval_chunks
@@ -205,7 +205,7 @@ class ImputationSampler:
         cum = np.cumsum(np.append(amp * (1 - bg_amp), bg_amp))
         u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
         if fused.ENABLED:
-            x = fused.draw_transform(u, z, v, cum, mean, chol,
+            x = fused_transforms.draw_transform(u, z, v, cum, mean, chol,
                                      None if bg is None else bg.footprint)[0]
         else:
             comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), K)

@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import fused
+from . import fused, fused_transforms
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -374,8 +374,8 @@ def _deconvolved(stats: SufficientStats, comps: Components) -> SufficientStats:
     """
     if comps.gain is None:
         return stats
-    stats.Mc, stats.Cc = fused.deconvolve(comps.gain, comps.post_covar, stats.A, stats.Mc,
-                                          stats.Cc)
+    stats.Mc, stats.Cc = fused_transforms.deconvolve(comps.gain, comps.post_covar, stats.A,
+                                                     stats.Mc, stats.Cc)
     return stats
 
 

@@ -1,0 +1,137 @@
+"""Small compiled transforms beside the fused E-step (numba; plain Python without it).
+
+* :func:`draw_transform`: mixture (+ background) draws from fixed variates;
+* :func:`deconvolve`: the per-component products that turn moment sums into
+  deconvolved statistics, in loops with a fixed summation order, so that a
+  chunk's result does not depend on the memory alignment of its inputs
+  (numpy's einsum does: that would break bit-identical fits across worker
+  processes).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+
+def _draw_transform_py(u, z, v, cum, mean, chol, lo, hi, x, comp):
+    """Mixture draws from fixed variates (see :func:`draw_transform`), written into x, comp."""
+    n, D = z.shape
+    K = mean.shape[0]
+    total = cum[K]
+    for i in range(n):
+        t = u[i] * total
+        k = 0
+        while k < K and cum[k] <= t:        # first k with cum[k] > t (searchsorted 'right')
+            k += 1
+        comp[i] = k
+        if k == K:
+            for a in range(D):
+                x[i, a] = lo[a] + (hi[a] - lo[a]) * v[i, a]
+        else:
+            for a in range(D):
+                s = mean[k, a]
+                for b in range(a + 1):
+                    s += chol[k, a, b] * z[i, b]
+                x[i, a] = s
+
+
+def _sandwich_py(G, C, H, out):
+    """out_k = G_k C_k H_k^T for stacks of (D, D) matrices, summed in a fixed order."""
+    K, D = C.shape[0], C.shape[1]
+    tmp = np.empty((D, D))
+    for k in range(K):
+        for a in range(D):
+            for b in range(D):
+                s = 0.0
+                for c in range(D):
+                    s += G[k, a, c] * C[k, c, b]
+                tmp[a, b] = s
+        for a in range(D):
+            for b in range(D):
+                s = 0.0
+                for c in range(D):
+                    s += tmp[a, c] * H[k, b, c]
+                out[k, a, b] = s
+
+
+def _matvec_py(G, v, out):
+    """out_k = G_k v_k for (K, D, D) and (K, D), summed in a fixed order."""
+    K, D = v.shape
+    for k in range(K):
+        for a in range(D):
+            s = 0.0
+            for c in range(D):
+                s += G[k, a, c] * v[k, c]
+            out[k, a] = s
+
+
+if numba is not None:
+    _jit = numba.njit(cache=True, nogil=True)
+    _sandwich = _jit(_sandwich_py)
+    _matvec = _jit(_matvec_py)
+    _draw_transform_jit = _jit(_draw_transform_py)
+else:  # pragma: no cover
+    _sandwich = _sandwich_py
+    _matvec = _matvec_py
+    _draw_transform_jit = _draw_transform_py
+
+
+def draw_transform(u: np.ndarray, z: np.ndarray, v: np.ndarray | None, cum: np.ndarray,
+                   mean: np.ndarray, chol: np.ndarray, footprint: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Turn fixed uniform and normal variates into draws from the mixture (+ background).
+
+    Parameters
+    ----------
+    u : (n,) uniforms choosing the member: the first k with cum[k] > u * cum[-1]
+    z : (n, D) standard normals;  v : (n, D) uniforms for the background, or None
+    cum : (K + 1,) cumulative member weights (the last member is the background)
+    mean, chol : (K, D), (K, D, D) component means and lower Cholesky factors
+    footprint : (2, D) background box, or None
+
+    Returns
+    -------
+    x : (n, D) draws;  comp : (n,) int member index (K for the background)
+    """
+    n, D = z.shape
+    x = np.empty((n, D))
+    comp = np.empty(n, dtype=np.int64)
+    lo, hi = (np.zeros(D), np.zeros(D)) if footprint is None else footprint
+    _draw_transform_jit(u, z, np.zeros((0, D)) if v is None else v, np.ascontiguousarray(cum),
+                        np.ascontiguousarray(mean), np.ascontiguousarray(chol),
+                        np.ascontiguousarray(lo, dtype=float), np.ascontiguousarray(hi, dtype=float),
+                        x, comp)
+    return x, comp
+
+
+def mirror_upper(M: np.ndarray) -> None:
+    """Copy the upper triangle of each (D, D) matrix of a stack onto its lower one, in place."""
+    D = M.shape[-1]
+    iu = np.triu_indices(D, 1)
+    M[:, iu[1], iu[0]] = M[:, iu[0], iu[1]]
+
+
+def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.ndarray,
+               Cc: np.ndarray, H: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(G Mc, G Cc H^T + A post), the latter symmetrized (post defaults to H).
+
+    Shared noise: G = H = V T^-1 (the gain), post = V - V T^-1 V. Per-sample
+    noise: G = H = V and post = V (Cc = V (SUU - STinv) V + A V). Computed
+    in compiled loops with a fixed summation order, so the result does not
+    depend on the memory alignment of the inputs (numpy's einsum does), which
+    keeps fits bit-identical across worker processes.
+    """
+    G = np.ascontiguousarray(G)
+    H = G if H is None else np.ascontiguousarray(H)
+    post = H if post is None else post
+    Mc_out = np.empty_like(Mc)
+    Cc_out = np.empty_like(Cc)
+    _matvec(G, np.ascontiguousarray(Mc), Mc_out)
+    _sandwich(G, np.ascontiguousarray(Cc), H, Cc_out)
+    Cc_out += A[:, None, None] * post
+    Cc_out = 0.5 * (Cc_out + np.swapaxes(Cc_out, 1, 2))
+    return Mc_out, Cc_out
