@@ -20,6 +20,7 @@ from .forward import draw
 from .imputation import CallbackError
 from .init import INIT_METHODS
 from .model import GMM
+from .model_selection import KScan, scan_K
 from .neighborhoods import chi2_cutoff
 from .parallel import WorkerDied
 from .result import FitResult
@@ -28,6 +29,6 @@ __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "draw", "FitResult", "CallbackError", "WorkerDied",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
-           "compare", "datasets", "init", "__version__"]
+           "compare", "datasets", "init", "scan_K", "KScan", "__version__"]
 
 logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())

@@ -274,4 +274,13 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
                      history=best.history, n_samples=N, orig_size=st.N0,
                      n_imputed=st.N0 - problem.N_w, bg_amp=None if bg is None else st.bg_amp,
                      n_reseeded=n_reseeded, restarts_logL=restarts_logL,
-                     elapsed=time.perf_counter() - t0)
+                     n_params=count_params(K, D, masks, bg is not None and bg.adjust_amp),
+                     weight_sum=problem.N_w, elapsed=time.perf_counter() - t0)
+
+
+def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool) -> int:
+    """Free parameters of a fit: amplitudes (sum fixed), means, covariances, background."""
+    free_amp = int((~masks["amp"]).sum())
+    n = max(free_amp - 1, 0) + D * int((~masks["mean"]).sum()) \
+        + D * (D + 1) // 2 * int((~masks["covar"]).sum())
+    return n + int(fit_bg_amp)

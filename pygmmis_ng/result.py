@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 class FitResult(tuple):
     """What :func:`fit` returns: unpacks as ``logL, U`` like pyGMMis.
@@ -45,6 +47,12 @@ class FitResult(tuple):
         Final logL of every restart; the best one is returned.
     elapsed : float
         Wall-clock seconds of the fit.
+    n_params : int
+        Free parameters of the fit: K - 1 amplitudes, K D means, K D (D+1)/2
+        covariance entries (fewer with ``frozen``), plus the background
+        fraction if it was fitted.
+    weight_sum : float
+        The (weighted) number of observed samples N the logL is averaged over.
     """
 
     def __new__(cls, logL: float, U: list, **info: Any) -> FitResult:
@@ -60,6 +68,21 @@ class FitResult(tuple):
     @property
     def U(self) -> list:
         return self[1]
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion -2 N logL + n_params ln N (lower is better).
+
+        With ``sel_callback``, logL is the observed-data log-likelihood including
+        the selection normalization, so models fitted under the same selection
+        compare fairly.
+        """
+        return -2.0 * self.weight_sum * self.logL + self.n_params * float(np.log(self.weight_sum))
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion -2 N logL + 2 n_params (lower is better)."""
+        return -2.0 * self.weight_sum * self.logL + 2.0 * self.n_params
 
     def __repr__(self) -> str:
         return (f"FitResult(logL={self.logL:.6g}, n_iter={self.n_iter}, "
