@@ -24,11 +24,13 @@ from .model_selection import KScan, scan_K
 from .neighborhoods import chi2_cutoff
 from .parallel import WorkerDied
 from .result import FitResult
+from .stacking import cv_fit, stack, stack_fit
 
 __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "draw", "FitResult", "CallbackError", "WorkerDied",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
-           "compare", "datasets", "init", "scan_K", "KScan", "__version__"]
+           "compare", "datasets", "init", "scan_K", "KScan", "cv_fit", "stack", "stack_fit",
+           "__version__"]
 
 logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())
