@@ -148,17 +148,23 @@ class PoolExecutor:
         # compiled code) and loses its task: waiting on the result would never end
         while not result.ready():
             result.wait(WATCH_INTERVAL)
-            dead = [w for w in self._workers if w.exitcode is not None]
-            if dead and not result.ready():
-                raise WorkerDied(f"a worker process of the fit died (exit code {dead[0].exitcode}; "
-                                 "killed for lack of memory?); try a smaller n_jobs")
+            if self._a_worker_died() and not result.ready():
+                raise WorkerDied("a worker process of the fit died (killed for lack of memory?); "
+                                 "try a smaller n_jobs")
         return result.get()
+
+    def _a_worker_died(self) -> bool:
+        # an original worker has exited, or the pool has replaced one behind our back
+        if any(w.exitcode is not None for w in self._workers):
+            return True
+        current = {w.pid for w in list(getattr(self._pool, "_pool", []))}
+        return bool(current) and current != {w.pid for w in self._workers}
 
     def close(self) -> None:
         """Stop the workers and unlink every segment (idempotent)."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            if any(w.exitcode is not None for w in self._workers):
+            if self._a_worker_died():
                 # a worker that died while holding the task queue's read lock would block
                 # terminate() forever (it takes that lock): release it on the dead one's behalf
                 try:
