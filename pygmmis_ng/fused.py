@@ -48,6 +48,28 @@ def use_for(D: int, per_sample: bool = False) -> bool:
     return ENABLED and (per_sample or D <= MAX_D)
 
 
+def _normalize_py(lp, K, has_bg, log_bg, i, mx):
+    """Members' densities relative to the largest, in place; returns their sum.
+
+    lp[:K] holds log a_k N_ik (-inf for skipped pairs); the background member
+    log_bg[i] goes to lp[K] (0 after the call without background), and the
+    largest log density to lp[K + 1]. Returns 0 if every member is -inf.
+    """
+    lp[K] = -np.inf
+    if has_bg:
+        lp[K] = log_bg[i]
+        if lp[K] > mx:
+            mx = lp[K]
+    lp[K + 1] = mx
+    if mx == -np.inf:
+        return 0.0
+    tot = 0.0
+    for k in range(K + 1):
+        lp[k] = np.exp(lp[k] - mx)
+        tot += lp[k]
+    return tot
+
+
 def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr, redo, c2,
                      A, Mc, Cc):
     """Sums of one chunk for components with per-component factors L_k^-1.
@@ -72,7 +94,7 @@ def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr,
     """
     n, D = x.shape
     K = mean.shape[0]
-    lp = np.empty(K + 1)
+    lp = np.empty(K + 2)
     d = np.empty((K, D))
     logL = 0.0
     B = 0.0
@@ -105,21 +127,13 @@ def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr,
                     mx = lp[k]
             if mx > -np.inf or not use_nbr:
                 break
-        if has_bg:
-            lp[K] = log_bg[i]
-            if lp[K] > mx:
-                mx = lp[K]
-        if mx == -np.inf:
+        tot = _normalize(lp, K, has_bg, log_bg, i, mx)
+        if tot == 0.0:                      # no member can produce this sample
             logL = -np.inf
             continue
-        tot = 0.0
-        for k in range(K + has_bg):
-            lp[k] = np.exp(lp[k] - mx)
-            tot += lp[k]
-        logL += wi * (mx + np.log(tot))
+        logL += wi * (lp[K + 1] + np.log(tot))
         scale = wi / tot
-        if has_bg:
-            B += lp[K] * scale
+        B += lp[K] * scale
         for k in range(K):
             q = lp[k] * scale
             if q == 0.0:                    # outside the neighborhood (or underflow): adds 0
@@ -149,7 +163,7 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
     """
     n, D = x.shape
     K = mean.shape[0]
-    lp = np.empty(K + 1)
+    lp = np.empty(K + 2)
     Ls = np.empty((K, D, D))                # chol(T_ik) of the current sample, per component
     ys = np.empty((K, D))                   # L^-1 (x_i - m_k)
     u = np.empty(D)
@@ -201,21 +215,13 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
             if mx > -np.inf or not use_nbr or attempt == 1:
                 break
             attempt = 1                 # outside every neighborhood: evaluate all components
-        if has_bg:
-            lp[K] = log_bg[i]
-            if lp[K] > mx:
-                mx = lp[K]
-        if mx == -np.inf:
+        tot = _normalize(lp, K, has_bg, log_bg, i, mx)
+        if tot == 0.0:                      # no member can produce this sample
             logL = -np.inf
             continue
-        tot = 0.0
-        for k in range(K + has_bg):
-            lp[k] = np.exp(lp[k] - mx)
-            tot += lp[k]
-        logL += wi * (mx + np.log(tot))
+        logL += wi * (lp[K + 1] + np.log(tot))
         scale = wi / tot
-        if has_bg:
-            B += lp[K] * scale
+        B += lp[K] * scale
         for k in range(K):
             if lp[k] < Q_NEGLIGIBLE * tot:  # responsibility < 1e-13 (or outside the neighborhood)
                 continue
@@ -250,9 +256,11 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
 
 if numba is not None:
     _jit = numba.njit(cache=True, nogil=True)
+    _normalize = numba.njit(cache=True, nogil=True, inline="always")(_normalize_py)
     _stats_shared_jit = _jit(_stats_shared_py)
     _stats_per_sample_jit = _jit(_stats_per_sample_py)
 else:  # pragma: no cover
+    _normalize = _normalize_py
     _stats_shared_jit = _stats_shared_py
     _stats_per_sample_jit = _stats_per_sample_py
 
