@@ -1,12 +1,13 @@
 """Fused E-step kernels compiled with numba (optional; the numpy kernels are the reference).
 
-:func:`stats_shared` does in one pass over a chunk what
-:func:`pygmmis_ng.kernels.chunk_stats` does with a dozen numpy calls for
-the no-noise and shared-noise paths: the Mahalanobis distances, the
-log-sum-exp, the responsibilities and the moments about each component
-mean. Nothing of size n x K is allocated, and the sums run sample by
-sample in a fixed order, so the result does not depend on anything but
-the chunk.
+:func:`stats_shared` (no or shared noise) and :func:`stats_per_sample`
+(per-sample noise: V_k + S_i factorized pair by pair) do in one pass over a
+chunk what :func:`pygmmis_ng.kernels.chunk_stats` does with many numpy
+calls: the Mahalanobis distances, the log-sum-exp, the responsibilities and
+the moments. Nothing of size n x K (or K x D x D x n) is allocated, pairs
+outside the neighborhoods of a ``cutoff`` fit are skipped, and the sums run
+sample by sample in a fixed order, so the result does not depend on
+anything but the chunk.
 
 Set the environment variable ``PYGMMIS_NG_NUMBA=0`` (before import), or
 :data:`ENABLED` to False, to use the numpy kernels; without numba installed
@@ -18,7 +19,7 @@ import os
 
 import numpy as np
 
-from .fused_transforms import deconvolve, mirror_upper
+from .fused_transforms import compile_kernel, deconvolve, mirror_upper
 
 try:  # numba is a dependency, but the numpy path must keep working without it
     import numba
@@ -254,15 +255,9 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
     return logL, B, 0
 
 
-if numba is not None:
-    _jit = numba.njit(cache=True, nogil=True)
-    _normalize = numba.njit(cache=True, nogil=True, inline="always")(_normalize_py)
-    _stats_shared_jit = _jit(_stats_shared_py)
-    _stats_per_sample_jit = _jit(_stats_per_sample_py)
-else:  # pragma: no cover
-    _normalize = _normalize_py
-    _stats_shared_jit = _stats_shared_py
-    _stats_per_sample_jit = _stats_per_sample_py
+_normalize = compile_kernel(_normalize_py, inline=True)
+_stats_shared_jit = compile_kernel(_stats_shared_py)
+_stats_per_sample_jit = compile_kernel(_stats_per_sample_py)
 
 
 def _nbr_args(nbr: np.ndarray | None, redo: np.ndarray | None, K: int) -> tuple:

@@ -30,7 +30,7 @@ The public forward model :func:`pygmmis_ng.draw` is in :mod:`.forward`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -221,11 +221,6 @@ class ImputationSampler:
             S = evaluate_noise(covar_callback, x, where)
             x = add_noise(x, S, eta)
         return Block(x, S, evaluate_selection(sel_callback, x, where))
-
-    def blocks(self, M: int, *args: Any) -> Iterator[Block]:
-        """All M draws, block by block (arguments after M as for :meth:`block`)."""
-        for b, n in block_sizes(M):
-            yield self.block(b, n, *args)
 
 
 def block_sizes(M: int) -> list[tuple[int, int]]:

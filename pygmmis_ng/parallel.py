@@ -115,7 +115,6 @@ class PoolExecutor:
     """
 
     def __init__(self, problem: Any, n_jobs: int) -> None:
-        self.problem = problem
         self.n_jobs = n_jobs
         self._segments: list[shared_memory.SharedMemory] = []
         self._pool = None

@@ -13,7 +13,7 @@ import pygmmis_ng as ng
 from pygmmis_ng import acceleration, datasets, fused, kernels
 from pygmmis_ng.acceleration import Params
 from pygmmis_ng.compare import match_components
-from pygmmis_ng.imputation import ImputationSampler
+from pygmmis_ng.imputation import ImputationSampler, block_sizes
 
 # ---------------------------------------------------------------------------
 # SQUAREM step
@@ -215,9 +215,10 @@ def test_compiled_draws_equal_numpy_draws(numpy_kernels, background):
     out = {}
     for on in (True, False):
         numpy_kernels(on)
-        blocks = list(sampler.blocks(20000, amp, mean, chol, bg, 0.3 if background else 0.0,
-                                     lambda c: 0.1 * np.eye(D),
-                                     lambda c: (np.abs(c[:, 0]) < 1).astype(float)))
+        blocks = [sampler.block(b, n, amp, mean, chol, bg, 0.3 if background else 0.0,
+                                lambda c: 0.1 * np.eye(D),
+                                lambda c: (np.abs(c[:, 0]) < 1).astype(float))
+                  for b, n in block_sizes(20000)]
         out[on] = np.concatenate([b.coords for b in blocks])
     np.testing.assert_allclose(out[True], out[False], rtol=0, atol=1e-12)
 
