@@ -55,30 +55,87 @@ def check_float(value: Any, name: str, minimum: float | None = None,
     return value
 
 
-def check_data(data: Any, D: int, name: str = "data") -> np.ndarray:
-    """Check samples of shape (N, D): finite floats, at least one row.
+def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = False,
+               columns: str | None = None) -> np.ndarray:
+    """Check samples of shape (N, D): floats, at least one row, no inf.
+
+    Parameters
+    ----------
+    allow_missing : bool
+        NaN marks a missing value (a feature that was not measured); a row
+        must have at least one measured value. Otherwise NaN is an error.
+    columns : str or None
+        What the D columns are, for the error message (default: the model's
+        D dimensions).
 
     Returns
     -------
     X : ndarray, shape (N, D), float64
     """
     X = as_float_array(data, name)
+    what = columns or f"the model has D={D} dimensions"
     if X.ndim != 2:
         hint = " (use data.reshape(-1, 1) for one-dimensional samples)" if X.ndim == 1 else ""
-        raise ValueError(f"{name} must have shape (N, D) with D={D}, got shape {X.shape}{hint}")
+        raise ValueError(f"{name} must have shape (N, D) with D={D} ({what}); got shape {X.shape}{hint}")
     if X.shape[1] != D:
-        raise ValueError(f"{name} has {X.shape[1]} columns but the model has D={D} dimensions")
+        raise ValueError(f"{name} has {X.shape[1]} columns but {what}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: need at least one sample")
-    if np.isnan(X).any():
-        rows = np.flatnonzero(np.isnan(X).any(axis=1))
-        raise ValueError(
-            f"{name} contains NaN in {rows.size} row(s) (first: row {rows[0]}); "
-            "missing features are not supported here: drop or fill those rows")
+    nan = np.isnan(X)
+    if nan.any():
+        if not allow_missing:
+            rows = np.flatnonzero(nan.any(axis=1))
+            raise ValueError(
+                f"{name} contains NaN in {rows.size} row(s) (first: row {rows[0]}); "
+                "missing features are not supported here: drop or fill those rows")
+        empty = np.flatnonzero(nan.all(axis=1))
+        if empty.size:
+            raise ValueError(f"{name} has {empty.size} row(s) with every value missing (NaN) "
+                             f"(first: row {empty[0]}): such a sample carries no information; "
+                             "drop those rows")
     if np.isinf(X).any():
         rows = np.flatnonzero(np.isinf(X).any(axis=1))
         raise ValueError(f"{name} contains inf in {rows.size} row(s) (first: row {rows[0]})")
     return X
+
+
+def check_projection(R: Any, N: int, D: int) -> np.ndarray | None:
+    """Check projections: None, (dy, D) shared by all samples or (N, dy, D), finite.
+
+    Returns None or a float64 array of that shape.
+    """
+    if R is None:
+        return None
+    P = as_float_array(R, "R (projection)")
+    if P.ndim not in (2, 3) or P.shape[-1] != D or (P.ndim == 3 and P.shape[0] != N) \
+            or P.shape[-2] < 1:
+        raise ValueError(f"R (projection) must have shape (dy, {D}) shared by all samples or "
+                         f"({N}, dy, {D}), one per sample (data then has dy columns, dy >= 1); "
+                         f"got shape {P.shape}")
+    if not np.isfinite(P).all():
+        raise ValueError("R (projection) contains NaN or inf; mark a missing measurement by "
+                         "NaN in data instead")
+    return P
+
+
+def check_observed(data: Any, covar: Any, R: Any, D: int
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Data (NaN = missing), projections and noise of a fit, checked together.
+
+    Returns X (N, dy), R (None, (dy, D) or (N, dy, D)) and S (None, (dy, dy)
+    or (N, dy, dy)); dy = D without R.
+    """
+    if R is None:
+        X = check_data(data, D, allow_missing=True)
+        P = None
+    else:
+        arr = as_float_array(data, "data")
+        N = arr.shape[0] if arr.ndim == 2 else -1
+        P = check_projection(R, N, D)
+        dy = P.shape[-2]
+        X = check_data(arr, dy, allow_missing=True,
+                       columns=f"R projects onto dy={dy} values (R has shape {P.shape})")
+    return X, P, check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
 
 
 def _symmetry_error(M: np.ndarray) -> np.ndarray:
@@ -123,8 +180,13 @@ def check_covariances(covar: Any, D: int, name: str, positive_definite: bool) ->
     return C
 
 
-def check_noise(covar: Any, N: int, D: int) -> np.ndarray | None:
+def check_noise(covar: Any, N: int, D: int, observed: np.ndarray | None = None
+                ) -> np.ndarray | None:
     """Check the noise argument of fit/density: None, (D, D) shared or (N, D, D).
+
+    ``observed`` (N, D) bool marks the measured values when data have missing
+    ones: per-sample noise then only matters (and is only checked) on the
+    measured values, and may hold anything, NaN included, elsewhere.
 
     Returns None, a (D, D) array or an (N, D, D) array (validated, symmetrized).
     """
@@ -135,6 +197,10 @@ def check_noise(covar: Any, N: int, D: int) -> np.ndarray | None:
         raise ValueError(
             f"covar (noise covariance) must be None, shape ({D}, {D}) shared by all samples "
             f"or ({N}, {D}, {D}) one per sample; got shape {S.shape}")
+    if S.ndim == 3 and observed is not None and not observed.all():
+        # missing rows/columns -> identity, so the check is that of the measured block
+        both = observed[:, :, None] & observed[:, None, :]
+        S = np.where(both, S, np.eye(D)[None] * (~observed)[:, :, None])
     return check_covariances(S, D, "covar (noise covariance)", positive_definite=False)
 
 
@@ -246,7 +312,7 @@ def check_background(background: Any, X: np.ndarray, D: int) -> Any:
         raise ValueError(f"background footprint has D={background.D} dimensions, the model D={D}")
     background.validate()
     lo, hi = background.footprint
-    if not ((X > lo) & (X < hi)).all(axis=1).any():
+    if not (((X > lo) & (X < hi)) | np.isnan(X)).all(axis=1).any():
         raise ValueError("the background footprint contains none of the data: it must cover the "
                          "region where background samples can be observed")
     return background.copy()

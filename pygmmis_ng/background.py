@@ -105,22 +105,26 @@ class Background:
     def __repr__(self) -> str:
         return f"Background(footprint={self.footprint.tolist()}, amp={self.amp:.4g})"
 
-    def log_density(self, coords: np.ndarray, covar: np.ndarray | None = None) -> np.ndarray:
+    def log_density(self, coords: np.ndarray, covar: np.ndarray | None = None,
+                    dims: np.ndarray | None = None) -> np.ndarray:
         """log of the (noise-convolved) background density, not weighted by amp.
 
         Parameters
         ----------
-        coords : ndarray (N, D)
-        covar : None, ndarray (D, D) or (N, D, D)
+        coords : ndarray (N, D), or (N, len(dims))
+        covar : None, ndarray (D, D) or (N, D, D) (or of the ``dims`` only)
             Noise covariance; only its diagonal is used (see module notes).
+        dims : None or int array
+            Evaluate the marginal density of these dimensions (the
+            measured features of samples with missing ones).
 
         Returns
         -------
         ndarray (N,): log(1/volume) inside, -inf outside without noise.
         """
         x = np.asarray(coords, dtype=float)
-        lo, hi = self.footprint
-        log_p = np.full(x.shape[0], -np.log(self.volume))
+        lo, hi = self.footprint if dims is None else self.footprint[:, dims]
+        log_p = np.full(x.shape[0], -np.log(hi - lo).sum())
         if covar is None:
             inside = ((x > lo) & (x < hi)).all(axis=1)
             log_p[~inside] = -np.inf

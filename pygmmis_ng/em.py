@@ -16,12 +16,11 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._validation import (
     check_background,
-    check_data,
     check_float,
     check_frozen,
     check_frozen_params,
     check_int,
-    check_noise,
+    check_observed,
     check_rng,
     check_weights,
 )
@@ -29,18 +28,15 @@ from .background import Background
 from .em_loop import Problem, Run, State, neighborhood_chi2, run_em
 from .imputation import ImputationSampler, evaluate_selection
 from .init import data_variance, resolve_init, volume_filling_scale
-from .model import GMM, eval_chunks
+from .model import GMM
 from .mstep import renormalize_free
 from .neighborhoods import chi2_cutoff, neighborhoods
+from .observed import background_log_density, fill_latent, make_layout, sorted_rows
 from .parallel import make_executor
 from .result import FitResult
+from .split_merge import split_and_merge
 
 logger = logging.getLogger("pygmmis_ng")
-
-
-def _not_yet(name: str, feature: str) -> NotImplementedError:
-    return NotImplementedError(f"{name} is not supported by this release of pygmmis_ng "
-                               f"({feature} is planned for a later one); leave it at its default")
 
 
 def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "random",
@@ -56,13 +52,27 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     gmm : GMM
         The model; its parameters are replaced by the fit (only when the
         fit completes: on an error the GMM is left as it was).
-    data : array-like (N, D)
-    covar : None, array-like (D, D) or (N, D, D)
+    data : array-like (N, D), or (N, dy) with ``R``
+        The samples. NaN marks a value that was not measured (a missing
+        feature): the fit then uses the exact marginal of the mixture over
+        the measured values of each sample (samples are grouped by their
+        pattern of missing values). A row must have at least one value.
+    covar : None, array-like (D, D) or (N, D, D) (dy instead of D with ``R``)
         Noise covariance shared by all samples, or one per sample. The fit
         then deconvolves: it returns the intrinsic mixture whose convolution
         with the noise best explains the data (extreme deconvolution).
-    R : None
-        Projections (not supported yet).
+        Entries of a per-sample covariance at missing values are ignored
+        (they may be NaN).
+    R : None, array-like (dy, D) or (N, dy, D)
+        Projections, shared by all samples or one per sample: sample i
+        observes y_i = R_i x_i + noise of a D-dimensional x_i drawn from the
+        mixture (Bovy, Hogg & Roweis 2011); dy may be smaller than D. NaN in
+        ``data`` drops that row of R_i. The projections together must
+        observe every direction of the D-dimensional space. Not available
+        with ``sel_callback`` or ``background`` (a clear error says why).
+        The initialization (and ``init_method`` callables) see latent
+        points: each sample's measured values, and a least-squares mean
+        along the directions it does not observe.
     init_method : {'random', 'minmax', 'kmeans', 'gmm', 'none'} or callable
         See :mod:`pygmmis_ng.init`.
     w : float >= 0
@@ -110,8 +120,14 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     frozen : None, sequence of int, or dict
         Components (or, as a dict with keys 'amp', 'mean', 'covar', single
         parameters of components) kept at the values the GMM has on entry.
-    split_n_merge : False
-        Not supported yet.
+    split_n_merge : int >= 0, bool or None
+        Split'n'merge attempts after each EM run (SMEM, Ueda et al. 2000, as
+        in pyGMMis): merge the two components with the most overlapping
+        responsibilities, split the one that fits its samples worst, refine
+        the three by a partial EM and all by a full EM, and keep the result
+        if logL rose by more than ``tol * max(1, |logL|)``. Each candidate
+        costs about two EM runs. 0, False or None: off; True: 3 attempts.
+        Needs K >= 3; components with a frozen parameter take no part.
     rng : None, int, numpy.random.Generator or numpy.random.RandomState
         Source of all randomness (initialization, imputation, re-seeding).
     n_jobs : int
@@ -145,17 +161,21 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     if not isinstance(gmm, GMM):
         raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
     K, D = gmm.K, gmm.D
-    X = check_data(data, D)
+    X, R, S = check_observed(data, covar, R, D)
     N = X.shape[0]
     if N < K:
         raise ValueError(f"K={K} components cannot be fitted to N={N} samples: need N >= K")
-    span = np.ptp(X, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns are caught below
+        span = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
     span = span[span > 0]
     if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
         raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
                          "where covariances cannot be represented in float64: rescale the data")
-    S = check_noise(covar, N, D)
     weight = check_weights(sample_weight, N)
+    missing = bool(np.isnan(X).any())
+    # latent points for the initialization (raises if the projections miss a direction)
+    Z = fill_latent(X, R, weight, D) if R is not None or missing else X
     init = resolve_init(init_method)
     w = check_float(w, "w", minimum=0.0)
     tol = check_float(tol, "tol", minimum=0.0)
@@ -174,14 +194,22 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     masks = check_frozen(frozen, K)
     check_frozen_params(gmm, masks)
     gen = check_rng(rng)
-    for name, value, feature in (("R", R, "fitting projected data"),
-                                 ("split_n_merge", split_n_merge or None, "split'n'merge")):
-        if value is not None:
-            raise _not_yet(name, feature)
+    snm_attempts = _check_split_n_merge(split_n_merge, K)
     for name, cb in (("sel_callback", sel_callback), ("covar_callback", covar_callback)):
         if cb is not None and not callable(cb):
             raise ValueError(f"{name} must be callable (coords -> array) or None, got "
                              f"{type(cb).__name__}")
+    if R is not None and sel_callback is not None:
+        raise ValueError("R (projections) with sel_callback is not supported: imputation draws "
+                         "complete samples from the model and would need a projection (and a "
+                         "selection in the projected space) for each of them. Fit without "
+                         "sel_callback, or, if the projections only select measured features, "
+                         "pass the data in D columns with NaN for the unmeasured ones: imputed "
+                         "samples are then complete")
+    if R is not None and background is not None:
+        raise ValueError("R (projections) with a background is not supported: the density of a "
+                         "projected uniform box is not uniform. Use NaN for unmeasured features "
+                         "instead of selection-row projections, or fit without the background")
     if covar_callback is not None and sel_callback is None:
         raise ValueError("covar_callback is only used for imputation samples: it needs a sel_callback")
     if sel_callback is not None and S is not None and covar_callback is None:
@@ -191,7 +219,9 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     bg = check_background(background, X, D)
     log_omega_mean = 0.0
     if sel_callback is not None:
-        omega = evaluate_selection(sel_callback, X, "the observed samples")
+        omega = evaluate_selection(sel_callback, X, "the observed samples" + (
+            " (NaN marks their missing features: the selection probability must follow from "
+            "the measured ones)" if missing else ""))
         if (omega == 0).any():
             i = np.flatnonzero(omega == 0)
             raise ValueError(f"sel_callback gives Omega = 0 for {i.size} observed sample(s) (first: "
@@ -200,7 +230,16 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         log_omega_mean = float(np.average(np.log(omega), weights=weight))
 
     # ---- fixed quantities of the fit ---------------------------------------
-    center = np.average(X, axis=0, weights=weight)
+    center = np.average(Z, axis=0, weights=weight)
+    layout = make_layout(X, R, S, K, D)
+    if cutoff is not None:
+        layout = layout._replace(groups=tuple(
+            g._replace(c2=neighborhood_chi2(g.dy, cutoff)) for g in layout.groups))
+    Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
+    if R is None:
+        Xc = Xs - center
+    else:
+        Xc = Xs - (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
     impute = sel_callback is not None
     sampler = None
     if impute:
@@ -213,16 +252,16 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
             bg_amp0 = min(0.1, bg.amp_max)
         bg_amp0 = float(np.clip(bg_amp0, bg.amp_min, min(bg.amp_max, 1 - 1e-9)))
     problem = Problem(
-        Xc=X - center, center=center, S=S, weight=weight,
-        N_w=float(N if weight is None else weight.sum()),
-        chunks=eval_chunks(N, K, D, S is not None and S.ndim == 3),
-        log_bg_obs=None if bg is None else bg.log_density(X, S),
+        Xc=Xc, center=center, S=Ss, weight=ws,
+        N_w=float(N if weight is None else weight.sum()), groups=layout.groups,
+        log_bg_obs=None if bg is None else background_log_density(bg, layout, Xs, Ss),
         log_omega_mean=log_omega_mean, sel_callback=sel_callback, covar_callback=covar_callback,
         oversampling=oversampling, sampler=sampler, bg=bg, w=w, tol=tol, masks=masks,
-        scale2=data_variance(X), reseed_scale=volume_filling_scale(X, K),
+        scale2=data_variance(Z), reseed_scale=volume_filling_scale(Z, K),
         shift_limit=chi2_cutoff(D, 0.1), accelerate=accelerate,
         nbr=None if cutoff is None else np.zeros((N, K), dtype=np.uint8),
-        nbr_c2=0.0 if cutoff is None else neighborhood_chi2(D, cutoff))
+        R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,
+        Zc=None if Z is X else sorted_rows(layout.order, Z)[0] - center)
 
     # ---- restarts ------------------------------------------------------------
     seeds = gen.integers(0, 2**62, size=n_init)
@@ -235,7 +274,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
             if n_init > 1:
                 logger.info("initialization %d of %d", r + 1, n_init)
             work = gmm.copy()
-            init(work, X, covar=S, rng=child)
+            init(work, Z, covar=S if Z is X else None, rng=child)
             for key in ("amp", "mean", "covar"):
                 if masks[key].any():
                     getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]
@@ -247,6 +286,8 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
                 raise ValueError(f"the initialization produced an invalid GMM: {exc}") from None
             st = State(work.amp.copy(), work.mean - center, work.covar.copy(), bg_amp0, problem.N_w)
             run = run_em(problem, st, miniter, maxiter, child, ex)
+            if snm_attempts > 0:
+                run, _ = split_and_merge(problem, run, snm_attempts, miniter, maxiter, child, ex)
             restarts_logL[r] = run.logL
             n_reseeded += run.n_reseeded
             if best is None or run.logL > best.logL:
@@ -262,8 +303,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
 
     U: list = [None] * K
     if cutoff is not None:
-        U = neighborhoods(problem.Xc, best.comps, S if problem.per_sample else None,
-                          problem.chunks, cutoff)
+        U = neighborhoods(problem, best.comps, cutoff)
 
     st = best.state
     gmm.amp, gmm.mean, gmm.covar = st.amp, st.mean + center, st.covar
@@ -276,6 +316,18 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
                      n_reseeded=n_reseeded, restarts_logL=restarts_logL,
                      n_params=count_params(K, D, masks, bg is not None and bg.adjust_amp),
                      weight_sum=problem.N_w, elapsed=time.perf_counter() - t0)
+
+
+def _check_split_n_merge(value: Any, K: int) -> int:
+    """Number of split'n'merge attempts: 0 for None/False, 3 for True, else an int >= 0."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        attempts = 3 if value else 0
+    else:
+        attempts = check_int(value, "split_n_merge", minimum=0)
+    if attempts > 0 and K < 3:
+        raise ValueError(f"split_n_merge needs K >= 3 components (it merges two and splits a "
+                         f"third), got K={K}; pass split_n_merge=0")
+    return attempts
 
 
 def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool) -> int:

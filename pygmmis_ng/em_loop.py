@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import kernels
+from . import kernels, observed
 from .acceleration import Params, extrapolate
 from .background import Background
 from .imputation import BlockTask, ImputationSampler, block_sizes, block_stats
@@ -40,14 +40,20 @@ RAMP_OVERSAMPLING = (1,)
 
 
 class Problem(NamedTuple):
-    """Everything that stays fixed during one fit (centred coordinates)."""
+    """Everything that stays fixed during one fit (centred coordinates).
+
+    The observed samples are sorted by missingness pattern (``order``) and
+    processed by the groups of :mod:`.observed`; ``Xc`` holds y_i - R_i c
+    (NaN where not measured), ``S`` and ``R`` the noise and projection as
+    given (rows sorted if per sample).
+    """
 
     Xc: np.ndarray
     center: np.ndarray
     S: np.ndarray | None
     weight: np.ndarray | None
     N_w: float
-    chunks: list
+    groups: tuple
     log_bg_obs: np.ndarray | None          # log background density at the observed samples
     log_omega_mean: float                  # weighted mean log Omega of the observed samples
     sel_callback: Any
@@ -63,11 +69,17 @@ class Problem(NamedTuple):
     shift_limit: float
     accelerate: bool
     nbr: np.ndarray | None = None          # (N, K) uint8 neighborhood flags (with cutoff)
-    nbr_c2: float = 0.0                    # chi2 radius of the stored neighborhoods
+    R: np.ndarray | None = None            # (N, dy, D) per-sample projections (sorted rows)
+    order: np.ndarray | None = None        # sorted row r is the data's row order[r]
+    Zc: np.ndarray | None = None           # (N, D) latent points for re-seeding (with R or NaN)
 
     @property
     def per_sample(self) -> bool:
         return self.S is not None and self.S.ndim == 3
+
+    @property
+    def per_sample_R(self) -> bool:
+        return self.R is not None and self.R.ndim == 3
 
     @property
     def impute(self) -> bool:
@@ -87,7 +99,7 @@ class Step(NamedTuple):
 
     logL: float
     N0: float
-    comps: kernels.Components
+    comps: list                 # the groups' components at the evaluated state
     new: State
     n_reseeded: int
 
@@ -99,32 +111,65 @@ class Run(NamedTuple):
     n_iter: int
     converged: bool
     n_reseeded: int
-    comps: kernels.Components
+    comps: list
     n_eval: int                 # E-steps computed (iterations plus rejected extrapolations)
+
+
+def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray) -> list:
+    """The kernels' components of every group of observed samples."""
+    return [observed.group_components(grp, amp, mean, covar, p.per_sample, p.per_sample_R)
+            for grp in p.groups]
 
 
 def _observed_task(p: Problem, task: tuple) -> kernels.SufficientStats:
     """Statistics of one chunk of observed samples (a task for the executor)."""
-    sl, comps, log_alpha, redo = task
+    g, sl, comps, log_alpha, redo = task
     log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
-    return kernels.chunk_stats(p.Xc[sl], comps, p.S[sl] if p.per_sample else None,
-                               None if p.weight is None else p.weight[sl], log_bg,
-                               None if p.nbr is None else p.nbr[sl], redo, p.nbr_c2)
+    return observed.chunk_stats(p.groups[g], sl, p.Xc, p.S, p.R, comps,
+                                None if p.weight is None else p.weight[sl], log_bg,
+                                None if p.nbr is None else p.nbr[sl], redo)
 
 
-def observed_stats(p: Problem, comps: kernels.Components, bg_amp: float, ex: Any,
+def observed_stats(p: Problem, comps: list, bg_amp: float, ex: Any,
                    redo: np.ndarray | None = None) -> kernels.SufficientStats:
     """Statistics of all observed samples: chunk tasks on the executor, summed in order.
 
-    With neighborhoods (``p.nbr``), ``redo`` flags the components whose
+    ``comps`` holds the components of each group (:func:`group_comps`). With
+    neighborhoods (``p.nbr``), ``redo`` flags the components whose
     neighborhoods are recomputed in this pass.
     """
-    K, D = comps.mean.shape
+    K, D = comps[0].log_amp.size, p.center.size
     log_alpha = math.log(bg_amp) if bg_amp > 0 else None
     stats = kernels.SufficientStats.zeros(K, D)
-    for part in ex.map(_observed_task, [(sl, comps, log_alpha, redo) for sl in p.chunks]):
+    tasks = [(g, sl, comps[g], log_alpha, redo)
+             for g, grp in enumerate(p.groups) for sl in grp.chunks]
+    for part in ex.map(_observed_task, tasks):
         stats += part
     return stats
+
+
+def observed_log_joint(p: Problem, st: State) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sample log densities of the members at ``st`` (numpy kernels, all pairs).
+
+    Returns
+    -------
+    log_joint : ndarray (N, K)
+        log(a_k (1 - bg_amp)) + log N(y_i | component k projected and
+        convolved with the noise of sample i), in the order of ``p.Xc``.
+    log_bg : ndarray (N,) or None
+        log(bg_amp) + log background density (None without a background
+        or with bg_amp = 0).
+    """
+    K = st.mean.shape[0]
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+    out = np.empty((p.Xc.shape[0], K))
+    for grp, c in zip(p.groups, comps):
+        for sl in grp.chunks:
+            out[sl] = observed.chunk_log_joint(grp, sl, p.Xc, p.S, p.R, c)[0]
+    log_bg = None
+    if p.log_bg_obs is not None and st.bg_amp > 0:
+        log_bg = p.log_bg_obs + math.log(st.bg_amp)
+    return out, log_bg
 
 
 #: stored neighborhoods stay valid while a component's mean moves less than NB_SHIFT of its
@@ -174,8 +219,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
             ex: Any, redo: np.ndarray | None = None) -> Step:
     """logL at ``st`` and the EM update of ``st`` (with M imputation draws if imputing)."""
     K, D = st.mean.shape
-    shared = p.S if p.S is not None and p.S.ndim == 2 else None
-    comps = kernels.prepare_components(st.amp * (1 - st.bg_amp), st.mean, st.covar, shared)
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
     stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, redo)
     logL = stats.logL / p.N_w
     N0 = p.N_w
@@ -196,7 +240,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     for k in np.flatnonzero(bad):
         logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
                        "sample (consider w > 0 or a smaller K)", k, amp[k])
-        mean[k] = p.Xc[gen.integers(len(p.Xc))]
+        mean[k] = (p.Xc if p.Zc is None else p.Zc)[gen.integers(len(p.Xc))]
         covar[k] = p.reseed_scale**2 * np.eye(D)
         if not p.masks["amp"][k]:
             amp[k] = 1.0 / K

@@ -295,12 +295,16 @@ def stats_shared(x: np.ndarray, weight: np.ndarray | None, log_bg: np.ndarray | 
 def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
                      log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
                      log_amp: np.ndarray, nbr: np.ndarray | None = None,
-                     redo: np.ndarray | None = None, c2: float = 0.0
+                     redo: np.ndarray | None = None, c2: float = 0.0,
+                     gain: np.ndarray | None = None, post: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """A_k, Mc_k, Cc_k, logL and B of one chunk with per-sample noise S (n, D, D).
 
     Same meaning as :func:`pygmmis_ng.kernels.chunk_stats` (statistics of the
-    deconvolved values, centred on the current means).
+    deconvolved values, centred on the current means). For samples y = R x +
+    noise of a shared projection R, ``mean`` and ``covar`` are the projected
+    R m_k and R V_k R^T, and ``gain`` = V_k R^T (K, D', D), ``post`` = V_k
+    (K, D', D') lift the sums to the D'-dimensional true values.
 
     Raises
     ------
@@ -325,4 +329,6 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
                                     "of a chunk")
     mirror_upper(SUU)
     mirror_upper(STinv)
-    return (A,) + deconvolve(covar, None, A, SU, SUU - STinv, covar) + (float(logL), float(B))
+    if gain is None:
+        gain = post = covar
+    return (A,) + deconvolve(gain, post, A, SU, SUU - STinv) + (float(logL), float(B))

@@ -40,31 +40,31 @@ def _draw_transform_py(u, z, v, cum, mean, chol, lo, hi, x, comp):
 
 
 def _sandwich_py(G, C, H, out):
-    """out_k = G_k C_k H_k^T for stacks of (D, D) matrices, summed in a fixed order."""
-    K, D = C.shape[0], C.shape[1]
-    tmp = np.empty((D, D))
+    """out_k = G_k C_k H_k^T for stacks G, H (K, P, Q) and C (K, Q, Q), in a fixed order."""
+    K, P, Q = G.shape
+    tmp = np.empty((P, Q))
     for k in range(K):
-        for a in range(D):
-            for b in range(D):
+        for a in range(P):
+            for b in range(Q):
                 s = 0.0
-                for c in range(D):
+                for c in range(Q):
                     s += G[k, a, c] * C[k, c, b]
                 tmp[a, b] = s
-        for a in range(D):
-            for b in range(D):
+        for a in range(P):
+            for b in range(P):
                 s = 0.0
-                for c in range(D):
+                for c in range(Q):
                     s += tmp[a, c] * H[k, b, c]
                 out[k, a, b] = s
 
 
 def _matvec_py(G, v, out):
-    """out_k = G_k v_k for (K, D, D) and (K, D), summed in a fixed order."""
-    K, D = v.shape
+    """out_k = G_k v_k for (K, P, Q) and (K, Q), summed in a fixed order."""
+    K, P, Q = G.shape
     for k in range(K):
-        for a in range(D):
+        for a in range(P):
             s = 0.0
-            for c in range(D):
+            for c in range(Q):
                 s += G[k, a, c] * v[k, c]
             out[k, a] = s
 
@@ -125,7 +125,10 @@ def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.nda
     """(G Mc, G Cc H^T + A post), the latter symmetrized (post defaults to H).
 
     Shared noise: G = H = V T^-1 (the gain), post = V - V T^-1 V. Per-sample
-    noise: G = H = V and post = V (Cc = V (SUU - STinv) V + A V). Computed
+    noise: G = H = V and post = V (Cc = V (SUU - STinv) V + A V). With a
+    projection R the gains are rectangular, (K, D, dy): V R^T T^-1, or V R^T
+    for per-sample noise, lifting sums over dy-dimensional observations to
+    statistics of the D-dimensional true values. Computed
     in compiled loops with a fixed summation order, so the result does not
     depend on the memory alignment of the inputs (numpy's einsum does), which
     keeps fits bit-identical across worker processes.
@@ -133,8 +136,9 @@ def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.nda
     G = np.ascontiguousarray(G)
     H = G if H is None else np.ascontiguousarray(H)
     post = H if post is None else post
-    Mc_out = np.empty_like(Mc)
-    Cc_out = np.empty_like(Cc)
+    K, P = G.shape[:2]
+    Mc_out = np.empty((K, P))
+    Cc_out = np.empty((K, P, P))
     _matvec(G, np.ascontiguousarray(Mc), Mc_out)
     _sandwich(G, np.ascontiguousarray(Cc), H, Cc_out)
     Cc_out += A[:, None, None] * post

@@ -322,7 +322,8 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
         wsum = float(x.shape[0]) if weight is None else float(weight.sum())
         if S is not None:
             A, Mc, Cc, logL, B = fused.stats_per_sample(x, S, weight, log_bg, comps.mean,
-                                                        comps.covar, comps.log_amp, nbr, redo, c2)
+                                                        comps.covar, comps.log_amp, nbr, redo, c2,
+                                                        comps.gain, comps.post_covar)
             return SufficientStats(A, Mc, Cc, logL, wsum, B)
         log_const = comps.log_amp - 0.5 * (D * LOG_2PI + comps.log_det)
         A, Mc, Cc, logL, B = fused.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
@@ -353,13 +354,17 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
     Cc = np.empty((K, D, D))
     for k in range(K):
         qk = q[:, k]
-        V = comps.covar[k]
         u, Linv = cache[0][k], cache[1][k]
         uq = u * qk
         # sum_i q_i T_i^-1 with T^-1 = Linv^T Linv
         Tinv_sum = np.tensordot(Linv * qk, Linv, axes=([0, 2], [0, 2]))
-        Mc[k] = V @ uq.sum(axis=1)
-        Cc[k] = V @ (uq @ u.T - Tinv_sum) @ V + A[k] * V
+        Mc[k] = uq.sum(axis=1)
+        Cc[k] = uq @ u.T - Tinv_sum
+    # lift: G = V (or V R^T for a projected group), Cc = G (sum ...) G^T + A V
+    G = comps.covar if comps.gain is None else comps.gain
+    post = comps.covar if comps.post_covar is None else comps.post_covar
+    Mc = np.einsum("kab,kb->ka", G, Mc)
+    Cc = G @ Cc @ np.swapaxes(G, 1, 2) + A[:, None, None] * post
     Cc = 0.5 * (Cc + np.swapaxes(Cc, 1, 2))
     return SufficientStats(A, Mc, Cc, logL, wsum, B)
 

@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 
 from . import kernels
-from ._validation import as_float_array, check_covariances, check_data, check_int, check_noise, check_rng
+from ._validation import (
+    as_float_array,
+    check_covariances,
+    check_data,
+    check_int,
+    check_noise,
+    check_observed,
+    check_rng,
+)
 
 #: doubles of per-chunk working memory (measured: the GEMM path of plain/shared
 #: noise is fastest when a chunk stays in L2, the per-sample path with longer rows)
@@ -136,35 +144,51 @@ class GMM:
         return f"GMM(K={self.K}, D={self.D})"
 
     # -- density ------------------------------------------------------------
-    def _eval_inputs(self, coords: Any, covar: Any) -> tuple[np.ndarray, np.ndarray | None, bool]:
-        """Checked (N, D) coords, their noise, and whether a single point was given."""
+    def _eval_inputs(self, coords: Any, covar: Any, R: Any = None
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
+        """Checked coords (N, D) or (N, dy), their noise and projections, and whether single."""
         X = as_float_array(coords, "coords")
         single = X.ndim == 1
         if single:
-            if X.shape[0] != self.D:
-                raise ValueError(f"a single point must have {self.D} coordinates, got {X.shape[0]}; "
+            dy = self.D if R is None else np.shape(R)[-2]
+            if X.shape[0] != dy:
+                raise ValueError(f"a single point must have {dy} coordinates, got {X.shape[0]}; "
                                  "pass several points as an (N, D) array")
             X = X[None]
-        X = check_data(X, self.D, name="coords")
+            if R is not None and np.ndim(R) == 2:
+                R = np.asarray(R)
+            elif R is not None:
+                raise ValueError("a single point takes a single projection R of shape (dy, D)")
+        if R is None:
+            X = check_data(X, self.D, name="coords", allow_missing=True)
+        else:
+            X, R, _ = check_observed(X, None, R, self.D)
         self.validate()
-        return X, check_noise(covar, X.shape[0], self.D), single
+        S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
+        return X, S, R, single
 
-    def log_joint(self, coords: Any, covar: Any = None) -> np.ndarray:
+    def log_joint(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
         """log(a_k) + log N(x_i | m_k, V_k + S_i) for every sample and component.
 
         Parameters
         ----------
-        coords : array-like (N, D)
+        coords : array-like (N, D), or (N, dy) with ``R``; NaN marks a
+            missing value: the marginal over the measured values is used
         covar : None, (D, D) or (N, D, D) noise covariance of the coords
+        R : None, (dy, D) or (N, dy, D) projections: coords_i = R_i x_i + noise
 
         Returns
         -------
         ndarray (N, K)
         """
-        X, S, _ = self._eval_inputs(coords, covar)
-        return self._log_joint(X, S)
+        X, S, R, _ = self._eval_inputs(coords, covar, R)
+        return self._log_joint(X, S, R)
 
-    def _log_joint(self, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:
+    def _log_joint(self, X: np.ndarray, S: np.ndarray | None, R: np.ndarray | None = None
+                   ) -> np.ndarray:
+        if R is not None or np.isnan(X).any():
+            from .observed import log_joint
+            return log_joint(X, R, S, self._amp, self._mean, self._covar)
         shared = S if S is not None and S.ndim == 2 else None
         comps = kernels.prepare_components(self._amp, self._mean, self._covar, shared)
         per_sample = S is not None and S.ndim == 3
@@ -173,36 +197,41 @@ class GMM:
             out[sl] = kernels.log_joint(X[sl], comps, S[sl] if per_sample else None)
         return out
 
-    def logL(self, coords: Any, covar: Any = None) -> np.ndarray:
+    def logL(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
         """Log-density of the (noise-convolved) mixture at each sample.
 
         With ``covar`` S_i given, this is log sum_k a_k N(x_i | m_k, V_k + S_i),
-        the likelihood of a noisy observation x_i of the mixture.
+        the likelihood of a noisy observation x_i of the mixture. With
+        projections R_i: log sum_k a_k N(y_i | R_i m_k, R_i V_k R_i^T + S_i).
+        NaN in coords marks missing values: the density is the exact
+        marginal over each sample's measured values.
 
         Parameters
         ----------
-        coords : array-like (N, D) or (D,)
-        covar : None, (D, D) or (N, D, D)
+        coords : array-like (N, D) or (D,); (N, dy) or (dy,) with ``R``
+        covar : None, (D, D) or (N, D, D) (dy instead of D with ``R``)
+        R : None, (dy, D) or (N, dy, D)
 
         Returns
         -------
         ndarray (N,), or a float for a single point of shape (D,)
         """
-        X, S, single = self._eval_inputs(coords, covar)
-        log_norm, _ = kernels.log_normalize(self._log_joint(X, S))
+        X, S, R, single = self._eval_inputs(coords, covar, R)
+        log_norm, _ = kernels.log_normalize(self._log_joint(X, S, R))
         return float(log_norm[0]) if single else log_norm
 
-    def responsibilities(self, coords: Any, covar: Any = None) -> np.ndarray:
+    def responsibilities(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
         """Posterior probability q_ik that sample i came from component k.
 
         Returns
         -------
         ndarray (N, K), rows sum to 1
         """
-        X, S, _ = self._eval_inputs(coords, covar)
-        return kernels.log_normalize(self._log_joint(X, S))[1]
+        X, S, R, _ = self._eval_inputs(coords, covar, R)
+        return kernels.log_normalize(self._log_joint(X, S, R))[1]
 
-    def __call__(self, coords: Any, covar: Any = None, as_log: bool = False) -> np.ndarray:
+    def __call__(self, coords: Any, covar: Any = None, as_log: bool = False, R: Any = None
+                 ) -> np.ndarray:
         """Density (or log-density) of the mixture, convolved with ``covar`` if given.
 
         Parameters
@@ -211,12 +240,14 @@ class GMM:
         covar : None, (D, D) or (N, D, D) noise covariance of the coords
         as_log : bool
             Return the natural log of the density.
+        R : None, (dy, D) or (N, dy, D)
+            Projections (see :meth:`logL`); NaN in coords marks missing values.
 
         Returns
         -------
         ndarray (N,), or a float for a single point
         """
-        log_p = self.logL(coords, covar=covar)
+        log_p = self.logL(coords, covar=covar, R=R)
         return log_p if as_log else np.exp(log_p)
 
     # -- sampling -----------------------------------------------------------

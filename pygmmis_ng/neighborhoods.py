@@ -8,10 +8,10 @@ work is the subject of the scaling work.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.stats
-
-from . import kernels
 
 
 def chi2_cutoff(D: int, cutoff: float = 3.0) -> float:
@@ -33,28 +33,31 @@ def chi2_cutoff(D: int, cutoff: float = 3.0) -> float:
     return float(scipy.stats.chi2.ppf(confidence_1d, D))
 
 
-def neighborhoods(X: np.ndarray, comps: kernels.Components, S: np.ndarray | None,
-                  chunks: list[slice], cutoff: float) -> list[np.ndarray]:
+def neighborhoods(p: Any, comps: list, cutoff: float) -> list[np.ndarray]:
     """Indices of the samples within ``cutoff`` (1D sigmas) of each component.
 
     Parameters
     ----------
-    X : ndarray (N, D)
-    comps : Components (with the noise folded in for absent/shared noise)
-    S : None or ndarray (N, D, D) per-sample noise
-    chunks : fixed chunks of the samples
+    p : em_loop.Problem (its groups of observed samples and their order)
+    comps : the groups' components (em_loop.group_comps)
     cutoff : float
 
     Returns
     -------
-    list of K int arrays, the sorted sample indices of each neighborhood
+    list of K int arrays, the sorted indices (rows of the data as given) of
+    each neighborhood; chi2 is taken over each sample's measured values
     """
-    K, D = comps.mean.shape
-    limit = chi2_cutoff(D, cutoff)
+    from .observed import chunk_log_joint
+
+    K = comps[0].log_amp.size
     parts: list[list[np.ndarray]] = [[] for _ in range(K)]
-    per_sample = S is not None and S.ndim == 3
-    for sl in chunks:
-        chi2 = kernels.mahalanobis(X[sl], comps, S[sl] if per_sample else None)
-        for k in range(K):
-            parts[k].append(sl.start + np.flatnonzero(chi2[:, k] < limit))
-    return [np.concatenate(p) if p else np.empty(0, dtype=int) for p in parts]
+    for grp, c in zip(p.groups, comps):
+        limit = chi2_cutoff(grp.dy, cutoff)
+        for sl in grp.chunks:
+            chi2 = chunk_log_joint(grp, sl, p.Xc, p.S, p.R, c)[1]
+            for k in range(K):
+                parts[k].append(sl.start + np.flatnonzero(chi2[:, k] < limit))
+    out = [np.concatenate(q) if q else np.empty(0, dtype=int) for q in parts]
+    if p.order is not None:
+        out = [np.sort(p.order[idx]) for idx in out]
+    return out

@@ -34,7 +34,9 @@ import numpy as np
 import parmap
 
 #: the problem's arrays that go to shared memory (fields of em_loop.Problem)
-SHARED_FIELDS = ("Xc", "S", "weight", "log_bg_obs", "nbr")
+SHARED_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs", "nbr")
+#: large arrays only the parent process uses (not sent to the workers)
+PARENT_ONLY_FIELDS = ("Zc", "order")
 #: those the workers write to (each task only its own chunk's rows)
 WRITABLE_FIELDS = ("nbr",)
 #: prefix of our shared-memory segment names (tests look for leftovers by it)
@@ -132,7 +134,7 @@ class PoolExecutor:
                 self._segments.append(shm)
                 np.ndarray(arr.shape, dtype=arr.dtype, buffer=shm.buf)[...] = arr
                 specs[field] = (shm.name, arr.shape, arr.dtype.str)
-            lite = problem._replace(**{field: None for field in specs})
+            lite = problem._replace(**{field: None for field in (*specs, *PARENT_ONLY_FIELDS)})
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
             self._pool = ctx.Pool(n_jobs, initializer=_init_worker, initargs=(lite, specs))

@@ -88,7 +88,10 @@ FIT_CASES = [
     ("data-columns", lambda X: (np.hstack([X, X[:, :1]]), {}), ValueError,
      r"data has 3 columns but the model has D=2"),
     ("data-empty", lambda X: (np.empty((0, D)), {}), ValueError, r"data is empty"),
-    ("data-nan", lambda X: (_with(X, 4, 1, np.nan), {}), ValueError, r"data contains NaN.*row 4"),
+    ("data-row-all-nan", lambda X: (_with(_with(X, 4, 1, np.nan), 4, 0, np.nan), {}), ValueError,
+     r"data has 1 row\(s\) with every value missing \(NaN\) \(first: row 4\)"),
+    ("data-column-all-nan", lambda X: (np.c_[X[:, :1], np.full(N, np.nan)], {}), ValueError,
+     r"feature\(s\) \[1\] are missing \(NaN\) in every sample"),
     ("data-inf", lambda X: (_with(X, 6, 0, np.inf), {}), ValueError, r"data contains inf.*row 6"),
     ("data-strings", lambda X: ([["a", "b"], ["c", "d"], ["e", "f"]], {}), ValueError,
      r"data must be numeric"),
@@ -156,13 +159,34 @@ FIT_CASES = [
      ValueError, r"covar_callback is only used for imputation samples: it needs a sel_callback"),
     ("background-not-Background", lambda X: (X, {"background": 0.1}), TypeError,
      r"background must be a pygmmis_ng\.Background, got float"),
-    # ---- features not there yet ---------------------------------------------
-    ("R", lambda X: (X, {"R": np.tile(np.eye(D), (N, 1, 1))}), NotImplementedError,
-     r"R is not supported.*fitting projected data"),
-    ("split_n_merge", lambda X: (X, {"split_n_merge": 3}), NotImplementedError,
-     r"split_n_merge is not supported"),
-    ("split_n_merge-true", lambda X: (X, {"split_n_merge": True}), NotImplementedError,
-     r"split_n_merge is not supported"),
+    # ---- projections -----------------------------------------------------------
+    ("R-wrong-D", lambda X: (X, {"R": np.ones((1, D + 1))}), ValueError,
+     r"R \(projection\) must have shape \(dy, 2\).*got shape \(1, 3\)"),
+    ("R-wrong-N", lambda X: (X[:, :1], {"R": np.ones((N + 1, 1, D))}), ValueError,
+     r"R \(projection\) must have shape .*\(50, dy, 2\).*got shape \(51, 1, 2\)"),
+    ("R-1d", lambda X: (X, {"R": np.ones(D)}), ValueError, r"R \(projection\) must have shape"),
+    ("R-nan", lambda X: (X[:, :1], {"R": np.array([[1.0, np.nan]])}), ValueError,
+     r"R \(projection\) contains NaN or inf; mark a missing measurement by NaN in data"),
+    ("R-columns-mismatch", lambda X: (X, {"R": np.ones((1, D))}), ValueError,
+     r"data has 2 columns but R projects onto dy=1 values"),
+    ("R-unobserved-direction", lambda X: (X[:, :1], {"R": np.array([[1.0, 0.0]])}), ValueError,
+     r"leave some direction of the D=2-dimensional space unobserved"),
+    ("R-noise-wrong-dy", lambda X: (X[:, :1], {"R": np.tile([[1.0, 0.5]], (N, 1, 1)),
+                                               "covar": 0.1 * np.eye(D)}), ValueError,
+     r"covar \(noise covariance\) must be None, shape \(1, 1\)"),
+    ("R-with-sel_callback", lambda X: (X, {"R": np.eye(D), "sel_callback": lambda x: np.ones(len(x))}),
+     ValueError, r"R \(projections\) with sel_callback is not supported: imputation draws"),
+    ("R-with-background", lambda X: (X, {"R": np.eye(D), "background": ng.Background([[-9, -9], [9, 9]])}),
+     ValueError, r"R \(projections\) with a background is not supported"),
+    # ---- split'n'merge -------------------------------------------------------
+    ("split_n_merge-K-below-3", lambda X: (X, {"split_n_merge": 3}), ValueError,
+     r"split_n_merge needs K >= 3 components.*got K=2"),
+    ("split_n_merge-true-K-below-3", lambda X: (X, {"split_n_merge": True}), ValueError,
+     r"split_n_merge needs K >= 3 components.*got K=2"),
+    ("split_n_merge-negative", lambda X: (X, {"split_n_merge": -1}), ValueError,
+     r"split_n_merge must be >= 0, got -1"),
+    ("split_n_merge-non-integer", lambda X: (X, {"split_n_merge": 1.5}), ValueError,
+     r"split_n_merge must be an integer, got 1\.5"),
 ]
 
 
@@ -277,12 +301,12 @@ def test_gmm_user_covar_not_spd(X, covar, match):
     (np.zeros((5, D + 1)), {}, r"coords has 3 columns but the model has D=2"),
     (np.zeros((5, D, 1)), {}, r"coords must have shape \(N, D\) with D=2"),
     (np.zeros(D + 1), {}, r"a single point must have 2 coordinates, got 3"),
-    (np.array([[0.0, 1.0], [np.nan, 0.0]]), {}, r"coords contains NaN.*row 1"),
+    (np.array([[0.0, 1.0], [np.nan, np.nan]]), {}, r"coords has 1 row\(s\) with every value missing.*row 1"),
     (np.zeros((5, D)), {"covar": np.eye(D + 1)},
      r"covar \(noise covariance\) must be None.*got shape \(3, 3\)"),
     (np.zeros((5, D)), {"covar": np.tile(np.eye(D), (4, 1, 1))},
      r"covar \(noise covariance\) must be None.*got shape \(4, 2, 2\)"),
-], ids=["columns", "3d", "single-point-length", "nan", "covar-DplusOne", "covar-wrong-N"])
+], ids=["columns", "3d", "single-point-length", "all-nan-row", "covar-DplusOne", "covar-wrong-N"])
 def test_gmm_call_bad_coords(coords, kwargs, match):
     gmm = make_gmm()
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,292 @@
+"""The observed samples as groups: missing features and projections.
+
+A sample y_i (dy values) observes its true D-dimensional x_i through a
+projection, y_i = R_i x_i + noise. NaN in y_i marks a value that was not
+measured: that row of R_i (of the identity, without ``R``) is dropped. The
+marginal of a Gaussian is a Gaussian, so this is exact -- no huge-variance
+stand-in as in pyGMMis.
+
+The samples are sorted (stably) by their missingness pattern, and each
+pattern becomes a :class:`Group` of consecutive rows:
+
+* without ``R`` and without NaN there is one group with no projection:
+  the plain / shared / per-sample noise paths of :mod:`.kernels`, unchanged;
+* a group that shares one projection R_g (a missingness pattern: the
+  selection rows of the identity; or a shared ``R``) is the *same*
+  problem in the dy_g-dimensional projected space, with components
+  R_g m_k, R_g V_k R_g^T (+ noise), and the sums are lifted back to D
+  dimensions by rectangular gains (:func:`group_components`);
+* samples with their own projection R_i (``R`` of shape (N, dy, D)) go
+  through :mod:`.projected`.
+
+So a shared noise stays O(K dy^3) per group and iteration, and the
+compiled kernels serve every group whose own path has one.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import kernels, projected
+
+
+class Group(NamedTuple):
+    """Consecutive rows of the (pattern-sorted) samples with one missingness pattern.
+
+    Attributes
+    ----------
+    rows : slice of the sorted samples
+    obs : ndarray of int or None
+        Observed columns of the data (None: all).
+    R : ndarray (dy_g, D) or None
+        The group's shared projection; None for the identity, or when every
+        sample has its own (then taken from the per-sample ``R`` by ``obs``).
+    S : ndarray (dy_g, dy_g) or None
+        Shared noise restricted to the observed values (None: none or per-sample).
+    chunks : tuple of slices (absolute rows) streamed through the kernels
+    dy : int
+        Number of observed values of each sample of the group.
+    c2 : float
+        chi2 radius of the stored neighborhoods in dy_g dimensions (with cutoff).
+    """
+
+    rows: slice
+    obs: np.ndarray | None
+    R: np.ndarray | None
+    S: np.ndarray | None
+    chunks: tuple
+    dy: int
+    c2: float = 0.0
+
+
+class Layout(NamedTuple):
+    """Sorted order and groups of the observed samples."""
+
+    order: np.ndarray | None        # sorted row r is original row order[r]; None: unchanged
+    groups: tuple
+
+
+def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int
+                ) -> Layout:
+    """Group the samples of data X (N, dy) by missingness pattern.
+
+    ``R``: None, (dy, D) or (N, dy, D); ``S``: None, (dy, dy) or (N, dy, dy).
+    The data are not reordered here: the caller applies ``order``.
+    """
+    from .model import eval_chunks
+
+    N, dy = X.shape
+    per_sample = (S is not None and S.ndim == 3) or (R is not None and R.ndim == 3)
+    observed = ~np.isnan(X)
+    if observed.all():
+        patterns, inverse, order = np.ones((1, dy), dtype=bool), np.zeros(N, dtype=int), None
+    else:
+        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(patterns))
+    groups = []
+    start = 0
+    for pattern, n in zip(patterns, counts):
+        obs = None if pattern.all() else np.flatnonzero(pattern)
+        if R is not None and R.ndim == 2:
+            Rg = R if obs is None else R[obs]
+        elif R is None and obs is not None:
+            Rg = np.eye(D)[obs]
+        else:
+            Rg = None                                   # identity, or per-sample R
+        Sg = None
+        if S is not None and S.ndim == 2:
+            Sg = S if obs is None else S[np.ix_(obs, obs)]
+        chunks = tuple(slice(start + c.start, start + c.stop)
+                       for c in eval_chunks(int(n), K, D, per_sample))
+        groups.append(Group(slice(start, start + int(n)), obs, Rg, Sg, chunks,
+                            int(pattern.sum())))
+        start += int(n)
+    return Layout(None if order is None or (order == np.arange(N)).all() else order,
+                  tuple(groups))
+
+
+def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
+                     per_sample_noise: bool, per_sample_R: bool) -> kernels.Components:
+    """What the kernels need for one group at the current parameters.
+
+    For a projected group with no or shared noise: T_k = R V_k R^T + S,
+    its factors, the gain V_k R^T T_k^-1 (D, dy) and the posterior covariance
+    V_k - V_k R^T T_k^-1 R V_k. With per-sample noise: R m_k and R V_k R^T,
+    and the lift V_k R^T, V_k (see :func:`pygmmis_ng.fused.stats_per_sample`).
+    """
+    if per_sample_R or (grp.R is None and per_sample_noise):
+        with np.errstate(divide="ignore"):
+            return kernels.Components(np.log(amp), mean, covar, None, None, None, None)
+    if grp.R is None:
+        return kernels.prepare_components(amp, mean, covar, grp.S)
+    R = grp.R
+    VRt = covar @ R.T                                               # (K, D, dy)
+    P = R @ VRt                                                     # (K, dy, dy)
+    P = 0.5 * (P + np.swapaxes(P, 1, 2))
+    Rm = mean @ R.T
+    with np.errstate(divide="ignore"):
+        log_amp = np.log(amp)
+    if per_sample_noise:
+        return kernels.Components(log_amp, Rm, P, None, None, VRt, covar)
+    c = kernels.prepare_components(amp, Rm, P, grp.S)
+    # T^-1 R V = L^-T L^-1 (V R^T)^T, and the gain is its transpose V R^T T^-1 (K, D, dy)
+    Tinv_RV = np.einsum("kba,kbc,kcd->kad", c.prec_chol, c.prec_chol, np.swapaxes(VRt, 1, 2))
+    gain = np.swapaxes(Tinv_RV, 1, 2)
+    post = covar - gain @ np.swapaxes(VRt, 1, 2)
+    post = 0.5 * (post + np.swapaxes(post, 1, 2))
+    return c._replace(gain=gain, post_covar=post)
+
+
+def chunk_arrays(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
+                 R: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The observed values, per-sample noise and per-sample projections of a chunk's rows."""
+    x, S_c, R_c = X[sl], None, None
+    if S is not None and S.ndim == 3:
+        S_c = S[sl]
+    if R is not None and R.ndim == 3:
+        R_c = R[sl]
+    if grp.obs is not None:
+        x = x[:, grp.obs]
+        if S_c is not None:
+            S_c = S_c[:, grp.obs][:, :, grp.obs]
+        if R_c is not None:
+            R_c = R_c[:, grp.obs]
+    return x, S_c, R_c
+
+
+def chunk_stats(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
+                R: np.ndarray | None, comps: kernels.Components, weight: np.ndarray | None,
+                log_bg: np.ndarray | None, nbr: np.ndarray | None, redo: np.ndarray | None
+                ) -> kernels.SufficientStats:
+    """Sufficient statistics (of the true values) of one chunk of a group."""
+    x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if R_c is not None:
+        S_shared = grp.S if S_c is None else S_c
+        return projected.chunk_stats(x, R_c, S_shared, comps, weight, log_bg)
+    return kernels.chunk_stats(x, comps, S_c, weight, log_bg, nbr, redo, grp.c2)
+
+
+def chunk_log_joint(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
+                    R: np.ndarray | None, comps: kernels.Components
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """log a_k + log N_ik (n, K) of one chunk of a group, and the chi2_ik (n, K)."""
+    x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if R_c is not None:
+        return projected.log_joint(x, R_c, grp.S if S_c is None else S_c, comps)
+    return kernels.log_joint(x, comps, S_c), kernels.mahalanobis(x, comps, S_c)
+
+
+def log_joint(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, amp: np.ndarray,
+              mean: np.ndarray, covar: np.ndarray) -> np.ndarray:
+    """log a_k + log N(y_i | R_i m_k, R_i V_k R_i^T + S_i) over the observed values, (N, K).
+
+    X may hold NaN (missing values); rows are returned in the given order.
+    """
+    K, D = mean.shape
+    layout = make_layout(X, R, S, K, D)
+    o = layout.order
+    Xs, Ss, Rs = (X, S, R) if o is None else (X[o], _rows(S, o), _rows(R, o))
+    per_S, per_R = S is not None and S.ndim == 3, R is not None and R.ndim == 3
+    out = np.empty((X.shape[0], K))
+    for grp in layout.groups:
+        comps = group_components(grp, amp, mean, covar, per_S, per_R)
+        for sl in grp.chunks:
+            out[sl] = chunk_log_joint(grp, sl, Xs, Ss, Rs, comps)[0]
+    if o is not None:
+        out[o] = out.copy()
+    return out
+
+
+def _rows(a: np.ndarray | None, order: np.ndarray) -> np.ndarray | None:
+    """Per-sample arrays in the sorted order (shared or absent ones as they are)."""
+    return a[order] if a is not None and a.ndim == 3 else a
+
+
+def sorted_rows(order: np.ndarray | None, X: np.ndarray, S: np.ndarray | None = None,
+                R: np.ndarray | None = None, weight: np.ndarray | None = None) -> tuple:
+    """X, per-sample S and R, and weights in the sorted order of a layout."""
+    if order is None:
+        return X, S, R, weight
+    return X[order], _rows(S, order), _rows(R, order), None if weight is None else weight[order]
+
+
+def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | None
+                           ) -> np.ndarray:
+    """log background density at each (sorted) sample, over its measured values.
+
+    The marginal of a uniform box over some dimensions is uniform on the
+    box's face: the same erf products, over the measured dimensions only.
+    """
+    out = np.empty(X.shape[0])
+    for grp in layout.groups:
+        x = X[grp.rows] if grp.obs is None else X[grp.rows][:, grp.obs]
+        if S is not None and S.ndim == 3:
+            Sg = S[grp.rows] if grp.obs is None else S[grp.rows][:, grp.obs][:, :, grp.obs]
+        else:
+            Sg = grp.S
+        out[grp.rows] = bg.log_density(x, Sg, dims=grp.obs)
+    return out
+
+
+#: rows per block when filling latent points (bounds the memory of the pseudo-inverses)
+_FILL_BLOCK = 1 << 14
+
+
+def fill_latent(X: np.ndarray, R: np.ndarray | None, weight: np.ndarray | None, D: int
+                ) -> np.ndarray:
+    """Latent D-dimensional points standing for the samples, for initializations and re-seeding.
+
+    mu is the weighted least-squares mean, sum_i w_i R_i^T R_i mu =
+    sum_i w_i R_i^T y_i over the observed values; each sample becomes
+    z_i = mu + R_i^+ (y_i - R_i mu): its measured values where it has them,
+    mu along the directions it does not observe (for missing features, the
+    column means fill the gaps).
+
+    Raises
+    ------
+    ValueError
+        If some direction of the D-dimensional space is observed by no
+        sample (sum_i R_i^T R_i singular): the model is then not identified.
+    """
+    N = X.shape[0]
+    w = np.ones(N) if weight is None else weight
+    observed = ~np.isnan(X)
+    if R is None:
+        counts = w @ observed
+        empty = np.flatnonzero(counts <= 0)
+        if empty.size:
+            raise ValueError(f"feature(s) {empty.tolist()} are missing (NaN) in every sample "
+                             "(with non-zero weight): their distribution cannot be fitted; "
+                             "drop those columns")
+        mu = (w @ np.where(observed, X, 0.0)) / counts
+        return np.where(observed, X, mu)
+    F = np.zeros((D, D))
+    b = np.zeros(D)
+    for i in range(0, N, _FILL_BLOCK):
+        Rz, yz = _zeroed(X[i:i + _FILL_BLOCK], R if R.ndim == 2 else R[i:i + _FILL_BLOCK])
+        wi = w[i:i + _FILL_BLOCK]
+        F += np.einsum("n,nad,nae->de", wi, Rz, Rz)
+        b += np.einsum("n,nad,na->d", wi, Rz, yz)
+    ev = np.linalg.eigvalsh(F)
+    if not ev[0] > 1e-10 * max(ev[-1], np.finfo(float).tiny):
+        raise ValueError("the projections R (with the missing values) leave some direction of "
+                         f"the D={D}-dimensional space unobserved by every sample (sum of "
+                         "R_i^T R_i is singular): the model is not identified there; use a "
+                         "smaller D or add samples that observe those directions")
+    mu = np.linalg.solve(F, b)
+    Z = np.empty((N, D))
+    for i in range(0, N, _FILL_BLOCK):
+        Rz, yz = _zeroed(X[i:i + _FILL_BLOCK], R if R.ndim == 2 else R[i:i + _FILL_BLOCK])
+        resid = yz - Rz @ mu
+        Z[i:i + _FILL_BLOCK] = mu + np.einsum("nda,na->nd", np.linalg.pinv(Rz), resid)
+    return Z
+
+
+def _zeroed(y: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample projections (n, dy, D) and values with the rows of missing values zeroed."""
+    obs = ~np.isnan(y)
+    Rz = np.where(obs[:, :, None], np.broadcast_to(R, (y.shape[0],) + R.shape[-2:]), 0.0)
+    return Rz, np.where(obs, y, 0.0)
