@@ -16,13 +16,16 @@ kernel of :mod:`.kernels` with u and T^-1 replaced by their lifts.
 Groups of samples that share one projection (a missingness pattern, or a
 shared ``R``) do not come here: they are the no/shared/per-sample noise
 problems of :mod:`.kernels` in the projected space (see :mod:`.observed`).
-This kernel is numpy only: the factorizations are batched LAPACK calls
-(np.linalg.cholesky / solve over the chunk), never explicit inverses.
+The statistics use the compiled kernel of :mod:`.fused_projected` when
+numba is enabled; this numpy version (batched LAPACK: np.linalg.cholesky
+and solve over the chunk, never explicit inverses) is the reference, and
+serves density evaluation.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import fused, fused_projected
 from .fused_transforms import deconvolve
 from .kernels import LOG_2PI, Components, SufficientStats, log_normalize
 
@@ -90,6 +93,11 @@ def chunk_stats(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, comps: Compo
     SufficientStats of the D-dimensional true values, centred on the means
     """
     K, D = comps.mean.shape
+    if fused.ENABLED:
+        A, Mc, Cc, logL, B = fused_projected.stats_projected(y, R, S, weight, log_bg, comps.mean,
+                                                             comps.covar, comps.log_amp)
+        return SufficientStats(A, Mc, Cc, logL,
+                               float(y.shape[0] if weight is None else weight.sum()), B)
     dy = y.shape[1]
     n = y.shape[0]
     log_p = np.empty((n, K))

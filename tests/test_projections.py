@@ -12,6 +12,7 @@ import pytest
 import scipy.stats as st
 
 import pygmmis_ng as ng
+from pygmmis_ng import fused
 
 D, K = 3, 2
 
@@ -135,6 +136,7 @@ def test_identity_projection_equals_no_projection():
     np.testing.assert_allclose(a.mean, b.mean, atol=1e-7)
 
 
+@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
 def test_projected_fit_across_n_jobs_and_with_cutoff():
     rng = np.random.default_rng(5)
     g = truth()
@@ -145,8 +147,62 @@ def test_projected_fit_across_n_jobs_and_with_cutoff():
     ra = ng.fit(a, Y, covar=0.05 * np.eye(2), R=R, init_method="kmeans", rng=6)
     rb = ng.fit(b, Y, covar=0.05 * np.eye(2), R=R, init_method="kmeans", rng=6, n_jobs=2)
     rc = ng.fit(c, Y, covar=0.05 * np.eye(2), R=R, init_method="kmeans", rng=6, cutoff=30.0)
-    # the per-sample projection kernel is numpy: equal up to rounding across workers
-    assert rb.logL == pytest.approx(ra.logL, abs=1e-10)
-    np.testing.assert_allclose(b.mean, a.mean, atol=1e-8)
+    # compiled kernels: the same fixed chunks summed in the same order by any number of workers
+    assert rb.logL == ra.logL
+    assert np.array_equal(b.mean, a.mean) and np.array_equal(b.covar, a.covar)
     assert rc.logL == pytest.approx(ra.logL, abs=1e-10)
     assert all(len(u) == N for u in rc.U)           # a huge cutoff holds every sample
+
+
+@pytest.mark.parametrize("dy, D_", [(1, 3), (2, 3), (3, 3), (2, 5)])
+@pytest.mark.parametrize("noise", ["none", "shared", "per-sample"])
+def test_compiled_projected_kernel_equals_numpy(monkeypatch, dy, D_, noise):
+    from pygmmis_ng import kernels, projected
+
+    assert fused.ENABLED, "numba is a dependency: the two kernels must differ"
+    rng = np.random.default_rng(dy * 10 + D_)
+    Kc, n = 4, 2000
+    R = rng.normal(size=(n, dy, D_))
+    y = rng.normal(size=(n, dy)) * 3
+    A = rng.normal(size=(Kc, D_, D_))
+    covar = A @ A.transpose(0, 2, 1) + 0.3 * np.eye(D_)
+    mean = rng.normal(size=(Kc, D_))
+    S = {"none": None, "shared": 0.2 * np.eye(dy),
+         "per-sample": np.einsum("n,ab->nab", rng.uniform(0.05, 1, n), np.eye(dy))}[noise]
+    if noise == "none" and dy > D_:
+        pytest.skip("singular without noise")
+    weight = rng.uniform(0, 2, n)
+    weight[::5] = 0.0
+    log_bg = np.full(n, np.log(0.1 / 50))
+    comps = kernels.Components(np.log(rng.dirichlet(np.ones(Kc)) * 0.9), mean, covar,
+                               None, None, None, None)
+    out = {}
+    for on in (True, False):
+        monkeypatch.setattr(fused, "ENABLED", on)
+        out[on] = projected.chunk_stats(y, R, S, comps, weight, log_bg)
+    a, b = out[True], out[False]
+    np.testing.assert_allclose(a.A, b.A, rtol=1e-10)
+    np.testing.assert_allclose(a.Mc, b.Mc, rtol=1e-8, atol=1e-9 * np.abs(b.Mc).max())
+    np.testing.assert_allclose(a.Cc, b.Cc, rtol=1e-8, atol=1e-9 * np.abs(b.Cc).max())
+    assert a.logL == pytest.approx(b.logL, rel=1e-12)
+    assert a.B == pytest.approx(b.B, rel=1e-10)
+    assert a.weight == b.weight
+
+
+def test_projected_groups_with_and_without_compiled_kernels(monkeypatch):
+    """Missing values + shared noise: projected groups through the compiled shared kernel
+    (dy <= 3) and the rectangular lift, against the numpy kernels."""
+    rng = np.random.default_rng(9)
+    g = truth()
+    X = g.draw(3000, rng=rng) + 0.3 * rng.normal(size=(3000, D))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.0
+    res = {}
+    for on in (True, False):
+        monkeypatch.setattr(fused, "ENABLED", on)
+        fitted = truth()
+        fitted.mean = fitted.mean + 0.5
+        res[on] = (ng.fit(fitted, X, covar=0.09 * np.eye(D), init_method="none", tol=1e-9),
+                   fitted)
+    assert res[True][0].logL == pytest.approx(res[False][0].logL, abs=1e-10)
+    np.testing.assert_allclose(res[True][1].covar, res[False][1].covar, atol=1e-7)
