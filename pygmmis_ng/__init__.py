@@ -12,7 +12,7 @@ import logging
 
 from sklearn.exceptions import ConvergenceWarning
 
-from . import compare, datasets, init
+from . import compare, datasets, init, latent
 from .background import Background
 from .compare import heldout_logL, match_components
 from .em import fit
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "draw", "FitResult", "CallbackError", "WorkerDied",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
-           "compare", "datasets", "init", "scan_K", "KScan", "cv_fit", "stack", "stack_fit",
+           "compare", "datasets", "init", "latent", "scan_K", "KScan", "cv_fit", "stack", "stack_fit",
            "__version__"]
 
 logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())

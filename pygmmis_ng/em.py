@@ -28,10 +28,11 @@ from .background import Background
 from .em_loop import Problem, Run, State, neighborhood_chi2, run_em
 from .imputation import ImputationSampler, evaluate_selection
 from .init import data_variance, resolve_init, volume_filling_scale
+from .latent import fill_latent
 from .model import GMM
 from .mstep import renormalize_free
 from .neighborhoods import chi2_cutoff, neighborhoods
-from .observed import background_log_density, fill_latent, make_layout, sorted_rows
+from .observed import background_log_density, make_layout, sorted_rows
 from .parallel import make_executor
 from .result import FitResult
 from .split_merge import split_and_merge
@@ -175,7 +176,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     weight = check_weights(sample_weight, N)
     missing = bool(np.isnan(X).any())
     # latent points for the initialization (raises if the projections miss a direction)
-    Z = fill_latent(X, R, weight, D) if R is not None or missing else X
+    Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
     init = resolve_init(init_method)
     w = check_float(w, "w", minimum=0.0)
     tol = check_float(tol, "tol", minimum=0.0)

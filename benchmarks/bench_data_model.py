@@ -1,0 +1,210 @@
+"""Data-model benchmarks of issue 6, each a comparison measured in one run on the same data.
+
+    python benchmarks/bench_data_model.py [--quick] [--only missing projection snm]
+
+* ``missing``: 25% of the values missing (NaN), per-sample noise, N=50k D=4
+  K=5. pygmmis_ng marginalizes exactly; pyGMMis 1.2.3 replaces a missing
+  value by 0 with a noise variance of 1e10. Same k-means start, tol=1e-6;
+  both fits scored by one function: the exact mean marginal logL.
+* ``projection``: extreme deconvolution of per-sample projections y = R x +
+  noise, random 2x3 R, N=100k, K=5; against Bovy's C extreme-deconvolution
+  if it is importable (set ``XD_PY`` to the directory of its
+  ``extreme_deconvolution.py``; it is not on PyPI: build it from
+  github.com/jobovy/extreme-deconvolution with GSL), both from the same
+  start to the same tolerance (see :func:`bench_projection`). pyGMMis accepts
+  only square (D x D) projections: it is compared on R of 3x3.
+* ``snm``: split'n'merge from a constructed local optimum (two components in
+  one cluster, one spanning two) with pyGMMis's split'n'merge and ours.
+
+``--quick`` divides every N by 10 (a smoke run; its ratios are not the results).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+import pygmmis_ng as ng
+
+SCALE = 1
+
+
+def spd(rng, n, D, lo, hi):
+    Q, _ = np.linalg.qr(rng.standard_normal((n, D, D)))
+    ev = rng.uniform(lo, hi, size=(n, D))
+    return Q @ (ev[:, :, None] * np.eye(D)) @ Q.transpose(0, 2, 1)
+
+
+def truth_gmm(K, D, rng, spread=4.0):
+    g = ng.GMM(K, D)
+    g.amp = rng.dirichlet(np.full(K, 5.0))
+    g.mean = rng.normal(0, spread, (K, D))
+    g.covar = spd(rng, K, D, 0.3, 1.5)
+    return g
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def as_ng(K, D, amp, mean, covar):
+    g = ng.GMM(K, D)
+    g.amp, g.mean, g.covar = amp / amp.sum(), mean, covar
+    return g
+
+
+def mean_error(fitted, truth):
+    """Largest distance of a true mean to its nearest fitted mean."""
+    d = np.linalg.norm(fitted.mean[:, None] - truth.mean[None], axis=2)
+    return float(d.min(axis=0).max())
+
+
+def kmeans_start(Z, K, D):
+    g = ng.GMM(K, D)
+    ng.init.init_kmeans(g, Z, rng=0)
+    return g
+
+
+def bench_missing(rows):
+    import pygmmis
+    N, D, K = 50_000 // SCALE, 4, 5
+    rng = np.random.default_rng(1)
+    truth = truth_gmm(K, D, rng)
+    S = spd(rng, N, D, 0.05, 0.3)
+    X = truth.draw(N, rng=rng) + np.einsum("nij,nj->ni", np.linalg.cholesky(S),
+                                            rng.standard_normal((N, D)))
+    X[rng.random(X.shape) < 0.25] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 0.0
+    start = kmeans_start(ng.latent.fill_latent(X, None, S, None, D), K, D)
+    ours = start.copy()
+    r, t = timed(ng.fit, ours, X, covar=S, init_method="none", tol=1e-6)
+    l_ours = float(np.mean(ours.logL(X, covar=S)))
+    theirs = pygmmis.GMM(K=K, D=D)
+    theirs.amp, theirs.mean, theirs.covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
+    _, t_pg = timed(pygmmis.fit, theirs, X, covar=S, init_method="none", tol=1e-6,
+                    rng=np.random.RandomState(0))
+    pg = as_ng(K, D, theirs.amp, theirs.mean, theirs.covar)
+    l_pg = float(np.mean(pg.logL(X, covar=S)))
+    rows.append(f"| missing 25% NaN, N={N} D={D} K={K}, per-sample noise, tol 1e-6 | pygmmis 1.2.3 "
+                f"(1e10 variance) | {t:.2f} ({r.n_eval} E-steps) | {t_pg:.2f} | {t_pg / t:.1f}x "
+                f"| {l_ours:.5f} | {l_pg:.5f} | {l_ours - l_pg:+.1e} |")
+    print(rows[-1], f"  mean error vs truth: ours {mean_error(ours, truth):.3f}, "
+          f"pygmmis {mean_error(pg, truth):.3f}", flush=True)
+
+
+def load_xd():
+    path = os.environ.get("XD_PY")
+    if not path:
+        return None
+    sys.path.insert(0, path)
+    return importlib.import_module("extreme_deconvolution").extreme_deconvolution
+
+
+def bench_projection(rows):
+    import pygmmis
+    N, D, K = 100_000 // SCALE, 3, 5
+    rng = np.random.default_rng(2)
+    truth = truth_gmm(K, D, rng)
+    X = truth.draw(N, rng=rng)
+    for dy in (2, 3):
+        R = rng.normal(size=(N, dy, D))
+        S = spd(rng, N, dy, 0.02, 0.1)
+        Y = np.einsum("nad,nd->na", R, X) + np.einsum("nij,nj->ni", np.linalg.cholesky(S),
+                                                      rng.standard_normal((N, dy)))
+        start = ng.GMM(K, D)
+        ng.init.init_kmeans(start, ng.latent.fill_latent(Y, R, S, None, D), rng=0)
+        res = {}
+        for n_jobs in (1, 2):
+            g = start.copy()
+            r, t = timed(ng.fit, g, Y, covar=S, R=R, init_method="none", tol=1e-6, n_jobs=n_jobs)
+            res[n_jobs] = (t, float(np.mean(g.logL(Y, covar=S, R=R))), r.n_eval, g)
+            print(f"  ours dy={dy} n_jobs={n_jobs}: {t:.2f} s, {r.n_eval} E-steps, "
+                  f"logL {res[n_jobs][1]:.6f}, mean error {mean_error(g, truth):.3f}", flush=True)
+        others = []
+        xd = load_xd()
+        if xd is not None:
+            amp, mean, covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
+            # XD stops when the change of its average logL is below tol (absolute)
+            _, t_xd = timed(xd, Y, S, amp, mean, covar, projection=R, tol=1e-6 * 5)
+            others.append(("XD (C, OpenMP 2 threads)", t_xd, as_ng(K, D, amp, mean, covar)))
+        if dy == D:
+            theirs = pygmmis.GMM(K=K, D=D)
+            theirs.amp, theirs.mean, theirs.covar = (start.amp.copy(), start.mean.copy(),
+                                                     start.covar.copy())
+            _, t_pg = timed(pygmmis.fit, theirs, Y, covar=S, R=R, init_method="none", tol=1e-6,
+                            rng=np.random.RandomState(0))
+            others.append(("pygmmis 1.2.3", t_pg, as_ng(K, D, theirs.amp, theirs.mean,
+                                                         theirs.covar)))
+        for name, t_o, g_o in others:
+            l_o = float(np.mean(g_o.logL(Y, covar=S, R=R)))
+            print(f"  {name}: {t_o:.2f} s, logL {l_o:.6f}, mean error {mean_error(g_o, truth):.3f}")
+            for n_jobs in (1, 2):
+                t, logL, n_eval, _ = res[n_jobs]
+                rows.append(f"| projections {dy}x{D}, N={N} K={K}, per-sample noise, n_jobs={n_jobs} "
+                            f"| {name} | {t:.2f} ({n_eval} E-steps) | {t_o:.2f} | {t_o / t:.1f}x "
+                            f"| {logL:.5f} | {l_o:.5f} | {logL - l_o:+.1e} |")
+                print(rows[-1], flush=True)
+
+
+def bench_snm(rows):
+    import pygmmis
+    N = 30_000 // SCALE
+    means = np.array([[-30.0, 0.0], [0.0, 0.0], [6.0, 0.0]])
+    truth = as_ng(3, 2, np.full(3, 1 / 3), means, np.tile(np.eye(2), (3, 1, 1)))
+    X = truth.draw(N, rng=np.random.default_rng(3))
+    start = truth.copy()
+    start.mean = [[-30.5, 0.0], [-29.5, 0.0], [3.0, 0.0]]
+    start.covar[2] = np.diag([10.0, 1.0])
+    plain = start.copy()
+    ng.fit(plain, X, init_method="none", tol=1e-6)
+    l_plain = float(np.mean(plain.logL(X)))
+    ours = start.copy()
+    r, t = timed(ng.fit, ours, X, init_method="none", tol=1e-6, split_n_merge=3, rng=0, cutoff=5)
+    l_ours = float(np.mean(ours.logL(X)))
+    theirs = pygmmis.GMM(K=3, D=2)
+    theirs.amp, theirs.mean, theirs.covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
+    # pyGMMis 1.2.3 needs a cutoff for split_n_merge (without one it fails on U[k].copy())
+    _, t_pg = timed(pygmmis.fit, theirs, X, init_method="none", tol=1e-6, split_n_merge=3, cutoff=5,
+                    rng=np.random.RandomState(0))
+    pg = as_ng(3, 2, theirs.amp, theirs.mean, theirs.covar)
+    l_pg = float(np.mean(pg.logL(X)))
+    rows.append(f"| split'n'merge=3 from a local optimum, N={N} D=2 K=3 (plain EM: logL "
+                f"{l_plain:.4f}) | pygmmis 1.2.3 | {t:.2f} ({r.n_eval} E-steps) | {t_pg:.2f} "
+                f"| {t_pg / t:.1f}x | {l_ours:.5f} | {l_pg:.5f} | {l_ours - l_pg:+.1e} |")
+    print(rows[-1], f"  mean error vs truth: ours {mean_error(ours, truth):.3f}, "
+          f"pygmmis {mean_error(pg, truth):.3f}, plain EM {mean_error(plain, truth):.3f}",
+          flush=True)
+
+
+def main() -> None:
+    global SCALE
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="+", default=["missing", "projection", "snm"])
+    args = parser.parse_args()
+    SCALE = 10 if args.quick else 1
+    warnings.simplefilter("ignore")
+    # warm-up: numba's cached kernels are loaded, not timed
+    w = truth_gmm(2, 3, np.random.default_rng(0))
+    Y = w.draw(500, rng=np.random.default_rng(0))
+    Y[::4, 1] = np.nan
+    ng.fit(w.copy(), Y, covar=0.1 * np.eye(3), init_method="none", maxiter=3)
+    ng.fit(w.copy(), np.nan_to_num(Y[:, :2]), covar=np.tile(0.1 * np.eye(2), (500, 1, 1)),
+           R=np.random.default_rng(0).normal(size=(500, 2, 3)), init_method="none", maxiter=3)
+    rows: list[str] = []
+    print("| benchmark | other | time ours [s] | time other [s] | speed-up | mean logL ours "
+          "| mean logL other | ours - other |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in args.only:
+        globals()[f"bench_{name}"](rows)
+
+
+if __name__ == "__main__":
+    main()
