@@ -21,20 +21,26 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from ._validation import check_int, check_noise, check_rng
+from ._validation import check_int, check_observed, check_rng
 from .em import fit
 from .imputation import evaluate_selection
 from .model import GMM
+from .observed import background_log_density, make_layout, sorted_rows
 
 logger = logging.getLogger("pygmmis_ng")
 
 
-def _heldout_logL(gmm: GMM, X: np.ndarray, S: np.ndarray | None, res: Any,
-                  kwargs: dict) -> np.ndarray:
-    log_p = gmm(X, covar=S, as_log=True)
+def _heldout_logL(gmm: GMM, X: np.ndarray, S: np.ndarray | None, R: np.ndarray | None,
+                  res: Any, kwargs: dict) -> np.ndarray:
+    log_p = gmm(X, covar=S, as_log=True, R=R)
     bg = kwargs.get("background")
-    if bg is not None and bg.amp > 0:
-        log_p = np.logaddexp(np.log1p(-bg.amp) + log_p, np.log(bg.amp) + bg.log_density(X, S))
+    if bg is not None and bg.amp > 0:       # (fit rejects a background with R)
+        layout = make_layout(X, None, S, gmm.K, gmm.D)
+        Xs, Ss, _, _ = sorted_rows(layout.order, X, S)
+        log_bg = background_log_density(bg, layout, Xs, Ss)
+        if layout.order is not None:
+            log_bg[layout.order] = log_bg.copy()
+        log_p = np.logaddexp(np.log1p(-bg.amp) + log_p, np.log(bg.amp) + log_bg)
     sel = kwargs.get("sel_callback")
     if sel is not None:
         omega = evaluate_selection(sel, X, "the held-out samples")
@@ -44,7 +50,7 @@ def _heldout_logL(gmm: GMM, X: np.ndarray, S: np.ndarray | None, res: Any,
 
 
 def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
-           **kwargs: Any) -> np.ndarray:
+           R: Any = None, **kwargs: Any) -> np.ndarray:
     """L-fold cross-validated log-likelihood of each sample.
 
     Parameters
@@ -52,11 +58,13 @@ def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
     gmm : GMM
         Its K, D and (for ``init_method='none'``) parameters define the
         model; it is not changed.
-    data : array-like (N, D)
+    data : array-like (N, D) (NaN marks missing values), or (N, dy) with ``R``
     L : int, 2 <= L <= N
         Number of folds.
     covar : None, (D, D) or (N, D, D)
         Noise of the samples (split with them).
+    R : None, (dy, D) or (N, dy, D)
+        Projections (split with the samples when given per sample).
     rng : None, int, Generator or RandomState
         Every fold's fit uses the same stream derived from it.
     **kwargs
@@ -70,16 +78,13 @@ def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
     """
     if not isinstance(gmm, GMM):
         raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
-    X = np.asarray(data, dtype=float)
-    if X.ndim != 2 or X.shape[1] != gmm.D:
-        raise ValueError(f"data must have shape (N, {gmm.D}), got {X.shape}")
+    X, R, S = check_observed(data, covar, R, gmm.D)
     N = len(X)
     L = check_int(L, "L", minimum=2)
     if L > N:
         raise ValueError(f"L={L} folds need at least L samples, got N={N}")
     if "sample_weight" in kwargs:
         raise ValueError("cv_fit does not support sample_weight")
-    S = check_noise(covar, N, gmm.D)
     seed = int(check_rng(rng).integers(2**62))
     bg = kwargs.get("background")
     bg_amp0 = None if bg is None else bg.amp
@@ -92,14 +97,18 @@ def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
             work = gmm.copy()
             if bg is not None:
                 bg.amp = bg_amp0
-            S_train = S if S is None or S.ndim == 2 else S[~test]
-            S_test = S if S is None or S.ndim == 2 else S[test]
-            res = fit(work, X[~test], covar=S_train, rng=np.random.default_rng(seed), **kwargs)
-            lcv[test] = _heldout_logL(work, X[test], S_test, res, kwargs)
+            res = fit(work, X[~test], covar=_part(S, ~test), R=_part(R, ~test),
+                      rng=np.random.default_rng(seed), **kwargs)
+            lcv[test] = _heldout_logL(work, X[test], _part(S, test), _part(R, test), res, kwargs)
     finally:
         if bg is not None:
             bg.amp = bg_amp0
     return lcv
+
+
+def _part(a: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """The rows of a per-sample array (shared or absent ones as they are)."""
+    return a if a is None or a.ndim == 2 else a[rows]
 
 
 def stack(gmms: Sequence[GMM], weights: Any) -> GMM:

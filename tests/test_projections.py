@@ -239,3 +239,25 @@ def test_projected_groups_with_and_without_compiled_kernels(monkeypatch):
                    fitted)
     assert res[True][0].logL == pytest.approx(res[False][0].logL, abs=1e-10)
     np.testing.assert_allclose(res[True][1].covar, res[False][1].covar, atol=1e-7)
+
+
+def test_cv_fit_splits_projections_and_missing_values_with_the_samples():
+    rng = np.random.default_rng(13)
+    g = truth()
+    N, L = 900, 3
+    R = rng.normal(size=(N, 2, D))
+    Y = project(g.draw(N, rng=rng), R, 0.1, rng)
+    Y[::7, 1] = np.nan
+    S = 0.1 * np.eye(2)
+    lcv = ng.cv_fit(g.copy(), Y, L=L, covar=S, R=R, rng=5, init_method="kmeans", tol=1e-6)
+    seed = int(np.random.default_rng(5).integers(2**62))
+    fold = np.arange(N) % L
+    for i in range(L):
+        test = fold == i
+        work = g.copy()
+        ng.fit(work, Y[~test], covar=S, R=R[~test], init_method="kmeans", tol=1e-6,
+               rng=np.random.default_rng(seed))
+        expected = [brute_force(work, Y[j:j + 1, ~np.isnan(Y[j])], R[j][~np.isnan(Y[j])],
+                                S[np.ix_(~np.isnan(Y[j]), ~np.isnan(Y[j]))])[0]
+                    for j in np.flatnonzero(test)[:40]]
+        np.testing.assert_allclose(lcv[np.flatnonzero(test)[:40]], expected, atol=1e-9)
