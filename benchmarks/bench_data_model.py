@@ -170,6 +170,8 @@ def bench_snm(rows):
     l_ours = float(np.mean(ours.logL(X)))
     theirs = pygmmis.GMM(K=3, D=2)
     theirs.amp, theirs.mean, theirs.covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
+    if not hasattr(np, "in1d"):         # pyGMMis 1.2.3's split'n'merge calls np.in1d (numpy < 2)
+        np.in1d = np.isin
     # pyGMMis 1.2.3 needs a cutoff for split_n_merge (without one it fails on U[k].copy())
     _, t_pg = timed(pygmmis.fit, theirs, X, init_method="none", tol=1e-6, split_n_merge=3, cutoff=5,
                     rng=np.random.RandomState(0))
