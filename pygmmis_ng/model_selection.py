@@ -57,14 +57,14 @@ def scan_K(data: Any, Ks: Iterable[int], rng: Any = None, **fit_kwargs: Any) -> 
 
     Parameters
     ----------
-    data : array-like (N, D)
+    data : array-like (N, D), NaN for missing values, or (N, dy) with ``R``
     Ks : iterable of int >= 1
         The numbers of components to try (each once, in the given order).
     rng : None, int, Generator or RandomState
         Each K gets its own stream, derived from this one and K, so a row
         does not depend on which other K are scanned.
     **fit_kwargs
-        Passed to :func:`pygmmis_ng.fit` (``covar``, ``sel_callback``,
+        Passed to :func:`pygmmis_ng.fit` (``covar``, ``R``, ``sel_callback``,
         ``init_method``, ``n_init``, ``tol``, ...); not ``frozen``.
 
     Returns
@@ -74,7 +74,9 @@ def scan_K(data: Any, Ks: Iterable[int], rng: Any = None, **fit_kwargs: Any) -> 
     arr = np.asarray(data)
     if arr.ndim != 2:
         raise ValueError(f"data must have shape (N, D), got shape {arr.shape}")
-    X = check_data(arr, arr.shape[1])
+    X = check_data(arr, arr.shape[1], allow_missing=True)
+    R = fit_kwargs.get("R")
+    D = X.shape[1] if R is None else np.shape(R)[-1]
     Ks = [check_int(K, "K", minimum=1) for K in Ks]
     if not Ks:
         raise ValueError("Ks is empty: give at least one number of components")
@@ -85,7 +87,7 @@ def scan_K(data: Any, Ks: Iterable[int], rng: Any = None, **fit_kwargs: Any) -> 
     entropy = int(check_rng(rng).integers(2**62))
     rows, gmms = [], {}
     for K in Ks:
-        gmm = GMM(K, X.shape[1])
+        gmm = GMM(K, D)
         child = np.random.SeedSequence(entropy, spawn_key=(K,))    # keyed by K, not position
         res = fit(gmm, X, rng=np.random.default_rng(child), **fit_kwargs)
         rows.append(KScanRow(K, res.logL, res.n_params, res.bic, res.aic, res.converged,

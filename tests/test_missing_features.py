@@ -211,3 +211,18 @@ def test_imputation_with_missing_features():
     np.testing.assert_allclose(fitted.mean[0], g.mean[0], atol=0.08)
     np.testing.assert_allclose(fitted.covar[0], g.covar[0], atol=0.12)
     assert res.orig_size == pytest.approx(8000, rel=0.06)
+
+
+def test_scan_K_with_missing_values_picks_the_true_K():
+    rng = np.random.default_rng(10)
+    g = truth()
+    g.mean = [[0.0, 0.0, 0.0], [8.0, 6.0, -4.0]]
+    X = with_missing(g.draw(1200, rng=rng), 0.25, rng)
+    scan = ng.scan_K(X, [1, 2, 3], init_method="kmeans", n_init=2, rng=0)
+    assert scan.best("bic") == 2
+    # each row's BIC is computed from the marginal likelihood of its fitted model
+    gmm2 = scan.gmms[2]
+    logL = brute_force_logL(gmm2, X, None).mean()
+    n = 1200
+    bic = -2 * n * logL + (1 + 2 * D + 2 * D * (D + 1) // 2) * np.log(n)
+    assert [r.bic for r in scan.rows if r.K == 2][0] == pytest.approx(bic, rel=1e-8)
