@@ -232,7 +232,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
 
     # ---- fixed quantities of the fit ---------------------------------------
     center = np.average(Z, axis=0, weights=weight)
-    layout = make_layout(X, R, S, K, D)
+    layout = make_layout(X, R, S, K, D, allow_masked=True)
     if cutoff is not None:
         layout = layout._replace(groups=tuple(
             g._replace(c2=neighborhood_chi2(g.dy, cutoff)) for g in layout.groups))

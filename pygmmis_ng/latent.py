@@ -20,8 +20,10 @@ import numpy as np
 
 #: EM iterations of the one-Gaussian fit (an initialization needs no more)
 FIT_ITERATIONS = 30
+#: ... or until mu and Sigma change by less than this (relative to Sigma's scale)
+FIT_TOL = 1e-4
 #: at most this many samples (evenly spaced) are used to fit mu and Sigma
-FIT_ROWS = 20_000
+FIT_ROWS = 10_000
 #: rows per block when computing the points (bounds the memory of the solves)
 BLOCK = 1 << 14
 
@@ -68,19 +70,38 @@ def fill_latent(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None,
     Rz, yz, Sz = _zeroed(X[rows], R, S, rows, D)
     wr = w[rows] if w[rows].sum() > 0 else np.ones(rows.size)
     wr = wr / wr.sum()
-    resid = yz - Rz @ mu
-    Sigma = np.eye(D) * max(float(wr @ (resid**2).sum(axis=1)) / max(Rz.shape[1], 1), 1e-12)
+    Sigma = _start_covariance(X[rows], R, yz, Rz, mu, wr)
     for _ in range(FIT_ITERATIONS):
-        zb, B = _posterior(yz, Rz, Sz, mu, Sigma)
-        mu = wr @ zb
-        d = zb - mu
-        Sigma = np.einsum("n,na,nb->ab", wr, d, d) + np.einsum("n,nab->ab", wr, B)
-        Sigma = 0.5 * (Sigma + Sigma.T) + 1e-12 * np.trace(Sigma) * np.eye(D)
+        zb, B = _posterior(yz, Rz, Sz, mu, Sigma, wr)
+        mu_new = wr @ zb
+        d = zb - mu_new
+        new = (d * wr[:, None]).T @ d + B
+        new = 0.5 * (new + new.T) + 1e-12 * np.trace(new) * np.eye(D)
+        scale = np.trace(new) / D
+        change = max(np.abs(new - Sigma).max(), np.abs(mu_new - mu).max() ** 2) / scale
+        mu, Sigma = mu_new, new
+        if change < FIT_TOL:
+            break
     Z = np.empty((N, D))
     for sl in _blocks(N):
         Rz, yz, Sz = _zeroed(X[sl], R, S, sl, D)
         Z[sl] = _posterior(yz, Rz, Sz, mu, Sigma)[0]
     return Z
+
+
+def _start_covariance(X, R, yz, Rz, mu, wr) -> np.ndarray:
+    """Start of the one-Gaussian fit: the available-case covariance without R, else isotropic."""
+    D = mu.size
+    if R is None:
+        obs = ~np.isnan(X)
+        d = np.where(obs, X - mu, 0.0) * np.sqrt(wr)[:, None]
+        counts = (obs * wr[:, None]).T @ obs
+        C = (d.T @ d) / np.where(counts > 0, counts, 1.0)
+        val, vec = np.linalg.eigh(0.5 * (C + C.T))
+        floor = 1e-3 * max(val[-1], 1e-300)
+        return (vec * np.maximum(val, floor)) @ vec.T
+    resid = yz - Rz @ mu
+    return np.eye(D) * max(float(wr @ (resid**2).sum(axis=1)) / max(Rz.shape[1], 1), 1e-12)
 
 
 def _blocks(N: int) -> list[slice]:
@@ -103,8 +124,8 @@ def _zeroed(y: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, rows, D: 
     return Rz, np.where(obs, y, 0.0), Sz
 
 
-def _posterior(yz, Rz, Sz, mu, Sigma):
-    """Posterior means (n, D) and covariances (n, D, D) of x_i under N(mu, Sigma).
+def _posterior(yz, Rz, Sz, mu, Sigma, wr=None):
+    """Posterior means (n, D) of x_i under N(mu, Sigma), and sum_i wr_i B_i (D, D) if ``wr``.
 
     Rows of missing values (zero in Rz, yz, Sz) get a unit diagonal in T, so
     they decouple and contribute nothing.
@@ -119,6 +140,9 @@ def _posterior(yz, Rz, Sz, mu, Sigma):
     T = T + np.einsum("na,ab->nab", missing.astype(float), np.eye(dy))
     T = T + 1e-12 * (scale[:, None, None] + 1.0) * np.eye(dy)      # rank-deficient R_i, no noise
     sol = np.linalg.solve(T, np.concatenate([(yz - Rz @ mu)[:, :, None], RS], axis=2))
-    z = mu + np.einsum("nad,na->nd", RS, sol[:, :, 0])
-    B = Sigma - np.einsum("nad,nae->nde", RS, sol[:, :, 1:])
+    RSt = np.swapaxes(RS, 1, 2)
+    z = mu + (RSt @ sol[:, :, :1])[:, :, 0]
+    if wr is None:
+        return z, None
+    B = Sigma * wr.sum() - np.tensordot(wr, RSt @ sol[:, :, 1:], axes=1)
     return z, B

@@ -51,10 +51,12 @@ def neighborhoods(p: Any, comps: list, cutoff: float) -> list[np.ndarray]:
 
     K = comps[0].log_amp.size
     parts: list[list[np.ndarray]] = [[] for _ in range(K)]
+    limits = np.array([np.inf] + [chi2_cutoff(d, cutoff) for d in range(1, p.Xc.shape[1] + 1)])
     for grp, c in zip(p.groups, comps):
-        limit = chi2_cutoff(grp.dy, cutoff)
         for sl in grp.chunks:
             chi2 = chunk_log_joint(grp, sl, p.Xc, p.S, p.R, c)[1]
+            # the chi2 of each sample is over its measured values (dy of its pattern)
+            limit = limits[(~np.isnan(p.Xc[sl])).sum(axis=1)] if grp.masked else limits[grp.dy]
             for k in range(K):
                 parts[k].append(sl.start + np.flatnonzero(chi2[:, k] < limit))
     out = [np.concatenate(q) if q else np.empty(0, dtype=int) for q in parts]

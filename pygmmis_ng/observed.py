@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import kernels, projected
+from . import fused, fused_masked, kernels, projected
 
 
 class Group(NamedTuple):
@@ -49,6 +49,9 @@ class Group(NamedTuple):
         Number of observed values of each sample of the group.
     c2 : float
         chi2 radius of the stored neighborhoods in dy_g dimensions (with cutoff).
+    masked : bool
+        All samples in one group whatever their pattern, for the compiled
+        kernel of :mod:`.fused_masked` (many patterns, see :data:`MASKED_PATTERNS`).
     """
 
     rows: slice
@@ -58,6 +61,13 @@ class Group(NamedTuple):
     chunks: tuple
     dy: int
     c2: float = 0.0
+    masked: bool = False
+
+
+#: with more missingness patterns than this (and the compiled kernels), a fit puts all
+#: samples in one masked group: ~1000 groups (D = 10, values missing at random) cost
+#: 20x the complete fit in per-group overhead, the masked kernel about 1-2x
+MASKED_PATTERNS = 32
 
 
 class Layout(NamedTuple):
@@ -67,18 +77,24 @@ class Layout(NamedTuple):
     groups: tuple
 
 
-def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int
-                ) -> Layout:
+def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
+                allow_masked: bool = False) -> Layout:
     """Group the samples of data X (N, dy) by missingness pattern.
 
     ``R``: None, (dy, D) or (N, dy, D); ``S``: None, (dy, dy) or (N, dy, dy).
     The data are not reordered here: the caller applies ``order``.
+    ``allow_masked``: one masked group for many patterns (compiled kernels, no R).
     """
     from .model import eval_chunks
 
     N, dy = X.shape
     per_sample = (S is not None and S.ndim == 3) or (R is not None and R.ndim == 3)
     observed = ~np.isnan(X)
+    if allow_masked and R is None and fused.ENABLED and not observed.all() \
+            and len(np.unique(observed, axis=0)) > MASKED_PATTERNS:
+        chunks = tuple(eval_chunks(N, K, D, True))
+        return Layout(None, (Group(slice(0, N), None, None, S if S is not None and S.ndim == 2
+                                   else None, chunks, dy, masked=True),))
     if observed.all():
         patterns, inverse, order = np.ones((1, dy), dtype=bool), np.zeros(N, dtype=int), None
     else:
@@ -117,7 +133,7 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
     V_k - V_k R^T T_k^-1 R V_k. With per-sample noise: R m_k and R V_k R^T,
     and the lift V_k R^T, V_k (see :func:`pygmmis_ng.fused.stats_per_sample`).
     """
-    if per_sample_R or (grp.R is None and per_sample_noise):
+    if per_sample_R or grp.masked or (grp.R is None and per_sample_noise):
         with np.errstate(divide="ignore"):
             return kernels.Components(np.log(amp), mean, covar, None, None, None, None)
     if grp.R is None:
@@ -163,6 +179,12 @@ def chunk_stats(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
                 ) -> kernels.SufficientStats:
     """Sufficient statistics (of the true values) of one chunk of a group."""
     x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if grp.masked:
+        A, Mc, Cc, logL, B = fused_masked.stats_masked(x, grp.S if S_c is None else S_c, weight,
+                                                       log_bg, comps.mean, comps.covar,
+                                                       comps.log_amp)
+        return kernels.SufficientStats(A, Mc, Cc, logL,
+                                       float(len(x) if weight is None else weight.sum()), B)
     if R_c is not None:
         S_shared = grp.S if S_c is None else S_c
         return projected.chunk_stats(x, R_c, S_shared, comps, weight, log_bg)
@@ -174,6 +196,21 @@ def chunk_log_joint(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """log a_k + log N_ik (n, K) of one chunk of a group, and the chi2_ik (n, K)."""
     x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if grp.masked:                      # (numpy) pattern by pattern within the chunk
+        K, D = comps.mean.shape
+        S_m = grp.S if S_c is None else S_c
+        sub = make_layout(x, None, S_m, K, D)
+        o = sub.order
+        xs, Ss = (x, S_m) if o is None else (x[o], _rows(S_m, o))
+        lj, chi2 = np.empty((len(x), K)), np.empty((len(x), K))
+        for g in sub.groups:
+            c = group_components(g, np.exp(comps.log_amp), comps.mean, comps.covar,
+                                 Ss is not None and Ss.ndim == 3, False)
+            for s in g.chunks:
+                lj[s], chi2[s] = chunk_log_joint(g, s, xs, Ss, None, c)
+        if o is not None:
+            lj[o], chi2[o] = lj.copy(), chi2.copy()
+        return lj, chi2
     if R_c is not None:
         return projected.log_joint(x, R_c, grp.S if S_c is None else S_c, comps)
     return kernels.log_joint(x, comps, S_c), kernels.mahalanobis(x, comps, S_c)

@@ -226,3 +226,60 @@ def test_scan_K_with_missing_values_picks_the_true_K():
     n = 1200
     bic = -2 * n * logL + (1 + 2 * D + 2 * D * (D + 1) // 2) * np.log(n)
     assert [r.bic for r in scan.rows if r.K == 2][0] == pytest.approx(bic, rel=1e-8)
+
+
+def many_patterns(N, rng, D6=6):
+    g = ng.GMM(3, D6)
+    g.amp = [0.3, 0.3, 0.4]
+    g.mean = rng.normal(0, 3, (3, D6))
+    A = 0.5 * rng.normal(size=(3, D6, D6))
+    g.covar = A @ A.transpose(0, 2, 1) + 0.5 * np.eye(D6)
+    X = with_missing(g.draw(N, rng=rng), 0.3, rng)
+    return g, X
+
+
+@pytest.mark.parametrize("noise", ["none", "shared", "per-sample"])
+def test_masked_kernel_for_many_patterns_equals_grouped_fit(monkeypatch, noise):
+    """With more than MASKED_PATTERNS patterns one compiled masked kernel serves all samples;
+    the grouped path (one group per pattern) must give the same fit."""
+    from pygmmis_ng import observed
+
+    rng = np.random.default_rng(14)
+    g, X = many_patterns(3000, rng)
+    assert len(np.unique(np.isnan(X), axis=0)) > observed.MASKED_PATTERNS
+    S = {"none": None, "shared": 0.1 * np.eye(6),
+         "per-sample": np.einsum("n,ab->nab", rng.uniform(0.05, 0.3, 3000), np.eye(6))}[noise]
+    start = g.copy()
+    start.mean = start.mean + 0.5
+    out = {}
+    for limit in (observed.MASKED_PATTERNS, 10**6):
+        monkeypatch.setattr(observed, "MASKED_PATTERNS", limit)
+        fitted = start.copy()
+        res = ng.fit(fitted, X, covar=S, init_method="none", tol=1e-9)
+        # neighborhoods at the truth (no iteration), reported in data order by both paths
+        U = ng.fit(g.copy(), X, covar=S, init_method="none", cutoff=2.0, miniter=0,
+                   maxiter=0).U
+        out[limit] = (res, fitted, U)
+    (ra, a, Ua), (rb, b, Ub) = out.values()
+    assert ra.logL == pytest.approx(rb.logL, abs=1e-10)
+    np.testing.assert_allclose(a.covar, b.covar, atol=1e-7)
+    for ua, ub in zip(Ua, Ub):
+        np.testing.assert_array_equal(ua, ub)
+    assert 0 < len(Ua[0]) < len(X)
+    assert ra.logL == pytest.approx(a.logL(X, covar=S).mean(), abs=1e-10)
+
+
+@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
+def test_masked_fit_is_identical_for_any_n_jobs_and_works_with_split_n_merge():
+    rng = np.random.default_rng(15)
+    g, X = many_patterns(4000, rng)
+    a, b = ng.GMM(3, 6), ng.GMM(3, 6)
+    ra = ng.fit(a, X, init_method="kmeans", rng=3, split_n_merge=2)
+    rb = ng.fit(b, X, init_method="kmeans", rng=3, split_n_merge=2, n_jobs=2)
+    assert ra.logL == rb.logL and np.array_equal(a.covar, b.covar)
+    assert mean_distance(a, g) < 0.3
+
+
+def mean_distance(fitted, truth_gmm):
+    d = np.linalg.norm(fitted.mean[:, None] - truth_gmm.mean[None], axis=2)
+    return float(d.min(axis=0).max())
