@@ -22,17 +22,24 @@ def _stats_masked_py(x, S, s_per_sample, weight, log_bg, has_bg, mean, covar, lo
                      A, SU, SUU, STinv):
     """Sums of one chunk: x (n, D) with NaN, S (n or 1, D, D) noise (zeros for none).
 
+    Without per-sample noise the factors of a pattern are kept while the
+    following samples have the same pattern (the caller sorts them by pattern).
+
     Returns logL, B, bad (1 + index of a sample with a T that is not positive definite).
     """
     n, D = x.shape
     K = mean.shape[0]
     lp = np.empty(K + 2)
-    Ls = np.empty((K, D, D))
+    Ls = np.empty((K, D, D))                # chol(T_k[o, o]) of the current pattern
+    logdets = np.empty(K)
+    Lis = np.empty((K, D, D))               # their inverses and T^-1, made when first needed
+    Tinvs = np.empty((K, D, D))
+    li_ok = np.zeros(K, dtype=np.uint8)
     ys = np.empty((K, D))
-    Li = np.empty((D, D))
     u = np.empty(D)
-    Tinv = np.empty((D, D))
     o = np.empty(D, dtype=np.int64)
+    o_prev = np.empty(D, dtype=np.int64)
+    dy_prev = -1
     log2pi = np.log(2.0 * np.pi)
     logL = 0.0
     B = 0.0
@@ -45,30 +52,43 @@ def _stats_masked_py(x, S, s_per_sample, weight, log_bg, has_bg, mean, covar, lo
             if not np.isnan(x[i, a]):
                 o[dy] = a
                 dy += 1
+        same = (not s_per_sample) and dy == dy_prev
+        if same:
+            for a in range(dy):
+                if o[a] != o_prev[a]:
+                    same = False
+                    break
         si = i if s_per_sample else 0
+        if not same:
+            for k in range(K):
+                logdet = 0.0
+                for a in range(dy):
+                    for b in range(a + 1):
+                        s = covar[k, o[a], o[b]] + S[si, o[a], o[b]]
+                        for c in range(b):
+                            s -= Ls[k, a, c] * Ls[k, b, c]
+                        if a == b:
+                            if not s > 0.0:
+                                return logL, B, i + 1
+                            Ls[k, a, a] = np.sqrt(s)
+                            logdet += np.log(Ls[k, a, a])
+                        else:
+                            Ls[k, a, b] = s / Ls[k, b, b]
+                logdets[k] = logdet
+                li_ok[k] = 0
+            dy_prev = dy
+            for a in range(dy):
+                o_prev[a] = o[a]
         mx = -np.inf
         for k in range(K):
-            logdet = 0.0
             chi2 = 0.0
             for a in range(dy):
-                oa = o[a]
-                for b in range(a + 1):
-                    s = covar[k, oa, o[b]] + S[si, oa, o[b]]
-                    for c in range(b):
-                        s -= Ls[k, a, c] * Ls[k, b, c]
-                    if a == b:
-                        if not s > 0.0:
-                            return logL, B, i + 1
-                        Ls[k, a, a] = np.sqrt(s)
-                        logdet += np.log(Ls[k, a, a])
-                    else:
-                        Ls[k, a, b] = s / Ls[k, b, b]
-                s = x[i, oa] - mean[k, oa]
+                s = x[i, o[a]] - mean[k, o[a]]
                 for c in range(a):
                     s -= Ls[k, a, c] * ys[k, c]
                 ys[k, a] = s / Ls[k, a, a]
                 chi2 += ys[k, a] * ys[k, a]
-            lp[k] = log_amp[k] - 0.5 * (dy * log2pi + 2.0 * logdet + chi2)
+            lp[k] = log_amp[k] - 0.5 * (dy * log2pi + 2.0 * logdets[k] + chi2)
             if lp[k] > mx:
                 mx = lp[k]
         tot = _normalize(lp, K, has_bg, log_bg, i, mx)
@@ -82,30 +102,33 @@ def _stats_masked_py(x, S, s_per_sample, weight, log_bg, has_bg, mean, covar, lo
             if lp[k] < Q_NEGLIGIBLE * tot:
                 continue
             q = lp[k] * scale
-            for a in range(dy):
-                Li[a, a] = 1.0 / Ls[k, a, a]
-                for b in range(a):
-                    s = 0.0
-                    for c in range(b, a):
-                        s -= Ls[k, a, c] * Li[c, b]
-                    Li[a, b] = s * Li[a, a]
+            if li_ok[k] == 0:
+                for a in range(dy):
+                    Lis[k, a, a] = 1.0 / Ls[k, a, a]
+                    for b in range(a):
+                        s = 0.0
+                        for c in range(b, a):
+                            s -= Ls[k, a, c] * Lis[k, c, b]
+                        Lis[k, a, b] = s * Lis[k, a, a]
+                for a in range(dy):
+                    for b in range(a, dy):
+                        s2 = 0.0
+                        for c in range(b, dy):
+                            s2 += Lis[k, c, a] * Lis[k, c, b]
+                        Tinvs[k, a, b] = s2
+                li_ok[k] = 1
             for a in range(dy):
                 s = 0.0
                 for c in range(a, dy):
-                    s += Li[c, a] * ys[k, c]
+                    s += Lis[k, c, a] * ys[k, c]
                 u[a] = s
-                for b in range(a, dy):
-                    s2 = 0.0
-                    for c in range(b, dy):
-                        s2 += Li[c, a] * Li[c, b]
-                    Tinv[a, b] = s2
             A[k] += q
             for a in range(dy):                 # o ascending: (o[a], o[b]) stays upper
                 qa = q * u[a]
                 SU[k, o[a]] += qa
                 for b in range(a, dy):
                     SUU[k, o[a], o[b]] += qa * u[b]
-                    STinv[k, o[a], o[b]] += q * Tinv[a, b]
+                    STinv[k, o[a], o[b]] += q * Tinvs[k, a, b]
     return logL, B, 0
 
 

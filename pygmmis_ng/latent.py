@@ -10,7 +10,7 @@ Gaussian N(mu, Sigma) fitted to all samples by extreme deconvolution,
 the regression (conditional-mean) imputation of missing values, shrunk
 along noisy or unobserved directions. (The pseudo-inverse R_i^+ y_i would
 blow up the noise where R_i is nearly singular and leave k-means chasing
-outliers.) mu and Sigma come from :data:`FIT_ITERATIONS` EM iterations on
+outliers.) mu and Sigma come from at most :data:`FIT_ITERATIONS` EM iterations on
 at most :data:`FIT_ROWS` evenly spaced samples, started from the
 least-squares mean; the same data always give the same points.
 """
@@ -23,7 +23,7 @@ FIT_ITERATIONS = 30
 #: ... or until mu and Sigma change by less than this (relative to Sigma's scale)
 FIT_TOL = 1e-4
 #: at most this many samples (evenly spaced) are used to fit mu and Sigma
-FIT_ROWS = 10_000
+FIT_ROWS = 5_000
 #: rows per block when computing the points (bounds the memory of the solves)
 BLOCK = 1 << 14
 
@@ -49,7 +49,11 @@ def fill_latent(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None,
     w = np.ones(N) if weight is None else weight
     F = np.zeros((D, D))
     b = np.zeros(D)
-    for sl in _blocks(N):
+    if R is None:                                   # R_i^T R_i: the measured columns
+        obs = ~np.isnan(X)
+        F[np.diag_indices(D)] = w @ obs
+        b = w @ np.where(obs, X, 0.0)
+    for sl in _blocks(N) if R is not None else ():
         Rz, yz, _ = _zeroed(X[sl], R, None, sl, D)
         F += np.einsum("n,nad,nae->de", w[sl], Rz, Rz)
         b += np.einsum("n,nad,na->d", w[sl], Rz, yz)
@@ -139,10 +143,11 @@ def _posterior(yz, Rz, Sz, mu, Sigma, wr=None):
     missing = ~(np.abs(Rz).sum(axis=2) > 0)
     T = T + np.einsum("na,ab->nab", missing.astype(float), np.eye(dy))
     T = T + 1e-12 * (scale[:, None, None] + 1.0) * np.eye(dy)      # rank-deficient R_i, no noise
-    sol = np.linalg.solve(T, np.concatenate([(yz - Rz @ mu)[:, :, None], RS], axis=2))
+    resid = (yz - Rz @ mu)[:, :, None]
     RSt = np.swapaxes(RS, 1, 2)
-    z = mu + (RSt @ sol[:, :, :1])[:, :, 0]
     if wr is None:
-        return z, None
+        return mu + (RSt @ np.linalg.solve(T, resid))[:, :, 0], None
+    sol = np.linalg.solve(T, np.concatenate([resid, RS], axis=2))
+    z = mu + (RSt @ sol[:, :, :1])[:, :, 0]
     B = Sigma * wr.sum() - np.tensordot(wr, RSt @ sol[:, :, 1:], axes=1)
     return z, B

@@ -154,7 +154,7 @@ def test_latent_points_are_conditional_means():
     Z = fill_latent(Xn, None, None, None, D)
     obs = ~np.isnan(Xn)
     np.testing.assert_allclose(Z[obs], Xn[obs], atol=1e-8)
-    # mu and Sigma are estimated (from 10^4 evenly spaced rows): compare with the truth's
+    # mu and Sigma are estimated (from 5000 evenly spaced rows): compare with the truth's
     # conditional means up to that estimation error
     errors = []
     for i in range(400):
@@ -163,7 +163,7 @@ def test_latent_points_are_conditional_means():
             continue
         cond = mu[m] + Sigma[np.ix_(m, o)] @ np.linalg.solve(Sigma[np.ix_(o, o)], Xn[i, o] - mu[o])
         errors.extend(np.abs(Z[i, m] - cond))
-    assert max(errors) < 0.15 and np.mean(errors) < 0.03
+    assert max(errors) < 0.2 and np.mean(errors) < 0.05
     # (the column mean, the naive fill, is far worse)
     assert np.mean(np.abs(np.where(obs, 0, Z - X))) * X.size / (~obs).sum() < \
         0.9 * np.mean(np.abs(np.where(obs, 0, mu - X))) * X.size / (~obs).sum()
