@@ -14,7 +14,9 @@ class FitResult(tuple):
     logL : float
         Mean log-likelihood per observed sample of the fitted parameters:
         (1 / sum_i w_i) sum_i w_i log p(x_i), with p the noise-convolved
-        density of the mixture (plus background) at each observed sample.
+        density of the mixture (plus background) at each observed sample:
+        with missing values its marginal over the measured ones, with
+        projections the density of R_i x + noise.
         With a ``sel_callback`` it is the log-density of the *observed*
         data, log[Omega(x_i) p(x_i) / Z] with Z = integral of Omega p
         (estimated by Monte Carlo from the imputation draws). pyGMMis 1.2.3
