@@ -13,6 +13,8 @@
   github.com/jobovy/extreme-deconvolution with GSL), both from the same
   start to the same tolerance (see :func:`bench_projection`). pyGMMis accepts
   only square (D x D) projections: it is compared on R of 3x3.
+* ``xd``: bench_scale's deconvolution problem (N=100k, D=3, K=10, per-sample
+  noise, no projection) against Bovy's C XD (if importable, see above).
 * ``snm``: split'n'merge from a constructed local optimum (two components in
   one cluster, one spanning two) with pyGMMis's split'n'merge and ours.
 
@@ -107,6 +109,42 @@ def load_xd():
     return importlib.import_module("extreme_deconvolution").extreme_deconvolution
 
 
+def run_xd(xd, Y, S, R, start, logL_ours):
+    """Bovy's XD from ``start``; its tol is absolute on the mean logL, ours relative."""
+    K, D = start.K, start.D
+    amp, mean, covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
+    _, t = timed(xd, Y, S, amp, mean, covar, projection=R, tol=1e-6 * max(1.0, abs(logL_ours)))
+    return "XD (Bovy's C, OpenMP on 2 cores)", t, as_ng(K, D, amp, mean, covar)
+
+
+def bench_xd(rows):
+    """Deconvolution without projections, bench_scale's problem: ours vs Bovy's C XD."""
+    xd = load_xd()
+    if xd is None:
+        print("  xd: set XD_PY to the directory of extreme_deconvolution.py to compare", flush=True)
+        return
+    N, D, K = 100_000 // SCALE, 3, 10
+    rng = np.random.default_rng(1)
+    truth = truth_gmm(K, D, rng)
+    S = spd(rng, N, D, 0.05, 0.5)
+    X = truth.draw(N, rng=rng) + np.einsum("nij,nj->ni", np.linalg.cholesky(S),
+                                            rng.standard_normal((N, D)))
+    start = kmeans_start(X, K, D)
+    res = {}
+    for n_jobs in (1, 2):
+        g = start.copy()
+        r, t = timed(ng.fit, g, X, covar=S, init_method="none", tol=1e-6, n_jobs=n_jobs)
+        res[n_jobs] = (t, float(np.mean(g.logL(X, covar=S))), r.n_eval)
+    name, t_xd, g_xd = run_xd(xd, X, S, None, start, res[1][1])
+    l_xd = float(np.mean(g_xd.logL(X, covar=S)))
+    for n_jobs in (1, 2):
+        t, logL, n_eval = res[n_jobs]
+        rows.append(f"| deconvolution N={N} D={D} K={K}, per-sample noise, n_jobs={n_jobs} | {name} "
+                    f"| {t:.2f} ({n_eval} E-steps) | {t_xd:.2f} | {t_xd / t:.1f}x | {logL:.5f} "
+                    f"| {l_xd:.5f} | {logL - l_xd:+.1e} |")
+        print(rows[-1], flush=True)
+
+
 def bench_projection(rows):
     import pygmmis
     N, D, K = 100_000 // SCALE, 3, 5
@@ -130,10 +168,7 @@ def bench_projection(rows):
         others = []
         xd = load_xd()
         if xd is not None:
-            amp, mean, covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
-            # XD stops when the change of its average logL is below tol (absolute)
-            _, t_xd = timed(xd, Y, S, amp, mean, covar, projection=R, tol=1e-6 * 5)
-            others.append(("XD (C, OpenMP 2 threads)", t_xd, as_ng(K, D, amp, mean, covar)))
+            others.append(run_xd(xd, Y, S, R, start, res[1][1]))
         if dy == D:
             theirs = pygmmis.GMM(K=K, D=D)
             theirs.amp, theirs.mean, theirs.covar = (start.amp.copy(), start.mean.copy(),
@@ -189,7 +224,7 @@ def main() -> None:
     global SCALE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", nargs="+", default=["missing", "projection", "snm"])
+    parser.add_argument("--only", nargs="+", default=["missing", "projection", "xd", "snm"])
     args = parser.parse_args()
     SCALE = 10 if args.quick else 1
     warnings.simplefilter("ignore")
