@@ -130,12 +130,36 @@ def check_observed(data: Any, covar: Any, R: Any, D: int
         P = None
     else:
         arr = as_float_array(data, "data")
-        N = arr.shape[0] if arr.ndim == 2 else -1
-        P = check_projection(R, N, D)
+        if arr.ndim != 2:
+            raise ValueError(f"data must have shape (N, dy) for projections R, got shape "
+                             f"{arr.shape}")
+        P = check_projection(R, arr.shape[0], D)
         dy = P.shape[-2]
         X = check_data(arr, dy, allow_missing=True,
                        columns=f"R projects onto dy={dy} values (R has shape {P.shape})")
-    return X, P, check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
+    S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
+    if P is not None and S is None:
+        check_projection_rank(X, P)
+    return X, P, S
+
+
+def check_projection_rank(X: np.ndarray, R: np.ndarray) -> None:
+    """Without noise, the measured rows of each R_i must be independent (else T_ik is singular)."""
+    obs = ~np.isnan(X)
+    n, dy = X.shape
+    for i in range(0, n, 1 << 14):
+        o = obs[i:i + 1 << 14]
+        Ri = np.broadcast_to(R, (len(o),) + R.shape[-2:]) if R.ndim == 2 else R[i:i + 1 << 14]
+        Rz = np.where(o[:, :, None], Ri, 0.0)
+        G = Rz @ np.swapaxes(Rz, 1, 2) + np.einsum("na,ab->nab", (~o).astype(float), np.eye(dy))
+        scale = np.sqrt(np.einsum("naa->na", G))
+        ev = np.linalg.eigvalsh(G / (scale[:, :, None] * scale[:, None, :]))
+        bad = np.flatnonzero(~(ev[:, 0] > 1e-10))
+        if bad.size:
+            raise ValueError(f"R: the measured rows of the projection of sample {i + bad[0]} "
+                             "are linearly dependent (or zero), and without noise its density "
+                             "is singular; give a noise covariance (covar) or drop the "
+                             "redundant rows")
 
 
 def _symmetry_error(M: np.ndarray) -> np.ndarray:
@@ -201,6 +225,11 @@ def check_noise(covar: Any, N: int, D: int, observed: np.ndarray | None = None
         # missing rows/columns -> identity, so the check is that of the measured block
         both = observed[:, :, None] & observed[:, None, :]
         S = np.where(both, S, np.eye(D)[None] * (~observed)[:, :, None])
+        rows = np.flatnonzero(~np.isfinite(S).all(axis=(1, 2)))
+        if rows.size:
+            raise ValueError(f"covar (noise covariance) has NaN or inf at measured values of "
+                             f"{rows.size} sample(s) (first: row {rows[0]}); only the entries "
+                             "of missing values may be NaN")
     return check_covariances(S, D, "covar (noise covariance)", positive_definite=False)
 
 

@@ -24,8 +24,8 @@ FIT_ITERATIONS = 30
 FIT_TOL = 1e-4
 #: at most this many samples (evenly spaced) are used to fit mu and Sigma
 FIT_ROWS = 5_000
-#: rows per block when computing the points (bounds the memory of the solves)
-BLOCK = 1 << 14
+#: doubles per (n, D, D) working array when computing the points: bounds the memory
+BLOCK_DOUBLES = 1 << 22
 
 
 def fill_latent(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None,
@@ -47,23 +47,18 @@ def fill_latent(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None,
     """
     N = X.shape[0]
     w = np.ones(N) if weight is None else weight
+    if R is None:
+        return _fill_missing(X, w)
     F = np.zeros((D, D))
     b = np.zeros(D)
-    if R is None:                                   # R_i^T R_i: the measured columns
-        obs = ~np.isnan(X)
-        F[np.diag_indices(D)] = w @ obs
-        b = w @ np.where(obs, X, 0.0)
-    for sl in _blocks(N) if R is not None else ():
+    for sl in _blocks(N, D):
         Rz, yz, _ = _zeroed(X[sl], R, None, sl, D)
         F += np.einsum("n,nad,nae->de", w[sl], Rz, Rz)
         b += np.einsum("n,nad,na->d", w[sl], Rz, yz)
-    ev = np.linalg.eigvalsh(F)
+    # rank of F after Jacobi scaling: independent of the units of the latent axes
+    d = np.sqrt(np.diag(F))
+    ev = np.linalg.eigvalsh(F / np.outer(d, d)) if (d > 0).all() else np.zeros(1)
     if not ev[0] > 1e-10 * max(ev[-1], np.finfo(float).tiny):
-        if R is None:
-            empty = np.flatnonzero(np.diag(F) <= 0)
-            raise ValueError(f"feature(s) {empty.tolist()} are missing (NaN) in every sample "
-                             "(with non-zero weight): their distribution cannot be fitted; "
-                             "drop those columns")
         raise ValueError("the projections R (with the missing values) leave some direction of "
                          f"the D={D}-dimensional space unobserved by every sample (sum of "
                          "R_i^T R_i is singular): the model is not identified there; use a "
@@ -74,7 +69,7 @@ def fill_latent(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None,
     Rz, yz, Sz = _zeroed(X[rows], R, S, rows, D)
     wr = w[rows] if w[rows].sum() > 0 else np.ones(rows.size)
     wr = wr / wr.sum()
-    Sigma = _start_covariance(X[rows], R, yz, Rz, mu, wr)
+    Sigma = _start_covariance(R, yz, Rz, mu, wr)
     for _ in range(FIT_ITERATIONS):
         zb, B = _posterior(yz, Rz, Sz, mu, Sigma, wr)
         mu_new = wr @ zb
@@ -87,29 +82,65 @@ def fill_latent(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None,
         if change < FIT_TOL:
             break
     Z = np.empty((N, D))
-    for sl in _blocks(N):
+    for sl in _blocks(N, D):
         Rz, yz, Sz = _zeroed(X[sl], R, S, sl, D)
         Z[sl] = _posterior(yz, Rz, Sz, mu, Sigma)[0]
     return Z
 
 
-def _start_covariance(X, R, yz, Rz, mu, wr) -> np.ndarray:
-    """Start of the one-Gaussian fit: the available-case covariance without R, else isotropic."""
+def _fill_missing(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Missing values (no R): conditional means under the available-case mean and covariance.
+
+    The weighted mean of each feature over the samples that measure it and the
+    covariance of each pair over the samples that measure both (made positive
+    definite) estimate mu and Sigma without an iteration (consistent for
+    values missing at random); each sample keeps its measured values and gets
+    mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o) for the others. Noise is ignored
+    here, as it is for complete data (their latent points are the data).
+    """
+    N, D = X.shape
+    obs = ~np.isnan(X)
+    counts = w @ obs
+    empty = np.flatnonzero(counts <= 0)
+    if empty.size:
+        raise ValueError(f"feature(s) {empty.tolist()} are missing (NaN) in every sample "
+                         "(with non-zero weight): their distribution cannot be fitted; "
+                         "drop those columns")
+    mu = (w @ np.where(obs, X, 0.0)) / counts
+    d = np.where(obs, X - mu, 0.0) * np.sqrt(w)[:, None]
+    pair = (obs * w[:, None]).T @ obs
+    C = (d.T @ d) / np.where(pair > 0, pair, 1.0)
+    val, vec = np.linalg.eigh(0.5 * (C + C.T))
+    Sigma = (vec * np.maximum(val, 1e-6 * max(val[-1], 1e-300))) @ vec.T
+    Z = np.where(obs, X, mu)
+    incomplete = np.flatnonzero(~obs.all(axis=1))
+    for start in range(0, incomplete.size, _block_rows(D)):
+        rows = incomplete[start:start + _block_rows(D)]
+        o = obs[rows]
+        # T = Sigma on the measured block, identity on the missing one (decoupled)
+        both = o[:, :, None] & o[:, None, :]
+        T = np.where(both, Sigma, 0.0) + np.einsum("na,ab->nab", (~o).astype(float), np.eye(D))
+        r = np.where(o, X[rows] - mu, 0.0)
+        u = np.linalg.solve(T, r[:, :, None])[:, :, 0]
+        fill = mu + np.where(o, 0.0, (Sigma @ np.where(o, u, 0.0).T).T)
+        Z[rows] = np.where(o, X[rows], fill)
+    return Z
+
+
+def _start_covariance(R, yz, Rz, mu, wr) -> np.ndarray:
+    """Start of the one-Gaussian fit with projections: isotropic at the residual scale."""
     D = mu.size
-    if R is None:
-        obs = ~np.isnan(X)
-        d = np.where(obs, X - mu, 0.0) * np.sqrt(wr)[:, None]
-        counts = (obs * wr[:, None]).T @ obs
-        C = (d.T @ d) / np.where(counts > 0, counts, 1.0)
-        val, vec = np.linalg.eigh(0.5 * (C + C.T))
-        floor = 1e-3 * max(val[-1], 1e-300)
-        return (vec * np.maximum(val, floor)) @ vec.T
     resid = yz - Rz @ mu
     return np.eye(D) * max(float(wr @ (resid**2).sum(axis=1)) / max(Rz.shape[1], 1), 1e-12)
 
 
-def _blocks(N: int) -> list[slice]:
-    return [slice(i, min(i + BLOCK, N)) for i in range(0, N, BLOCK)]
+def _block_rows(D: int) -> int:
+    return int(np.clip(BLOCK_DOUBLES // (D * D), 64, 1 << 14))
+
+
+def _blocks(N: int, D: int) -> list[slice]:
+    n = _block_rows(D)
+    return [slice(i, min(i + n, N)) for i in range(0, N, n)]
 
 
 def _zeroed(y: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, rows, D: int):

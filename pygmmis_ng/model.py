@@ -150,15 +150,16 @@ class GMM:
         X = as_float_array(coords, "coords")
         single = X.ndim == 1
         if single:
-            dy = self.D if R is None else np.shape(R)[-2]
+            if R is not None and np.ndim(R) != 2:
+                raise ValueError("a single point takes a single projection R of shape (dy, D), "
+                                 f"got shape {np.shape(R)}")
+            dy = self.D if R is None else np.shape(R)[0]
             if X.shape[0] != dy:
                 raise ValueError(f"a single point must have {dy} coordinates, got {X.shape[0]}; "
                                  "pass several points as an (N, D) array")
             X = X[None]
-            if R is not None and np.ndim(R) == 2:
-                R = np.asarray(R)
-            elif R is not None:
-                raise ValueError("a single point takes a single projection R of shape (dy, D)")
+            if covar is not None and np.ndim(covar) == 2:
+                covar = np.asarray(covar, dtype=float)[None]  # its own: NaN allowed if missing
         if R is None:
             X = check_data(X, self.D, name="coords", allow_missing=True)
         else:

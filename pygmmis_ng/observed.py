@@ -270,6 +270,15 @@ def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | No
     """
     out = np.empty(X.shape[0])
     for grp in layout.groups:
+        if grp.masked:          # every pattern in one group: pattern by pattern here
+            x, Sx = X[grp.rows], None if S is None or S.ndim == 2 else S[grp.rows]
+            sub = make_layout(x, None, S if Sx is None else Sx, 1, X.shape[1])
+            xs, Ss, _, _ = sorted_rows(sub.order, x, Sx if Sx is not None else S)
+            part = background_log_density(bg, sub, xs, Ss)
+            if sub.order is not None:
+                part[sub.order] = part.copy()
+            out[grp.rows] = part
+            continue
         x = X[grp.rows] if grp.obs is None else X[grp.rows][:, grp.obs]
         if S is not None and S.ndim == 3:
             Sg = S[grp.rows] if grp.obs is None else S[grp.rows][:, grp.obs][:, :, grp.obs]

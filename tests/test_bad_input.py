@@ -55,6 +55,12 @@ def _with(X: np.ndarray, row: int, col: int, value: float) -> np.ndarray:
     return X
 
 
+def _nan_at(row: int, a: int, b: int) -> np.ndarray:
+    S = noise()
+    S[row, a, b] = np.nan
+    return S
+
+
 def _non_symmetric_noise() -> np.ndarray:
     S = noise()
     S[3, 0, 1] = 0.05
@@ -174,6 +180,12 @@ FIT_CASES = [
     ("R-noise-wrong-dy", lambda X: (X[:, :1], {"R": np.tile([[1.0, 0.5]], (N, 1, 1)),
                                                "covar": 0.1 * np.eye(D)}), ValueError,
      r"covar \(noise covariance\) must be None, shape \(1, 1\)"),
+    ("R-dependent-rows-no-noise", lambda X: (np.c_[X, X[:, 0]], {"R": [[1, 0], [0, 1], [1, 0]]}),
+     ValueError, r"measured rows of the projection of sample 0 are linearly dependent"),
+    ("R-1d-data", lambda X: (X[:, 0], {"R": np.ones((N, 1, D))}), ValueError,
+     r"data must have shape \(N, dy\) for projections R, got shape \(50,\)"),
+    ("covar-nan-at-measured-value", lambda X: (_with(X, 3, 1, np.nan), {"covar": _nan_at(5, 0, 0)}),
+     ValueError, r"NaN or inf at measured values of 1 sample\(s\) \(first: row 5\)"),
     ("R-with-sel_callback", lambda X: (X, {"R": np.eye(D), "sel_callback": lambda x: np.ones(len(x))}),
      ValueError, r"R \(projections\) with sel_callback is not supported: imputation draws"),
     ("R-with-background", lambda X: (X, {"R": np.eye(D), "background": ng.Background([[-9, -9], [9, 9]])}),

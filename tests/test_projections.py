@@ -268,3 +268,24 @@ def test_cv_fit_splits_projections_and_missing_values_with_the_samples():
                                 S[np.ix_(~np.isnan(Y[j]), ~np.isnan(Y[j]))])[0]
                     for j in np.flatnonzero(test)[:40]]
         np.testing.assert_allclose(lcv[np.flatnonzero(test)[:40]], expected, atol=1e-9)
+
+
+def test_single_point_inputs_with_missing_values_and_projections():
+    g = truth()
+    x = np.array([1.0, np.nan, -0.5])
+    # a (D, D) noise for a single point is that point's own: NaN at its missing value is fine
+    S = np.array([[0.2, np.nan, 0.0], [np.nan, np.nan, np.nan], [0.0, np.nan, 0.3]])
+    S_ok = np.nan_to_num(S)
+    assert g.logL(x, covar=S) == pytest.approx(g.logL(x[None], covar=S_ok[None])[0], abs=1e-12)
+    with pytest.raises(ValueError, match=r"a single point takes a single projection R of shape"):
+        g.logL(np.array([1.0]), R=np.array([1.0, 0.0, 0.0]))
+    assert g.logL(np.array([1.0]), R=np.array([[1.0, 0.5, 0.0]]), covar=[[0.1]]) == pytest.approx(
+        brute_force(g, np.array([[1.0]]), np.array([[1.0, 0.5, 0.0]]), np.array([[0.1]]))[0])
+
+
+def test_identifiability_does_not_depend_on_units():
+    rng = np.random.default_rng(17)
+    X = rng.normal(size=(500, 2)) * [1e4, 1e-4]
+    ng.latent.fill_latent(X @ np.diag([1e-4, 1e4]).T, np.diag([1e-4, 1e4]), None, None, 2)
+    with pytest.raises(ValueError, match="unobserved by every sample"):
+        ng.latent.fill_latent(X[:, :1], np.array([[1e4, 0.0]]), None, None, 2)
