@@ -192,7 +192,15 @@ def check_covariances(covar: Any, D: int, name: str, positive_definite: bool) ->
     eig = np.linalg.eigvalsh(C).reshape(-1, D)
     scale = np.maximum(np.abs(eig).max(axis=1), np.finfo(float).tiny)
     if positive_definite:
-        bad = np.flatnonzero(eig[:, 0] <= 1e-12 * scale)
+        # judged on the correlation matrix, so that axes in very different units pass
+        diag = np.diagonal(C, axis1=-2, axis2=-1).reshape(-1, D)
+        ok = (diag > 0).all(axis=1)
+        corr_min = np.full(len(diag), -np.inf)
+        if ok.any():
+            s = np.sqrt(diag[ok])
+            corr = C.reshape(-1, D, D)[ok] / (s[:, :, None] * s[:, None, :])
+            corr_min[ok] = np.linalg.eigvalsh(corr)[:, 0]
+        bad = np.flatnonzero(~(corr_min > 1e-12))
         what = "positive definite"
     else:
         bad = np.flatnonzero(eig[:, 0] < -1e-10 * scale)

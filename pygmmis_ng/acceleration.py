@@ -46,20 +46,27 @@ def _combine(p0: Params, p1: Params, p2: Params, alpha: float) -> Params:
     return Params(*(c0 * a + c1 * b + c2 * c for a, b, c in zip(p0, p1, p2)))
 
 
-def step_length(p0: Params, p1: Params, p2: Params, scale2: float) -> float:
-    """alpha = -|r| / |v| of scheme S3 in the scaled parameters (<= -1; -1 is plain EM)."""
-    weights = (1.0, 1.0 / scale2, 1.0 / scale2 ** 2, 1.0)
+def step_length(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> float:
+    """alpha = -|r| / |v| of scheme S3 in the scaled parameters (<= -1; -1 is plain EM).
+
+    Means are measured in units of the mean data sigma, covariances in its
+    square. (Any norm gives a valid SQUAREM step -- every step is checked for
+    a logL gain and validity -- so this one need not follow the units of each
+    axis; it is kept as measured on the paper's tests.)
+    """
+    s2 = float(np.mean(scale2))
+    weights = (1.0, 1.0 / s2, 1.0 / s2 ** 2, 1.0)
     r2 = v2 = 0.0
     for a, b, c, wt in zip(p0, p1, p2, weights):
         a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
-        r2 += wt * float(np.sum((b - a) ** 2))
-        v2 += wt * float(np.sum((c - 2 * b + a) ** 2))
+        r2 += float(np.sum(wt * (b - a) ** 2))
+        v2 += float(np.sum(wt * (c - 2 * b + a) ** 2))
     if v2 <= 0 or not np.isfinite(r2 + v2):
         return -1.0
     return float(np.clip(-np.sqrt(r2 / v2), -ALPHA_MAX, -1.0))
 
 
-def extrapolate(p0: Params, p1: Params, p2: Params, scale2: float,
+def extrapolate(p0: Params, p1: Params, p2: Params, scale2: np.ndarray,
                 valid: Callable[[Params], bool]) -> Params | None:
     """The SQUAREM point from three successive EM iterates, or None if it is just p2.
 
@@ -67,8 +74,8 @@ def extrapolate(p0: Params, p1: Params, p2: Params, scale2: float,
     ----------
     p0, p1, p2 : Params
         theta_0, its EM update theta_1 and theta_1's update theta_2.
-    scale2 : float
-        Data variance (the unit of covariances; its root that of means).
+    scale2 : ndarray (D,)
+        Data variance of each axis (the units of covariances and means).
     valid : callable
         Whether a candidate lies in the parameter space; candidates that do
         not are shortened towards the plain EM step.

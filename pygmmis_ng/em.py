@@ -27,7 +27,7 @@ from ._validation import (
 from .background import Background
 from .em_loop import Problem, Run, State, neighborhood_chi2, run_em
 from .imputation import ImputationSampler, evaluate_selection
-from .init import data_variance, resolve_init, volume_filling_scale
+from .init import axis_variances, resolve_init, volume_filling_scale
 from .latent import fill_latent
 from .model import GMM
 from .mstep import renormalize_free
@@ -258,7 +258,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         log_bg_obs=None if bg is None else background_log_density(bg, layout, Xs, Ss),
         log_omega_mean=log_omega_mean, sel_callback=sel_callback, covar_callback=covar_callback,
         oversampling=oversampling, sampler=sampler, bg=bg, w=w, tol=tol, masks=masks,
-        scale2=data_variance(Z), reseed_scale=volume_filling_scale(Z, K),
+        scale2=axis_variances(Z, weight), reseed_scale=volume_filling_scale(Z, K),
         shift_limit=chi2_cutoff(D, 0.1), accelerate=accelerate,
         nbr=None if cutoff is None else np.zeros((N, K), dtype=np.uint8),
         R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,

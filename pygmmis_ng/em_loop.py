@@ -26,7 +26,7 @@ from . import kernels, observed
 from .acceleration import Params, extrapolate
 from .background import Background
 from .imputation import BlockTask, ImputationSampler, block_sizes, block_stats
-from .mstep import background_amp, collapsed, m_step, renormalize_free
+from .mstep import background_amp, collapsed, m_step, renormalize_free, scaled_eig_min
 from .neighborhoods import chi2_cutoff
 from .progress import log_header, log_row
 
@@ -64,7 +64,7 @@ class Problem(NamedTuple):
     w: float
     tol: float
     masks: dict
-    scale2: float
+    scale2: np.ndarray                     # (D,) data variance of each axis (units for floors)
     reseed_scale: float
     shift_limit: float
     accelerate: bool
@@ -241,7 +241,8 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
         logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
                        "sample (consider w > 0 or a smaller K)", k, amp[k])
         mean[k] = (p.Xc if p.Zc is None else p.Zc)[gen.integers(len(p.Xc))]
-        covar[k] = p.reseed_scale**2 * np.eye(D)
+        # the volume-filling scale, stretched along each axis as the data are
+        covar[k] = p.reseed_scale**2 * np.diag(p.scale2 / np.exp(np.log(p.scale2).mean()))
         if not p.masks["amp"][k]:
             amp[k] = 1.0 / K
     if bad.any():
@@ -250,8 +251,6 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
 
 
 def _valid(p: Problem, fit_bg: bool):
-    floor = max(0.5 * p.w**2, 1e-9 * p.scale2)
-
     def valid(cand: Params) -> bool:
         if not np.all(cand.amp >= 0) or not np.isfinite(cand.mean).all():
             return False
@@ -259,7 +258,9 @@ def _valid(p: Problem, fit_bg: bool):
             return False
         if not np.isfinite(cand.covar).all():
             return False
-        return bool(np.linalg.eigvalsh(cand.covar)[:, 0].min() > floor)
+        if p.w > 0 and not np.linalg.eigvalsh(cand.covar)[:, 0].min() > 0.5 * p.w**2:
+            return False
+        return bool(scaled_eig_min(cand.covar, p.scale2).min() > 1e-9)
     return valid
 
 

@@ -48,6 +48,19 @@ def data_variance(data: np.ndarray) -> float:
     return var if var > 0 else 1.0
 
 
+def axis_variances(data: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Variance of the data along each axis (D,), the units of the fit's floors.
+
+    Axes along which the data do not vary get the geometric mean of the
+    others (1 if none varies), so every unit is positive.
+    """
+    var = np.average((data - np.average(data, axis=0, weights=weight)) ** 2, axis=0,
+                     weights=weight)
+    pos = var > 0
+    fill = float(np.exp(np.log(var[pos]).mean())) if pos.any() else 1.0
+    return np.where(pos, var, fill)
+
+
 def volume_filling_scale(data: np.ndarray, K: int) -> float:
     """Radius s such that K D-balls of radius s fill the data's bounding box.
 
@@ -87,15 +100,17 @@ def init_minmax(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) 
 
 
 def _cluster_covariances(data: np.ndarray, labels: np.ndarray, K: int) -> np.ndarray:
-    """Covariance of each cluster's members; s^2 I for clusters too small for one."""
+    """Covariance of each cluster's members; s^2 (per-axis stretched) for clusters too small."""
     D = data.shape[1]
+    var = axis_variances(data)
+    unit = np.diag(var / np.exp(np.log(var).mean()))
     s2 = volume_filling_scale(data, K) ** 2
-    floor = 1e-6 * data_variance(data) * np.eye(D)
+    floor = 1e-6 * np.diag(var)
     out = np.empty((K, D, D))
     for k in range(K):
         members = data[labels == k]
         if len(members) <= D:
-            out[k] = s2 * np.eye(D)
+            out[k] = s2 * unit
         else:
             d = members - members.mean(axis=0)
             out[k] = d.T @ d / len(members) + floor
@@ -103,34 +118,42 @@ def _cluster_covariances(data: np.ndarray, labels: np.ndarray, K: int) -> np.nda
 
 
 def init_kmeans(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
-    """Amplitudes, means and covariances of a k-means clustering (sklearn KMeans)."""
+    """Amplitudes, means and covariances of a k-means clustering (sklearn KMeans).
+
+    k-means runs on the data with every axis scaled to unit variance, so that
+    an axis in small units (a flux in erg/s/cm^2 beside a magnitude) is seen.
+    """
     from sklearn.cluster import KMeans
 
     rng = np.random.default_rng(rng)
-    km = KMeans(n_clusters=gmm.K, n_init=1, random_state=_seed(rng)).fit(data)
+    center, sd = data.mean(axis=0), np.sqrt(axis_variances(data))
+    km = KMeans(n_clusters=gmm.K, n_init=1, random_state=_seed(rng)).fit((data - center) / sd)
     counts = np.bincount(km.labels_, minlength=gmm.K).astype(float)
     counts = np.maximum(counts, 1.0)
     gmm.amp = counts / counts.sum()
-    gmm.mean = km.cluster_centers_
+    gmm.mean = center + km.cluster_centers_ * sd
     gmm.covar = _cluster_covariances(data, km.labels_, gmm.K)
 
 
 def init_gmm(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
              max_iter: int = 20) -> None:
-    """A short sklearn GaussianMixture fit (noise ignored) as the starting point."""
+    """A short sklearn GaussianMixture fit (noise ignored) as the starting point.
+
+    Fitted to the data with every axis scaled to unit variance (as k-means).
+    """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.default_rng(rng)
+    center, sd = data.mean(axis=0), np.sqrt(axis_variances(data))
     gm = GaussianMixture(n_components=gmm.K, covariance_type="full", max_iter=max_iter,
-                         init_params="k-means++", reg_covar=1e-6 * data_variance(data),
-                         random_state=_seed(rng))
+                         init_params="k-means++", reg_covar=1e-6, random_state=_seed(rng))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        gm.fit(data)
+        gm.fit((data - center) / sd)
     gmm.amp = gm.weights_ / gm.weights_.sum()
-    gmm.mean = gm.means_
-    gmm.covar = gm.covariances_
+    gmm.mean = center + gm.means_ * sd
+    gmm.covar = gm.covariances_ * np.outer(sd, sd)
 
 
 def init_none(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:

@@ -77,11 +77,21 @@ def renormalize_free(amp: np.ndarray, frozen_amp: np.ndarray) -> None:
         amp[free] *= (1 - amp[frozen_amp].sum()) / amp[free].sum()
 
 
-def collapsed(A: np.ndarray, covar: np.ndarray, total: float, scale2: float) -> np.ndarray:
-    """Components with (almost) no samples or a (numerically) singular covariance."""
+def collapsed(A: np.ndarray, covar: np.ndarray, total: float, scale2: np.ndarray) -> np.ndarray:
+    """Components with (almost) no samples or a (numerically) singular covariance.
+
+    Singular relative to the data: the smallest eigenvalue of V_k with each
+    axis in units of its data sigma (``scale2`` (D,), the data variances).
+    """
+    return (A <= COLLAPSE_EPS * total) | (scaled_eig_min(covar, scale2) <= COLLAPSE_EPS)
+
+
+def scaled_eig_min(covar: np.ndarray, scale2: np.ndarray) -> np.ndarray:
+    """Smallest eigenvalue of each covariance with the axes in units of the data sigma."""
+    s = np.sqrt(np.asarray(scale2, dtype=float))
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(covar).all(axis=(1, 2))
-        eig_min = np.full(len(A), -np.inf)
+        eig_min = np.full(len(covar), -np.inf)
         if finite.any():
-            eig_min[finite] = np.linalg.eigvalsh(covar[finite])[:, 0]
-    return (A <= COLLAPSE_EPS * total) | (eig_min <= COLLAPSE_EPS * scale2)
+            eig_min[finite] = np.linalg.eigvalsh(covar[finite] / np.outer(s, s))[:, 0]
+    return eig_min

@@ -52,8 +52,8 @@ def test_a_cutoff_holding_every_sample_is_the_exact_fit(noise):
 @pytest.mark.parametrize("noise", ["none", "per_sample"])
 def test_a_usual_cutoff_matches_the_exact_fit_on_separated_data(noise):
     X, S, init = separated(noise=noise, D=3)
-    g0, r0 = fit(X, S, init, tol=1e-7)
-    g1, r1 = fit(X, S, init, tol=1e-7, cutoff=5.0)
+    g0, r0 = fit(X, S, init, tol=1e-10)
+    g1, r1 = fit(X, S, init, tol=1e-10, cutoff=5.0)
     # the dropped pairs have chi2 > 5.0-sigma equivalents: their responsibilities are < 1e-6
     assert r1.logL == pytest.approx(r0.logL, abs=1e-7)
     np.testing.assert_allclose(g1.mean, g0.mean, atol=1e-5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -145,3 +146,27 @@ def test_draw_shape_finite_reproducible(K, D, size, seed, draw_seed):
     assert np.array_equal(a, c)
     assert comp.shape == (size,)
     assert np.all((comp >= 0) & (comp < K))
+
+
+@pytest.mark.parametrize("units", [[1e4, 1e-4], [1e-17, 1e3], [1e-6, 1e-6]])
+@pytest.mark.parametrize("noise", [False, True])
+def test_fit_does_not_depend_on_the_units_of_the_axes(units, noise):
+    """Rescaling the axes (e.g. a flux in erg/s/cm^2 beside a magnitude) must give the
+    rescaled fit: floors, collapse detection and the extrapolation use each axis's own
+    data sigma. (These settings used to re-seed components every iteration.)"""
+    rng = np.random.default_rng(3)
+    g = ng.GMM(2, 2)
+    g.amp, g.mean = [0.4, 0.6], [[0.0, 0.0], [3.0, 3.0]]
+    g.covar = [np.eye(2) * 0.5, [[1.0, 0.5], [0.5, 1.0]]]
+    X = g.draw(2000, rng=rng)
+    S = np.tile(0.1 * np.eye(2), (2000, 1, 1)) if noise else None
+    u = np.asarray(units)
+    ref, scaled = ng.GMM(2, 2), ng.GMM(2, 2)
+    r0 = ng.fit(ref, X, covar=S, init_method="kmeans", rng=1, tol=1e-8)
+    r1 = ng.fit(scaled, X * u, covar=None if S is None else S * np.outer(u, u),
+                init_method="kmeans", rng=1, tol=1e-8)
+    assert r1.converged and r1.n_reseeded == 0
+    assert r1.logL + np.log(u).sum() == pytest.approx(r0.logL, abs=1e-6)
+    o0, o1 = np.argsort(ref.mean[:, 0]), np.argsort(scaled.mean[:, 0])
+    np.testing.assert_allclose(scaled.mean[o1] / u, ref.mean[o0], atol=1e-3)
+    np.testing.assert_allclose(scaled.covar[o1] / np.outer(u, u), ref.covar[o0], atol=1e-3)
