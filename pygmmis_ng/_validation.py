@@ -154,7 +154,7 @@ def check_projection_rank(X: np.ndarray, R: np.ndarray) -> None:
         G = Rz @ np.swapaxes(Rz, 1, 2) + np.einsum("na,ab->nab", (~o).astype(float), np.eye(dy))
         scale = np.sqrt(np.einsum("naa->na", G))
         ev = np.linalg.eigvalsh(G / (scale[:, :, None] * scale[:, None, :]))
-        bad = np.flatnonzero(~(ev[:, 0] > 1e-10))
+        bad = np.flatnonzero(~(ev[:, 0] > 1e-13))
         if bad.size:
             raise ValueError(f"R: the measured rows of the projection of sample {i + bad[0]} "
                              "are linearly dependent (or zero), and without noise its density "

@@ -162,10 +162,10 @@ class GMM:
                 covar = np.asarray(covar, dtype=float)[None]  # its own: NaN allowed if missing
         if R is None:
             X = check_data(X, self.D, name="coords", allow_missing=True)
+            S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
         else:
-            X, R, _ = check_observed(X, None, R, self.D)
+            X, R, S = check_observed(X, covar, R, self.D)
         self.validate()
-        S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
         return X, S, R, single
 
     def log_joint(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:

@@ -289,3 +289,14 @@ def test_identifiability_does_not_depend_on_units():
     ng.latent.fill_latent(X @ np.diag([1e-4, 1e4]).T, np.diag([1e-4, 1e4]), None, None, 2)
     with pytest.raises(ValueError, match="unobserved by every sample"):
         ng.latent.fill_latent(X[:, :1], np.array([[1e4, 0.0]]), None, None, 2)
+
+
+def test_density_with_R_and_noise_skips_the_no_noise_rank_check():
+    g = truth()
+    R = np.array([[[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])          # dependent rows
+    y = np.array([[0.5, 0.7]])
+    S = np.array([[[0.1, 0.0], [0.0, 0.2]]])
+    assert np.isfinite(g.logL(y, covar=S, R=R)[0])
+    assert g.logL(y, covar=S, R=R)[0] == pytest.approx(brute_force(g, y, R, S)[0], abs=1e-10)
+    with pytest.raises(ValueError, match="linearly dependent"):
+        g.logL(y, R=R)
