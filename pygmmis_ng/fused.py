@@ -71,6 +71,17 @@ def _normalize_py(lp, K, has_bg, log_bg, i, mx):
     return tot
 
 
+def _lower_inverse_py(L, n, out):
+    """out[:n, :n] = L[:n, :n]^-1 for a lower-triangular L (forward substitution)."""
+    for a in range(n):
+        out[a, a] = 1.0 / L[a, a]
+        for b in range(a):
+            s = 0.0
+            for c in range(b, a):
+                s -= L[a, c] * out[c, b]
+            out[a, b] = s * out[a, a]
+
+
 def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr, redo, c2,
                      A, Mc, Cc):
     """Sums of one chunk for components with per-component factors L_k^-1.
@@ -228,13 +239,7 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
                 continue
             q = lp[k] * scale
             # L^-1 (lower), u = L^-T y = T^-1 d, T^-1 = L^-T L^-1 (upper triangle)
-            for a in range(D):
-                Li[a, a] = 1.0 / Ls[k, a, a]
-                for b in range(a):
-                    s = 0.0
-                    for c in range(b, a):
-                        s -= Ls[k, a, c] * Li[c, b]
-                    Li[a, b] = s * Li[a, a]
+            _lower_inverse(Ls[k], D, Li)
             for a in range(D):
                 s = 0.0
                 for c in range(a, D):
@@ -256,6 +261,7 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
 
 
 _normalize = compile_kernel(_normalize_py, inline=True)
+_lower_inverse = compile_kernel(_lower_inverse_py, inline=True)
 _stats_shared_jit = compile_kernel(_stats_shared_py)
 _stats_per_sample_jit = compile_kernel(_stats_per_sample_py)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fused import Q_NEGLIGIBLE, _normalize
+from .fused import Q_NEGLIGIBLE, _lower_inverse, _normalize
 from .fused_transforms import compile_kernel, deconvolve, mirror_upper
 
 
@@ -103,13 +103,7 @@ def _stats_masked_py(x, S, s_per_sample, weight, log_bg, has_bg, mean, covar, lo
                 continue
             q = lp[k] * scale
             if li_ok[k] == 0:
-                for a in range(dy):
-                    Lis[k, a, a] = 1.0 / Ls[k, a, a]
-                    for b in range(a):
-                        s = 0.0
-                        for c in range(b, a):
-                            s -= Ls[k, a, c] * Lis[k, c, b]
-                        Lis[k, a, b] = s * Lis[k, a, a]
+                _lower_inverse(Ls[k], dy, Lis[k])
                 for a in range(dy):
                     for b in range(a, dy):
                         s2 = 0.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fused import Q_NEGLIGIBLE, _normalize
+from .fused import Q_NEGLIGIBLE, _lower_inverse, _normalize
 from .fused_transforms import compile_kernel, deconvolve, mirror_upper
 
 
@@ -92,13 +92,7 @@ def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
                 continue
             q = lp[k] * scale
             # L^-1 (lower), u = L^-T ys = T^-1 d, W = L^-1 R (dy, D)
-            for a in range(dy):
-                Li[a, a] = 1.0 / Ls[k, a, a]
-                for b in range(a):
-                    s = 0.0
-                    for c in range(b, a):
-                        s -= Ls[k, a, c] * Li[c, b]
-                    Li[a, b] = s * Li[a, a]
+            _lower_inverse(Ls[k], dy, Li)
             for a in range(dy):
                 s = 0.0
                 for c in range(a, dy):
