@@ -25,7 +25,7 @@ setup(
         "numba>=0.57",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5"],
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5", "pandas>=1.3"],
         "plot": ["matplotlib>=3.5"],
         "bench": ["pygmmis==1.2.3"],
     },

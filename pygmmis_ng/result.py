@@ -63,6 +63,10 @@ class FitResult(tuple):
             setattr(self, key, value)
         return self
 
+    def __reduce__(self):
+        # pickle (and copy) through __new__ with the extra attributes as keywords
+        return _rebuild, (type(self), self[0], self[1], dict(self.__dict__))
+
     @property
     def logL(self) -> float:
         return self[0]
@@ -89,3 +93,7 @@ class FitResult(tuple):
     def __repr__(self) -> str:
         return (f"FitResult(logL={self.logL:.6g}, n_iter={self.n_iter}, "
                 f"converged={self.converged})")
+
+
+def _rebuild(cls: type, logL: float, U: list, info: dict) -> FitResult:
+    return cls(logL, U, **info)
