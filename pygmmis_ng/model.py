@@ -251,6 +251,43 @@ class GMM:
         log_p = self.logL(coords, covar=covar, R=R)
         return log_p if as_log else np.exp(log_p)
 
+    # -- marginals and conditionals -------------------------------------------
+    def marginal(self, dims: Any) -> GMM:
+        """The mixture of the dimensions ``dims`` (indices or a boolean mask), others integrated out."""
+        from .conditioning import marginal_params
+
+        self.validate()
+        amp, mean, covar = marginal_params(self._amp, self._mean, self._covar, dims)
+        return GMM._from_params(amp, mean, covar)
+
+    def condition(self, values: Any, dims: Any, noise: Any = None) -> GMM:
+        """The mixture of the other dimensions given x[dims] = values.
+
+        Parameters
+        ----------
+        values : array-like (len(dims),)
+        dims : indices (or a boolean mask) of the given dimensions
+        noise : None or (len(dims), len(dims))
+            Noise covariance of the values (they are then measurements of x[dims]).
+
+        Returns
+        -------
+        GMM with D - len(dims) dimensions, in the order of the remaining ones;
+        its amplitudes are the posterior weights of the components.
+        """
+        from .conditioning import condition_params
+
+        self.validate()
+        amp, mean, covar = condition_params(self._amp, self._mean, self._covar, values, dims,
+                                            noise)
+        return GMM._from_params(amp, mean, covar)
+
+    @staticmethod
+    def _from_params(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray) -> GMM:
+        out = GMM(K=amp.size, D=mean.shape[1])
+        out.amp, out.mean, out.covar = amp, mean, covar
+        return out
+
     # -- sampling -----------------------------------------------------------
     def draw(self, size: int = 1, rng: Any = None, return_component: bool = False
              ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
