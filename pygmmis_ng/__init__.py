@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import compare, datasets, init, latent
 from .background import Background
+from .classifier import GenerativeClassifier
 from .compare import heldout_logL, match_components
 from .em import fit
 from .estimator import IncompleteGaussianMixture
@@ -29,8 +30,8 @@ from .stacking import cv_fit, stack, stack_fit
 
 __version__ = "0.1.0"
 
-__all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "draw", "FitResult",
-           "CallbackError", "WorkerDied",
+__all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeClassifier",
+           "draw", "FitResult", "CallbackError", "WorkerDied",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
            "compare", "datasets", "init", "latent", "scan_K", "KScan", "cv_fit", "stack", "stack_fit",
            "__version__"]

@@ -112,6 +112,11 @@ def _fill_missing(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     C = (d.T @ d) / np.where(pair > 0, pair, 1.0)
     val, vec = np.linalg.eigh(0.5 * (C + C.T))
     Sigma = (vec * np.maximum(val, 1e-6 * max(val[-1], 1e-300))) @ vec.T
+    # a feature constant where measured is filled with that constant: the eigenvalue
+    # floor must not couple it to the others (it would add spurious spread)
+    const = np.diag(C) <= 0
+    Sigma[const] = Sigma[:, const] = 0.0
+    Sigma[const, const] = 1.0
     Z = np.where(obs, X, mu)
     incomplete = np.flatnonzero(~obs.all(axis=1))
     for start in range(0, incomplete.size, _block_rows(D)):

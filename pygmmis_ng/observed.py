@@ -160,7 +160,7 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
         return kernels.Components(log_amp, Rm, P, None, None, VRt, covar)
     c = kernels.prepare_components(amp, Rm, P, grp.S)
     # T^-1 R V = L^-T L^-1 (V R^T)^T, and the gain is its transpose V R^T T^-1 (K, D, dy)
-    Tinv_RV = np.einsum("kba,kbc,kcd->kad", c.prec_chol, c.prec_chol, np.swapaxes(VRt, 1, 2))
+    Tinv_RV = np.swapaxes(c.prec_chol, 1, 2) @ (c.prec_chol @ np.swapaxes(VRt, 1, 2))
     gain = np.swapaxes(Tinv_RV, 1, 2)
     post = covar - gain @ np.swapaxes(VRt, 1, 2)
     post = 0.5 * (post + np.swapaxes(post, 1, 2))
