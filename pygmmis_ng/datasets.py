@@ -1,4 +1,5 @@
-"""Test problems with a known truth: the pyGMMis paper's 2D and 3D problems.
+"""Test problems with a known truth: the pyGMMis paper's 2D and 3D problems,
+and (from :mod:`.pairs`) random pairs of class densities with a chosen AUC.
 
 Each function returns a :class:`Dataset`: the observed (noisy, selected)
 data, their noise covariance, the selection callback, the true GMM, the
@@ -17,6 +18,10 @@ import numpy as np
 from ._validation import check_float, check_int, check_rng
 from .background import Background
 from .model import GMM
+from .pairs import GMMPair, gmm_pair
+
+__all__ = ["Dataset", "paper_2d", "paper_2d_truth", "paper_3d", "paper_3d_truth",
+           "slope_selection", "GMMPair", "gmm_pair"]
 
 
 class Dataset(NamedTuple):
