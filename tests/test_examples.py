@@ -1,0 +1,45 @@
+"""Every seed workflow's example runs (smoke size) and reaches its headline numbers."""
+from __future__ import annotations
+
+import runpy
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run(name, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return runpy.run_path(str(EXAMPLES / f"{name}.py"))["main"](smoke=True, **kwargs)
+
+
+def test_seed000_gmm_pair(tmp_path):
+    r = run("seed000_gmm_pair", out=str(tmp_path))
+    assert all(0.6 <= a <= 0.8 for a in r["cluster_auc_design"])
+    assert all(0.55 <= a <= 0.85 for a in r["cluster_auc"])         # 4000 draws: MC error
+    assert abs(r["classifier_auc"] - r["bayes_auc"]) < 0.02         # learnt ~ Bayes-optimal
+    assert (tmp_path / "seed000_pair.png").stat().st_size > 1000
+
+
+def test_seed001_sampling_bic_digits():
+    r = run("seed001_sampling_bic_digits")
+    assert r["new_samples"] == (2000, 2)
+    assert 4 <= r["bic_best_K"] <= 16
+    assert r["digits_accuracy"] > r["seed_kde"] > r["gaussian_nb"]
+
+
+def test_seed002_clustering():
+    r = run("seed002_clustering")
+    assert r["K_silhouette"] == 2 and r["K_bic"] == 2
+    assert r["roc_auc"] > 0.98 and r["roc_auc_15pct_missing"] > 0.97
+
+
+def test_seed003_pygmmis_readme():
+    r = run("seed003_pygmmis_readme")
+    assert r["mean_logL_truth_draws"] - r["truth_own"] > -0.1
+    assert abs(r["orig_size"] / r["true_orig_size"] - 1) < 0.1
+    assert np.isfinite(r["bg_amp"]) and abs(r["bg_amp"] - r["true_bg_amp"]) < 0.05
+    assert r["largest_mean_error"] < 0.6
