@@ -6,9 +6,11 @@ with one covariance Sigma_k and means c_k +- delta_k / 2, so the Bayes-optimal
 posterior ranks the samples of that cluster by their projection on
 Sigma_k^-1 delta_k, and its AUC there is exactly Phi(Delta_k / sqrt 2) with
 Delta_k the Mahalanobis length of delta_k: each cluster gets an AUC drawn
-uniformly from the requested range. Clusters are placed far enough apart
-(and re-placed, seeded, until a Monte-Carlo check confirms it) that the full
-posterior keeps every cluster's AUC within the range. The mixture
+uniformly from the requested range. That holds for the full posterior only
+if the clusters do not overlap (the other clusters' class proportions would
+reorder the samples and lower the AUC), so clusters are placed at least
+:data:`SEPARATION` sigmas apart, and a Monte-Carlo check confirms each
+cluster's AUC against its design value. The mixture
 proportions of the two classes differ (Dirichlet draws), as in the seed.
 """
 from __future__ import annotations
@@ -83,9 +85,10 @@ def gmm_pair(n_components: int, dim: int, auc_range: tuple[float, float] = (0.75
     alpha : float in (0, 1)
         Proportion of positives.
     rng : None, int, Generator or RandomState
-    n_check : int
-        Samples of the Monte-Carlo check of the per-cluster AUCs.
-    max_tries : int
+    n_check : int >= 100 K
+        Samples of the Monte-Carlo check of the per-cluster AUCs (with
+        balanced classes: the within-cluster AUC does not depend on alpha).
+    max_tries : int >= 1
         Placements tried (each farther apart) before giving up.
 
     Raises
@@ -102,9 +105,9 @@ def gmm_pair(n_components: int, dim: int, auc_range: tuple[float, float] = (0.75
     if alpha >= 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     gen = check_rng(rng)
-    # the cluster AUCs aimed at: within the range, away from its ends by the MC error
-    margin = min(0.25 * (hi - lo), 3.0 / np.sqrt(max(n_check / max(K, 1), 1)))
-    target = gen.uniform(lo + margin, hi - margin, K) if hi - lo > 2 * margin else np.full(K, lo)
+    n_check = check_int(n_check, "n_check", minimum=100 * K)
+    max_tries = check_int(max_tries, "max_tries", minimum=1)
+    target = gen.uniform(lo, hi, K)
     Q, _ = np.linalg.qr(gen.standard_normal((K, D, D)))
     scales = gen.uniform(0.5, 1.5, (K, D))
     covar = Q @ (scales[:, :, None] ** 2 * np.eye(D)) @ Q.transpose(0, 2, 1)
@@ -114,26 +117,41 @@ def gmm_pair(n_components: int, dim: int, auc_range: tuple[float, float] = (0.75
     L = np.linalg.cholesky(covar)
     delta = np.einsum("kab,kb->ka", L, u) * (np.sqrt(2) * ndtri(target))[:, None]
     w_pos, w_neg = gen.dirichlet(np.full(K, 2.0)), gen.dirichlet(np.full(K, 2.0))
-    spread = 6.0
+    # clusters must not overlap, or the other clusters' (unequal) class proportions would
+    # reorder the posterior within a cluster and lower its AUC: keep every pair of
+    # cluster centres SEPARATION of their largest sigmas (plus the class offsets) apart
+    reach = SEPARATION * scales.max(axis=1) + np.linalg.norm(delta, axis=1)
+    spread = reach.max()
     for _ in range(max_tries):
         centers = gen.standard_normal((K, D)) * spread * K ** (1 / D)
+        gap = np.linalg.norm(centers[:, None] - centers[None], axis=2)
+        need = reach[:, None] + reach[None]
+        if K > 1 and (gap + np.eye(K) * need.max() < need).any():
+            spread *= 1.3
+            continue
         pair = GMMPair(_mixture(w_pos, centers + delta / 2, covar),
-                       _mixture(w_neg, centers - delta / 2, covar), alpha, ndtri_auc(delta, covar))
-        per = pair.auc(n_check, rng=gen)[1]
-        tol = 3.0 / np.sqrt(n_check / K)
-        if np.all((per >= lo - tol) & (per <= hi + tol) | np.isnan(per)):
+                       _mixture(w_neg, centers - delta / 2, covar), alpha, target)
+        # confirm on draws with balanced classes (the within-cluster AUC does not depend
+        # on alpha): each cluster's AUC must be its design value within the MC error
+        check = GMMPair(pair.pos, pair.neg, 0.5, target)
+        X, y, comp = check.draw(n_check, rng=gen)
+        p = pair.posterior(X)
+        for k in range(K):
+            yk = y[comp == k]
+            n_min = min(yk.sum(), (~yk).sum())
+            if n_min < 20:
+                continue
+            if abs(roc_auc_score(yk, p[comp == k]) - target[k]) > 4.0 / np.sqrt(n_min):
+                break
+        else:
             return pair
-        spread *= 1.5
+        spread *= 1.3
     raise RuntimeError(f"no placement of {K} clusters in {D} dimensions kept every cluster's AUC "
-                       f"in {auc_range} after {max_tries} tries")
+                       f"at its design value after {max_tries} tries")
 
 
-def ndtri_auc(delta: np.ndarray, covar: np.ndarray) -> np.ndarray:
-    """Phi(|delta|_Sigma / sqrt 2): the AUC of two Gaussians with one covariance."""
-    from scipy.special import ndtr
-
-    m = np.einsum("ka,ka->k", delta, np.linalg.solve(covar, delta[:, :, None])[:, :, 0])
-    return ndtr(np.sqrt(m) / np.sqrt(2))
+#: cluster centres are kept at least this many (largest) sigmas apart, plus the offsets
+SEPARATION = 6.0
 
 
 def _mixture(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray) -> GMM:
