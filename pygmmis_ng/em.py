@@ -27,7 +27,7 @@ from ._validation import (
 from .background import Background
 from .em_loop import Problem, Run, State, neighborhood_chi2, run_em
 from .imputation import ImputationSampler, evaluate_selection
-from .init import axis_variances, resolve_init, volume_filling_scale
+from .init import axis_variances, constant_axes, resolve_init, volume_filling_scale
 from .latent import fill_latent
 from .model import GMM
 from .mstep import renormalize_free
@@ -262,7 +262,8 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         shift_limit=chi2_cutoff(D, 0.1), accelerate=accelerate,
         nbr=None if cutoff is None else np.zeros((N, K), dtype=np.uint8),
         R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,
-        Zc=None if Z is X else sorted_rows(layout.order, Z)[0] - center)
+        Zc=None if Z is X else sorted_rows(layout.order, Z)[0] - center,
+        const_axes=_constant_axes(Z, weight, S, R))
 
     # ---- restarts ------------------------------------------------------------
     seeds = gen.integers(0, 2**62, size=n_init)
@@ -317,6 +318,19 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
                      n_reseeded=n_reseeded, restarts_logL=restarts_logL,
                      n_params=count_params(K, D, masks, bg is not None and bg.adjust_amp),
                      weight_sum=problem.N_w, elapsed=time.perf_counter() - t0)
+
+
+def _constant_axes(Z: np.ndarray, weight: Any, S: Any, R: Any) -> np.ndarray | None:
+    """Axes along which the (noise-free, unprojected) data are constant, or None.
+
+    Their likelihood is unbounded (a component's variance along them goes to
+    0); the fit keeps those variances at max(w^2, 1e-6 of the axis unit), as
+    scikit-learn's ``reg_covar`` does, instead of re-seeding forever.
+    """
+    if S is not None or R is not None:
+        return None
+    const = constant_axes(Z, weight)
+    return const if const.any() else None
 
 
 def _check_split_n_merge(value: Any, K: int) -> int:

@@ -26,7 +26,14 @@ from . import kernels, observed
 from .acceleration import Params, extrapolate
 from .background import Background
 from .imputation import BlockTask, ImputationSampler, block_sizes, block_stats
-from .mstep import background_amp, collapsed, m_step, renormalize_free, scaled_eig_min
+from .mstep import (
+    background_amp,
+    collapsed,
+    m_step,
+    pin_constant_axes,
+    renormalize_free,
+    scaled_eig_min,
+)
 from .neighborhoods import chi2_cutoff
 from .progress import log_header, log_row
 
@@ -72,6 +79,7 @@ class Problem(NamedTuple):
     R: np.ndarray | None = None            # (N, dy, D) per-sample projections (sorted rows)
     order: np.ndarray | None = None        # sorted row r is the data's row order[r]
     Zc: np.ndarray | None = None           # (N, D) latent points for re-seeding (with R or NaN)
+    const_axes: np.ndarray | None = None   # (D,) bool: axes along which the data are constant
 
     @property
     def per_sample(self) -> bool:
@@ -233,6 +241,9 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
         raise FloatingPointError("the log-likelihood is not finite; check the data scale "
                                  "and the noise covariances")
     amp, mean, covar = m_step(stats, st.amp, st.mean, st.covar, p.w, p.masks)
+    if p.const_axes is not None:
+        pin_constant_axes(covar, p.const_axes, np.maximum(1e-6 * p.scale2, p.w**2),
+                          ~p.masks["covar"])
     bg_amp = st.bg_amp
     if fit_bg and p.bg.adjust_amp:
         bg_amp = background_amp(stats, p.bg.amp_min, p.bg.amp_max)

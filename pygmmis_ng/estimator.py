@@ -60,6 +60,16 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         The fitted model (density, draws, conditioning ...).
     fit_result_ : FitResult
     n_features_in_ : int
+
+    Notes
+    -----
+    In cross-validation (``GridSearchCV``, ``cross_val_score``) per-sample
+    ``covar`` must be routed to both ``fit`` and ``score``, or the held-out
+    folds are scored without their noise: ``sklearn.set_config(
+    enable_metadata_routing=True)`` and ``est.set_fit_request(covar=True)
+    .set_score_request(covar=True)``. A class with a single sample (or only
+    identical samples) has no scale of its own: its covariance falls back to
+    the identity in data units.
     """
 
     def __init__(self, n_components: int = 1, *, init_method: Any = "kmeans", n_init: int = 1,
@@ -185,11 +195,34 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     def _n_parameters(self) -> int:
         return self.fit_result_.n_params
 
+    def _observed_score(self, X: Any, covar: Any) -> tuple[float, int]:
+        """Mean log-likelihood of X as observed data, and N.
+
+        Without a selection function this is :meth:`score`; with one it is
+        mean log[Omega(x) p(x)] - log Z, Z = N_fit / orig_size of the fit, the
+        likelihood the fit maximized (so criteria compare fairly across K).
+        """
+        X = self._check(X)
+        log_p = self.score_samples(X, covar=covar)
+        if self.sel_callback is not None:
+            from .imputation import evaluate_selection
+
+            with np.errstate(divide="ignore"):
+                log_p = log_p + np.log(evaluate_selection(self.sel_callback, X, "X"))
+            log_p = log_p - np.log(self.fit_result_.weight_sum / self.fit_result_.orig_size)
+        return float(log_p.mean()), len(X)
+
     def bic(self, X: Any, covar: Any = None) -> float:
-        """Bayesian information criterion on X: -2 N score + n_params log N."""
-        n = len(np.asarray(X))
-        return -2 * self.score(X, covar=covar) * n + self._n_parameters() * np.log(n)
+        """Bayesian information criterion on X: -2 N logL + n_params log N.
+
+        logL is the observed-data log-likelihood: with ``sel_callback`` it
+        includes log Omega and the selection normalization (see
+        ``fit_result_.bic``), unlike :meth:`score`, the density before selection.
+        """
+        logL, n = self._observed_score(X, covar)
+        return -2 * logL * n + self._n_parameters() * np.log(n)
 
     def aic(self, X: Any, covar: Any = None) -> float:
-        """Akaike information criterion on X: -2 N score + 2 n_params."""
-        return -2 * self.score(X, covar=covar) * len(np.asarray(X)) + 2 * self._n_parameters()
+        """Akaike information criterion on X: -2 N logL + 2 n_params (logL as in :meth:`bic`)."""
+        logL, n = self._observed_score(X, covar)
+        return -2 * logL * n + 2 * self._n_parameters()

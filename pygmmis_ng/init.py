@@ -54,12 +54,19 @@ def axis_variances(data: np.ndarray, weight: np.ndarray | None = None) -> np.nda
     Axes along which the data do not vary get the geometric mean of the
     others (1 if none varies), so every unit is positive.
     """
-    mean = np.average(data, axis=0, weights=weight)
-    var = np.average((data - mean) ** 2, axis=0, weights=weight)
-    # spread at the rounding level of the values is no spread (a constant column)
-    pos = var > 1e-24 * np.maximum(mean**2, np.finfo(float).tiny)
+    var = np.average((data - np.average(data, axis=0, weights=weight)) ** 2, axis=0,
+                     weights=weight)
+    pos = ~constant_axes(data, weight)
     fill = float(np.exp(np.log(var[pos]).mean())) if pos.any() else 1.0
     return np.where(pos, var, fill)
+
+
+def constant_axes(data: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Axes (D,) bool along which the data do not vary (spread at the rounding level of
+    the values counts as none)."""
+    mean = np.average(data, axis=0, weights=weight)
+    var = np.average((data - mean) ** 2, axis=0, weights=weight)
+    return ~(var > 1e-24 * np.maximum(mean**2, np.finfo(float).tiny))
 
 
 def volume_filling_scale(data: np.ndarray, K: int) -> float:

@@ -95,3 +95,15 @@ def scaled_eig_min(covar: np.ndarray, scale2: np.ndarray) -> np.ndarray:
         if finite.any():
             eig_min[finite] = np.linalg.eigvalsh(covar[finite] / np.outer(s, s))[:, 0]
     return eig_min
+
+
+def pin_constant_axes(covar: np.ndarray, const: np.ndarray, floor: np.ndarray,
+                      free: np.ndarray) -> None:
+    """Along axes where the data are constant: no covariance with the others and the
+    variance ``floor[a]``, in place for the ``free`` components (the likelihood is
+    unbounded there; this is scikit-learn's ``reg_covar`` on those axes only)."""
+    idx = np.flatnonzero(const)
+    for k in np.flatnonzero(free):
+        covar[k, idx, :] = 0.0
+        covar[k, :, idx] = 0.0
+        covar[k, idx, idx] = floor[idx]

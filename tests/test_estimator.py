@@ -96,3 +96,33 @@ def test_sample_and_errors():
         est.sample(0)
     with pytest.raises(ValueError, match="K=3 components cannot be fitted to N=2 samples"):
         IncompleteGaussianMixture(3).fit(X[:2])
+
+
+@pytest.mark.parametrize("K", [1, 2])
+def test_a_constant_feature_is_pinned_not_reseeded_forever(K):
+    """A feature constant in the data makes the likelihood unbounded; the fit pins its
+    variance at 1e-6 of the axis unit (sklearn's reg_covar) and fits the rest exactly.
+    (It used to re-seed every iteration and report the re-seeded scale as converged.)"""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2)) + np.repeat([[0, 0], [6, 0]], 200, axis=0)
+    X[:, 1] = 3.0
+    est = IncompleteGaussianMixture(K, random_state=0, tol=1e-9).fit(X)
+    assert est.converged_ and est.fit_result_.n_reseeded == 0
+    assert np.allclose(est.means_[:, 1], 3.0)
+    sk = GaussianMixture(K, reg_covar=0, tol=1e-10, random_state=0).fit(X[:, :1])
+    np.testing.assert_allclose(np.sort(est.covariances_[:, 0, 0]), np.sort(sk.covariances_[:, 0, 0]),
+                               rtol=1e-4)
+    assert (est.covariances_[:, 1, 1] < 1e-4 * est.covariances_[:, 0, 0]).all()
+
+
+def test_bic_under_selection_is_the_fits_observed_data_criterion():
+    g, X = blobs(seed=6)
+
+    def sel(c):
+        return (c[:, 0] < 4).astype(float)
+
+    X = X[sel(X) > 0]
+    est = IncompleteGaussianMixture(3, sel_callback=sel, random_state=0).fit(X)
+    assert est.bic(X) == pytest.approx(est.fit_result_.bic, rel=1e-9)
+    assert est.aic(X) == pytest.approx(est.fit_result_.aic, rel=1e-9)
+    assert est.score(X) < est.lower_bound_                 # the density before selection
