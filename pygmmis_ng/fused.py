@@ -82,6 +82,25 @@ def _lower_inverse_py(L, n, out):
             out[a, b] = s * out[a, a]
 
 
+def _back_solve_py(Li, y, n, out):
+    """out[:n] = Li[:n, :n]^T y[:n] for a lower-triangular Li (u = L^-T L^-1 d from y = L^-1 d)."""
+    for a in range(n):
+        s = 0.0
+        for c in range(a, n):
+            s += Li[c, a] * y[c]
+        out[a] = s
+
+
+def _inverse_gram_py(Li, n, out):
+    """Upper triangle of out[:n, :n] = Li^T Li (T^-1 = L^-T L^-1 for Li = L^-1)."""
+    for a in range(n):
+        for b in range(a, n):
+            s = 0.0
+            for c in range(b, n):
+                s += Li[c, a] * Li[c, b]
+            out[a, b] = s
+
+
 def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr, redo, c2,
                      A, Mc, Cc):
     """Sums of one chunk for components with per-component factors L_k^-1.
@@ -240,16 +259,8 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
             q = lp[k] * scale
             # L^-1 (lower), u = L^-T y = T^-1 d, T^-1 = L^-T L^-1 (upper triangle)
             _lower_inverse(Ls[k], D, Li)
-            for a in range(D):
-                s = 0.0
-                for c in range(a, D):
-                    s += Li[c, a] * ys[k, c]
-                u[a] = s
-                for b in range(a, D):
-                    s2 = 0.0
-                    for c in range(b, D):
-                        s2 += Li[c, a] * Li[c, b]
-                    Tinv[a, b] = s2
+            _back_solve(Li, ys[k], D, u)
+            _inverse_gram(Li, D, Tinv)
             A[k] += q
             for a in range(D):
                 qa = q * u[a]
@@ -262,6 +273,8 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
 
 _normalize = compile_kernel(_normalize_py, inline=True)
 _lower_inverse = compile_kernel(_lower_inverse_py, inline=True)
+_back_solve = compile_kernel(_back_solve_py, inline=True)
+_inverse_gram = compile_kernel(_inverse_gram_py, inline=True)
 _stats_shared_jit = compile_kernel(_stats_shared_py)
 _stats_per_sample_jit = compile_kernel(_stats_per_sample_py)
 

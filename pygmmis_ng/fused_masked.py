@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fused import Q_NEGLIGIBLE, _lower_inverse, _normalize
+from .fused import Q_NEGLIGIBLE, _back_solve, _inverse_gram, _lower_inverse, _normalize
 from .fused_transforms import compile_kernel, deconvolve, mirror_upper
 
 
@@ -104,18 +104,9 @@ def _stats_masked_py(x, S, s_per_sample, weight, log_bg, has_bg, mean, covar, lo
             q = lp[k] * scale
             if li_ok[k] == 0:
                 _lower_inverse(Ls[k], dy, Lis[k])
-                for a in range(dy):
-                    for b in range(a, dy):
-                        s2 = 0.0
-                        for c in range(b, dy):
-                            s2 += Lis[k, c, a] * Lis[k, c, b]
-                        Tinvs[k, a, b] = s2
+                _inverse_gram(Lis[k], dy, Tinvs[k])
                 li_ok[k] = 1
-            for a in range(dy):
-                s = 0.0
-                for c in range(a, dy):
-                    s += Lis[k, c, a] * ys[k, c]
-                u[a] = s
+            _back_solve(Lis[k], ys[k], dy, u)
             A[k] += q
             for a in range(dy):                 # o ascending: (o[a], o[b]) stays upper
                 qa = q * u[a]

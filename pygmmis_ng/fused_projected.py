@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fused import Q_NEGLIGIBLE, _lower_inverse, _normalize
+from .fused import Q_NEGLIGIBLE, _back_solve, _lower_inverse, _normalize
 from .fused_transforms import compile_kernel, deconvolve, mirror_upper
 
 
@@ -93,11 +93,8 @@ def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
             q = lp[k] * scale
             # L^-1 (lower), u = L^-T ys = T^-1 d, W = L^-1 R (dy, D)
             _lower_inverse(Ls[k], dy, Li)
+            _back_solve(Li, ys[k], dy, u)
             for a in range(dy):
-                s = 0.0
-                for c in range(a, dy):
-                    s += Li[c, a] * ys[k, c]
-                u[a] = s
                 for b in range(D):
                     s = 0.0
                     for c in range(a + 1):
