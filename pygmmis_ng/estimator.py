@@ -146,14 +146,10 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         bg = self.background_
         if bg is None or bg.amp == 0:
             return lj
-        from .observed import background_log_density, make_layout, sorted_rows
+        from .observed import background_log_density_rows
 
         S = None if covar is None else np.asarray(covar, dtype=float)
-        layout = make_layout(X, None, S, self.gmm_.K, X.shape[1])
-        Xs, Ss, _, _ = sorted_rows(layout.order, X, S)
-        log_bg = background_log_density(bg, layout, Xs, Ss)
-        if layout.order is not None:
-            log_bg[layout.order] = log_bg.copy()
+        log_bg = background_log_density_rows(bg, X, S)
         return np.column_stack([lj + np.log1p(-bg.amp), log_bg + np.log(bg.amp)])
 
     def score_samples(self, X: Any, covar: Any = None) -> np.ndarray:

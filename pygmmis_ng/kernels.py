@@ -241,20 +241,19 @@ def _mahalanobis_per_sample(x: np.ndarray, S: np.ndarray, comps: Components
     return chi2, log_det, (u_all, Linv_all)
 
 
-def mahalanobis(x: np.ndarray, comps: Components, S: np.ndarray | None = None) -> np.ndarray:
-    """chi2_ik = (x_i - m_k)^T (V_k + S_i)^-1 (x_i - m_k) for one chunk, shape (n, K)."""
-    if S is None:
-        return _mahalanobis_shared(x, comps)
-    return _mahalanobis_per_sample(x, S, comps)[0]
-
-
-def _log_joint_and_cache(x: np.ndarray, comps: Components, S: np.ndarray | None):
+def _log_joint_chi2_cache(x: np.ndarray, comps: Components, S: np.ndarray | None):
     D = comps.mean.shape[1]
     if S is None:
         chi2, log_det, cache = _mahalanobis_shared(x, comps), comps.log_det[None], None
     else:
         chi2, log_det, cache = _mahalanobis_per_sample(x, S, comps)
-    return comps.log_amp[None] - 0.5 * (D * LOG_2PI + log_det + chi2), cache
+    return comps.log_amp[None] - 0.5 * (D * LOG_2PI + log_det + chi2), chi2, cache
+
+
+def log_joint_chi2(x: np.ndarray, comps: Components, S: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`log_joint` and chi2_ik = (x_i - m_k)^T (V_k + S_i)^-1 (x_i - m_k), (n, K) each."""
+    return _log_joint_chi2_cache(x, comps, S)[:2]
 
 
 def log_joint(x: np.ndarray, comps: Components, S: np.ndarray | None = None) -> np.ndarray:
@@ -270,7 +269,7 @@ def log_joint(x: np.ndarray, comps: Components, S: np.ndarray | None = None) -> 
     -------
     log_p : ndarray (n, K)
     """
-    return _log_joint_and_cache(x, comps, S)[0]
+    return _log_joint_chi2_cache(x, comps, S)[0]
 
 
 def log_normalize(log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -329,7 +328,7 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
         A, Mc, Cc, logL, B = fused.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
                                                 log_const, nbr, redo, c2)
         return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
-    log_p, cache = _log_joint_and_cache(x, comps, S)
+    log_p, _, cache = _log_joint_chi2_cache(x, comps, S)
     q_bg = None
     if log_bg is None:
         log_norm, q = log_normalize(log_p)

@@ -208,43 +208,44 @@ def chunk_log_joint(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
     """log a_k + log N_ik (n, K) of one chunk of a group, and the chi2_ik (n, K)."""
     x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
     if grp.masked:                      # (numpy) pattern by pattern within the chunk
-        K, D = comps.mean.shape
-        S_m = grp.S if S_c is None else S_c
-        sub = make_layout(x, None, S_m, K, D)
-        o = sub.order
-        xs, Ss = (x, S_m) if o is None else (x[o], _rows(S_m, o))
-        lj, chi2 = np.empty((len(x), K)), np.empty((len(x), K))
-        for g in sub.groups:
-            c = group_components(g, np.exp(comps.log_amp), comps.mean, comps.covar,
-                                 Ss is not None and Ss.ndim == 3, False)
-            for s in g.chunks:
-                lj[s], chi2[s] = chunk_log_joint(g, s, xs, Ss, None, c)
-        if o is not None:
-            lj[o], chi2[o] = lj.copy(), chi2.copy()
-        return lj, chi2
+        return log_joint_chi2(x, None, grp.S if S_c is None else S_c, np.exp(comps.log_amp),
+                              comps.mean, comps.covar)
     if R_c is not None:
         return projected.log_joint(x, R_c, grp.S if S_c is None else S_c, comps)
-    return kernels.log_joint(x, comps, S_c), kernels.mahalanobis(x, comps, S_c)
+    return kernels.log_joint_chi2(x, comps, S_c)
+
+
+def log_joint_chi2(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, amp: np.ndarray,
+                   mean: np.ndarray, covar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log a_k + log N(y_i | R_i m_k, R_i V_k R_i^T + S_i) over the observed values, and chi2_ik.
+
+    X may hold NaN (missing values); rows are returned in the given order,
+    (N, K) each.
+    """
+    K, D = mean.shape
+    layout = make_layout(X, R, S, K, D)
+    Xs, Ss, Rs, _ = sorted_rows(layout.order, X, S, R)
+    per_S, per_R = S is not None and S.ndim == 3, R is not None and R.ndim == 3
+    lj, chi2 = np.empty((X.shape[0], K)), np.empty((X.shape[0], K))
+    for grp in layout.groups:
+        comps = group_components(grp, amp, mean, covar, per_S, per_R)
+        for sl in grp.chunks:
+            lj[sl], chi2[sl] = chunk_log_joint(grp, sl, Xs, Ss, Rs, comps)
+    return _in_given_order(lj, layout.order), _in_given_order(chi2, layout.order)
 
 
 def log_joint(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, amp: np.ndarray,
               mean: np.ndarray, covar: np.ndarray) -> np.ndarray:
-    """log a_k + log N(y_i | R_i m_k, R_i V_k R_i^T + S_i) over the observed values, (N, K).
+    """The first of :func:`log_joint_chi2`: for density evaluation with NaN or R."""
+    return log_joint_chi2(X, R, S, amp, mean, covar)[0]
 
-    X may hold NaN (missing values); rows are returned in the given order.
-    """
-    K, D = mean.shape
-    layout = make_layout(X, R, S, K, D)
-    o = layout.order
-    Xs, Ss, Rs = (X, S, R) if o is None else (X[o], _rows(S, o), _rows(R, o))
-    per_S, per_R = S is not None and S.ndim == 3, R is not None and R.ndim == 3
-    out = np.empty((X.shape[0], K))
-    for grp in layout.groups:
-        comps = group_components(grp, amp, mean, covar, per_S, per_R)
-        for sl in grp.chunks:
-            out[sl] = chunk_log_joint(grp, sl, Xs, Ss, Rs, comps)[0]
-    if o is not None:
-        out[o] = out.copy()
+
+def _in_given_order(a: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """Rows computed in a layout's sorted order, put back in the order the data came."""
+    if order is None:
+        return a
+    out = np.empty_like(a)
+    out[order] = a
     return out
 
 
@@ -271,13 +272,8 @@ def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | No
     out = np.empty(X.shape[0])
     for grp in layout.groups:
         if grp.masked:          # every pattern in one group: pattern by pattern here
-            x, Sx = X[grp.rows], None if S is None or S.ndim == 2 else S[grp.rows]
-            sub = make_layout(x, None, S if Sx is None else Sx, 1, X.shape[1])
-            xs, Ss, _, _ = sorted_rows(sub.order, x, Sx if Sx is not None else S)
-            part = background_log_density(bg, sub, xs, Ss)
-            if sub.order is not None:
-                part[sub.order] = part.copy()
-            out[grp.rows] = part
+            out[grp.rows] = background_log_density_rows(
+                bg, X[grp.rows], S if S is None or S.ndim == 2 else S[grp.rows])
             continue
         x = X[grp.rows] if grp.obs is None else X[grp.rows][:, grp.obs]
         if S is not None and S.ndim == 3:
@@ -286,3 +282,10 @@ def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | No
             Sg = grp.S
         out[grp.rows] = bg.log_density(x, Sg, dims=grp.obs)
     return out
+
+
+def background_log_density_rows(bg, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:
+    """:func:`background_log_density` for samples in any order (grouped here), (N,)."""
+    layout = make_layout(X, None, S, 1, X.shape[1])
+    Xs, Ss, _, _ = sorted_rows(layout.order, X, S)
+    return _in_given_order(background_log_density(bg, layout, Xs, Ss), layout.order)

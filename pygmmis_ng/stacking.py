@@ -25,7 +25,7 @@ from ._validation import check_int, check_observed, check_rng
 from .em import fit
 from .imputation import evaluate_selection
 from .model import GMM
-from .observed import background_log_density, make_layout, sorted_rows
+from .observed import background_log_density_rows
 
 logger = logging.getLogger("pygmmis_ng")
 
@@ -35,11 +35,7 @@ def _heldout_logL(gmm: GMM, X: np.ndarray, S: np.ndarray | None, R: np.ndarray |
     log_p = gmm(X, covar=S, as_log=True, R=R)
     bg = kwargs.get("background")
     if bg is not None and bg.amp > 0:       # (fit rejects a background with R)
-        layout = make_layout(X, None, S, gmm.K, gmm.D)
-        Xs, Ss, _, _ = sorted_rows(layout.order, X, S)
-        log_bg = background_log_density(bg, layout, Xs, Ss)
-        if layout.order is not None:
-            log_bg[layout.order] = log_bg.copy()
+        log_bg = background_log_density_rows(bg, X, S)
         log_p = np.logaddexp(np.log1p(-bg.amp) + log_p, np.log(bg.amp) + log_bg)
     sel = kwargs.get("sel_callback")
     if sel is not None:
