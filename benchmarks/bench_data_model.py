@@ -26,20 +26,14 @@ import argparse
 import importlib
 import os
 import sys
-import time
 import warnings
 
 import numpy as np
+from bench_scale import spd, timed
 
 import pygmmis_ng as ng
 
 SCALE = 1
-
-
-def spd(rng, n, D, lo, hi):
-    Q, _ = np.linalg.qr(rng.standard_normal((n, D, D)))
-    ev = rng.uniform(lo, hi, size=(n, D))
-    return Q @ (ev[:, :, None] * np.eye(D)) @ Q.transpose(0, 2, 1)
 
 
 def truth_gmm(K, D, rng, spread=4.0):
@@ -50,10 +44,25 @@ def truth_gmm(K, D, rng, spread=4.0):
     return g
 
 
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+def run_pygmmis(start, X, **kwargs):
+    """pyGMMis 1.2.3 from the same start: seconds and its result as a pygmmis_ng GMM."""
+    import pygmmis
+    theirs = pygmmis.GMM(K=start.K, D=start.D)
+    theirs.amp, theirs.mean, theirs.covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
+    _, t = timed(pygmmis.fit, theirs, X, init_method="none", tol=1e-6,
+                 rng=np.random.RandomState(0), **kwargs)
+    return t, as_ng(start.K, start.D, theirs.amp, theirs.mean, theirs.covar)
+
+
+def fit_ours(start, Y, **kwargs):
+    """Our fit from ``start`` with n_jobs 1 and 2: {n_jobs: (seconds, mean logL, E-steps, GMM)}."""
+    res = {}
+    for n_jobs in (1, 2):
+        g = start.copy()
+        r, t = timed(ng.fit, g, Y, init_method="none", tol=1e-6, n_jobs=n_jobs, **kwargs)
+        logL = float(np.mean(g.logL(Y, covar=kwargs.get("covar"), R=kwargs.get("R"))))
+        res[n_jobs] = (t, logL, r.n_eval, g)
+    return res
 
 
 def as_ng(K, D, amp, mean, covar):
@@ -75,7 +84,6 @@ def kmeans_start(Z, K, D):
 
 
 def bench_missing(rows):
-    import pygmmis
     N, D, K = 50_000 // SCALE, 4, 5
     rng = np.random.default_rng(1)
     truth = truth_gmm(K, D, rng)
@@ -88,11 +96,7 @@ def bench_missing(rows):
     ours = start.copy()
     r, t = timed(ng.fit, ours, X, covar=S, init_method="none", tol=1e-6)
     l_ours = float(np.mean(ours.logL(X, covar=S)))
-    theirs = pygmmis.GMM(K=K, D=D)
-    theirs.amp, theirs.mean, theirs.covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
-    _, t_pg = timed(pygmmis.fit, theirs, X, covar=S, init_method="none", tol=1e-6,
-                    rng=np.random.RandomState(0))
-    pg = as_ng(K, D, theirs.amp, theirs.mean, theirs.covar)
+    t_pg, pg = run_pygmmis(start, X, covar=S)
     l_pg = float(np.mean(pg.logL(X, covar=S)))
     rows.append(f"| missing 25% NaN, N={N} D={D} K={K}, per-sample noise, tol 1e-6 | pygmmis 1.2.3 "
                 f"(1e10 variance) | {t:.2f} ({r.n_eval} E-steps) | {t_pg:.2f} | {t_pg / t:.1f}x "
@@ -130,15 +134,11 @@ def bench_xd(rows):
     X = truth.draw(N, rng=rng) + np.einsum("nij,nj->ni", np.linalg.cholesky(S),
                                             rng.standard_normal((N, D)))
     start = kmeans_start(X, K, D)
-    res = {}
-    for n_jobs in (1, 2):
-        g = start.copy()
-        r, t = timed(ng.fit, g, X, covar=S, init_method="none", tol=1e-6, n_jobs=n_jobs)
-        res[n_jobs] = (t, float(np.mean(g.logL(X, covar=S))), r.n_eval)
+    res = fit_ours(start, X, covar=S)
     name, t_xd, g_xd = run_xd(xd, X, S, None, start, res[1][1])
     l_xd = float(np.mean(g_xd.logL(X, covar=S)))
     for n_jobs in (1, 2):
-        t, logL, n_eval = res[n_jobs]
+        t, logL, n_eval, _ = res[n_jobs]
         rows.append(f"| deconvolution N={N} D={D} K={K}, per-sample noise, n_jobs={n_jobs} | {name} "
                     f"| {t:.2f} ({n_eval} E-steps) | {t_xd:.2f} | {t_xd / t:.1f}x | {logL:.5f} "
                     f"| {l_xd:.5f} | {logL - l_xd:+.1e} |")
@@ -146,7 +146,6 @@ def bench_xd(rows):
 
 
 def bench_projection(rows):
-    import pygmmis
     N, D, K = 100_000 // SCALE, 3, 5
     rng = np.random.default_rng(2)
     truth = truth_gmm(K, D, rng)
@@ -158,25 +157,16 @@ def bench_projection(rows):
                                                       rng.standard_normal((N, dy)))
         start = ng.GMM(K, D)
         ng.init.init_kmeans(start, ng.latent.fill_latent(Y, R, S, None, D), rng=0)
-        res = {}
-        for n_jobs in (1, 2):
-            g = start.copy()
-            r, t = timed(ng.fit, g, Y, covar=S, R=R, init_method="none", tol=1e-6, n_jobs=n_jobs)
-            res[n_jobs] = (t, float(np.mean(g.logL(Y, covar=S, R=R))), r.n_eval, g)
-            print(f"  ours dy={dy} n_jobs={n_jobs}: {t:.2f} s, {r.n_eval} E-steps, "
-                  f"logL {res[n_jobs][1]:.6f}, mean error {mean_error(g, truth):.3f}", flush=True)
+        res = fit_ours(start, Y, covar=S, R=R)
+        for n_jobs, (t, logL, n_eval, g) in res.items():
+            print(f"  ours dy={dy} n_jobs={n_jobs}: {t:.2f} s, {n_eval} E-steps, "
+                  f"logL {logL:.6f}, mean error {mean_error(g, truth):.3f}", flush=True)
         others = []
         xd = load_xd()
         if xd is not None:
             others.append(run_xd(xd, Y, S, R, start, res[1][1]))
         if dy == D:
-            theirs = pygmmis.GMM(K=K, D=D)
-            theirs.amp, theirs.mean, theirs.covar = (start.amp.copy(), start.mean.copy(),
-                                                     start.covar.copy())
-            _, t_pg = timed(pygmmis.fit, theirs, Y, covar=S, R=R, init_method="none", tol=1e-6,
-                            rng=np.random.RandomState(0))
-            others.append(("pygmmis 1.2.3", t_pg, as_ng(K, D, theirs.amp, theirs.mean,
-                                                         theirs.covar)))
+            others.append(("pygmmis 1.2.3", *run_pygmmis(start, Y, covar=S, R=R)))
         for name, t_o, g_o in others:
             l_o = float(np.mean(g_o.logL(Y, covar=S, R=R)))
             print(f"  {name}: {t_o:.2f} s, logL {l_o:.6f}, mean error {mean_error(g_o, truth):.3f}")
@@ -189,7 +179,6 @@ def bench_projection(rows):
 
 
 def bench_snm(rows):
-    import pygmmis
     N = 30_000 // SCALE
     means = np.array([[-30.0, 0.0], [0.0, 0.0], [6.0, 0.0]])
     truth = as_ng(3, 2, np.full(3, 1 / 3), means, np.tile(np.eye(2), (3, 1, 1)))
@@ -203,14 +192,10 @@ def bench_snm(rows):
     ours = start.copy()
     r, t = timed(ng.fit, ours, X, init_method="none", tol=1e-6, split_n_merge=3, rng=0, cutoff=5)
     l_ours = float(np.mean(ours.logL(X)))
-    theirs = pygmmis.GMM(K=3, D=2)
-    theirs.amp, theirs.mean, theirs.covar = start.amp.copy(), start.mean.copy(), start.covar.copy()
     if not hasattr(np, "in1d"):         # pyGMMis 1.2.3's split'n'merge calls np.in1d (numpy < 2)
         np.in1d = np.isin
     # pyGMMis 1.2.3 needs a cutoff for split_n_merge (without one it fails on U[k].copy())
-    _, t_pg = timed(pygmmis.fit, theirs, X, init_method="none", tol=1e-6, split_n_merge=3, cutoff=5,
-                    rng=np.random.RandomState(0))
-    pg = as_ng(3, 2, theirs.amp, theirs.mean, theirs.covar)
+    t_pg, pg = run_pygmmis(start, X, split_n_merge=3, cutoff=5)
     l_pg = float(np.mean(pg.logL(X)))
     rows.append(f"| split'n'merge=3 from a local optimum, N={N} D=2 K=3 (plain EM: logL "
                 f"{l_plain:.4f}) | pygmmis 1.2.3 | {t:.2f} ({r.n_eval} E-steps) | {t_pg:.2f} "
