@@ -26,6 +26,7 @@ from . import kernels, observed
 from .acceleration import Params, extrapolate
 from .background import Background
 from .imputation import BlockTask, ImputationSampler, block_sizes, block_stats
+from .init import stretched_identity
 from .mstep import (
     background_amp,
     collapsed,
@@ -253,7 +254,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
                        "sample (consider w > 0 or a smaller K)", k, amp[k])
         mean[k] = (p.Xc if p.Zc is None else p.Zc)[gen.integers(len(p.Xc))]
         # the volume-filling scale, stretched along each axis as the data are
-        covar[k] = p.reseed_scale**2 * np.diag(p.scale2 / np.exp(np.log(p.scale2).mean()))
+        covar[k] = p.reseed_scale**2 * stretched_identity(p.scale2)
         if not p.masks["amp"][k]:
             amp[k] = 1.0 / K
     if bad.any():

@@ -61,6 +61,12 @@ def axis_variances(data: np.ndarray, weight: np.ndarray | None = None) -> np.nda
     return np.where(pos, var, fill)
 
 
+def stretched_identity(var: np.ndarray) -> np.ndarray:
+    """diag(var) / geometric mean(var): the identity stretched along each axis as the data
+    are, with unit determinant (so s^2 times it keeps a volume-filling scale s)."""
+    return np.diag(var / np.exp(np.log(var).mean()))
+
+
 def constant_axes(data: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Axes (D,) bool along which the data do not vary (spread at the rounding level of
     the values counts as none)."""
@@ -111,7 +117,7 @@ def _cluster_covariances(data: np.ndarray, labels: np.ndarray, K: int) -> np.nda
     """Covariance of each cluster's members; s^2 (per-axis stretched) for clusters too small."""
     D = data.shape[1]
     var = axis_variances(data)
-    unit = np.diag(var / np.exp(np.log(var).mean()))
+    unit = stretched_identity(var)
     s2 = volume_filling_scale(data, K) ** 2
     floor = 1e-6 * np.diag(var)
     out = np.empty((K, D, D))
