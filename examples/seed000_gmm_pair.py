@@ -33,7 +33,7 @@ def main(smoke=False, out=None):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from pygmmis_ng.plots import plot_ellipses
+        from pygmmis_ng.tools.plots import plot_ellipses
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.plot(*X[y][:2000].T, ".", ms=2, color="C1", alpha=0.4)
         ax.plot(*X[~y][:2000].T, ".", ms=2, color="C0", alpha=0.4)

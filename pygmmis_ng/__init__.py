@@ -7,33 +7,54 @@ Quick use::
     logL, U = ng.fit(gmm, data, covar=noise_covariances, init_method="kmeans", rng=0)
     density = gmm(coords)
     samples = gmm.draw(1000, rng=1)
+
+The package reads as the algorithm, one layer per subpackage, each importing
+only from the layers before it:
+
+``kernels`` (math on one chunk) -> ``data`` (what was observed) ->
+``model``/``conditioning`` (the GMM) -> ``selection`` (imputation, forward
+draw, background) -> ``execution`` (serial, process pool) -> ``fitting``
+(``fit`` and the EM) -> ``estimators`` (sklearn) -> ``tools`` (datasets,
+plots, demo).
 """
+
 import logging
+import sys
 
 from sklearn.exceptions import ConvergenceWarning
 
-from . import compare, datasets, init, latent
-from .background import Background
-from .classifier import GenerativeClassifier
-from .compare import heldout_logL, match_components
-from .em import fit
-from .estimator import IncompleteGaussianMixture
-from .forward import draw
-from .imputation import CallbackError
-from .init import INIT_METHODS
+from .data import latent
+from .estimators.classifier import GenerativeClassifier
+from .estimators.mixture import IncompleteGaussianMixture
+from .estimators.model_selection import KScan, scan_K
+from .execution import WorkerDied
+from .fitting import init
+from .fitting.fitter import fit
+from .fitting.init import INIT_METHODS
+from .fitting.neighborhoods import chi2_cutoff
+from .fitting.result import FitResult
+from .fitting.stacking import cv_fit, stack, stack_fit
 from .model import GMM
-from .model_selection import KScan, scan_K
-from .neighborhoods import chi2_cutoff
-from .parallel import WorkerDied
-from .result import FitResult
-from .stacking import cv_fit, stack, stack_fit
+from .selection.background import Background
+from .selection.forward import draw
+from .selection.imputation import CallbackError
+from .tools import compare, datasets, plots
+from .tools.compare import heldout_logL, match_components
 
 __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeClassifier",
            "draw", "FitResult", "CallbackError", "WorkerDied",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
-           "compare", "datasets", "init", "latent", "scan_K", "KScan", "cv_fit", "stack", "stack_fit",
-           "__version__"]
+           "compare", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",
+           "stack_fit", "__version__"]
+
+#: public modules that lived at the top of the package before the layers; their
+#: old import paths (``from pygmmis_ng.plots import plot_ellipses``) keep working
+PUBLIC_MODULES = {"compare": compare, "datasets": datasets, "init": init, "latent": latent,
+                  "plots": plots}
+for _name, _module in PUBLIC_MODULES.items():
+    sys.modules.setdefault(f"{__name__}.{_name}", _module)
+del _name, _module
 
 logging.getLogger("pygmmis_ng").addHandler(logging.NullHandler())

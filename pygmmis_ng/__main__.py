@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "demo":
-        from .demo import format_report, plot_demo, run_demo
+        from .tools.demo import format_report, plot_demo, run_demo
 
         if args.N < 50:
             parser.error("--N must be at least 50")

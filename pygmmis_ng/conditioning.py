@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import as_float_array, check_covariances
-from .kernels import log_normalize
+from .data.validation import as_float_array, check_covariances
+from .kernels.stats import log_normalize
 
 
 def _dims(dims: Any, D: int, name: str = "dims") -> np.ndarray:

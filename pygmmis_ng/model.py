@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels
-from ._validation import (
+from .conditioning import condition_params, marginal_params
+from .data.layout import eval_chunks
+from .data.observed import log_joint
+from .data.validation import (
     as_float_array,
     check_covariances,
     check_data,
@@ -17,24 +19,8 @@ from ._validation import (
     check_observed,
     check_rng,
 )
-
-#: doubles of per-chunk working memory (measured: the GEMM path of plain/shared
-#: noise is fastest when a chunk stays in L2, the per-sample path with longer rows)
-_CHUNK_BUDGET = {"shared": 1 << 17, "per_sample": 1 << 20}
-
-
-def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool) -> list[slice]:
-    """Fixed chunk boundaries for streaming N samples through the kernels.
-
-    The chunk length depends only on (N, K, D, noise kind), never on the
-    number of workers, so sums are reduced in the same order everywhere.
-    """
-    if per_sample_noise:
-        budget, per_row = _CHUNK_BUDGET["per_sample"], K * D * D + K * D + 2 * K
-    else:
-        budget, per_row = _CHUNK_BUDGET["shared"], K * D + D * D + 2 * K
-    size = int(np.clip(budget // per_row, 256, 65536))
-    return [slice(i, min(i + size, N)) for i in range(0, N, size)]
+from .kernels import dense
+from .kernels.stats import log_normalize, prepare_components
 
 
 class GMM:
@@ -188,14 +174,13 @@ class GMM:
     def _log_joint(self, X: np.ndarray, S: np.ndarray | None, R: np.ndarray | None = None
                    ) -> np.ndarray:
         if R is not None or np.isnan(X).any():
-            from .observed import log_joint
             return log_joint(X, R, S, self._amp, self._mean, self._covar)
         shared = S if S is not None and S.ndim == 2 else None
-        comps = kernels.prepare_components(self._amp, self._mean, self._covar, shared)
+        comps = prepare_components(self._amp, self._mean, self._covar, shared)
         per_sample = S is not None and S.ndim == 3
         out = np.empty((X.shape[0], self.K))
         for sl in eval_chunks(X.shape[0], self.K, self.D, per_sample):
-            out[sl] = kernels.log_joint(X[sl], comps, S[sl] if per_sample else None)
+            out[sl] = dense.log_joint(X[sl], comps, S[sl] if per_sample else None)
         return out
 
     def logL(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
@@ -218,7 +203,7 @@ class GMM:
         ndarray (N,), or a float for a single point of shape (D,)
         """
         X, S, R, single = self._eval_inputs(coords, covar, R)
-        log_norm, _ = kernels.log_normalize(self._log_joint(X, S, R))
+        log_norm, _ = log_normalize(self._log_joint(X, S, R))
         return float(log_norm[0]) if single else log_norm
 
     def responsibilities(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
@@ -229,7 +214,7 @@ class GMM:
         ndarray (N, K), rows sum to 1
         """
         X, S, R, _ = self._eval_inputs(coords, covar, R)
-        return kernels.log_normalize(self._log_joint(X, S, R))[1]
+        return log_normalize(self._log_joint(X, S, R))[1]
 
     def __call__(self, coords: Any, covar: Any = None, as_log: bool = False, R: Any = None
                  ) -> np.ndarray:
@@ -254,8 +239,6 @@ class GMM:
     # -- marginals and conditionals -------------------------------------------
     def marginal(self, dims: Any) -> GMM:
         """The mixture of the dimensions ``dims`` (indices or a boolean mask), others integrated out."""
-        from .conditioning import marginal_params
-
         self.validate()
         amp, mean, covar = marginal_params(self._amp, self._mean, self._covar, dims)
         return GMM._from_params(amp, mean, covar)
@@ -275,8 +258,6 @@ class GMM:
         GMM with D - len(dims) dimensions, in the order of the remaining ones;
         its amplitudes are the posterior weights of the components.
         """
-        from .conditioning import condition_params
-
         self.validate()
         amp, mean, covar = condition_params(self._amp, self._mean, self._covar, values, dims,
                                             noise)

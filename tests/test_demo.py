@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pygmmis_ng.__main__ import main
-from pygmmis_ng.demo import METHODS, run_demo
+from pygmmis_ng.tools.demo import METHODS, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

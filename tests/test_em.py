@@ -9,7 +9,7 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
 import pygmmis_ng as ng
-from pygmmis_ng.compare import match_components
+from pygmmis_ng.tools.compare import match_components
 
 
 def brute_force_logL(gmm, X, S=None):

@@ -11,7 +11,7 @@ import pytest
 import scipy.stats as st
 
 import pygmmis_ng as ng
-from pygmmis_ng import fused
+from pygmmis_ng.kernels import compiled
 
 D, K = 3, 2
 
@@ -161,11 +161,11 @@ def test_cutoff_neighborhoods_in_data_order():
             o = ~np.isnan(x)
             d = x[o] - b.mean[k][o]
             chi2 = d @ np.linalg.solve(b.covar[k][np.ix_(o, o)], d)
-            inside.append(chi2 < ng.neighborhoods.chi2_cutoff(o.sum(), 2.0))
+            inside.append(chi2 < ng.chi2_cutoff(o.sum(), 2.0))
         np.testing.assert_array_equal(rb.U[k], np.flatnonzero(inside))
 
 
-@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not compiled.ENABLED, reason="bit-identity across workers needs the numba kernels")
 def test_missing_fit_is_identical_for_any_n_jobs():
     rng = np.random.default_rng(6)
     g = truth()
@@ -243,18 +243,18 @@ def many_patterns(N, rng, D6=6):
 def test_masked_kernel_for_many_patterns_equals_grouped_fit(monkeypatch, noise):
     """With more than MASKED_PATTERNS patterns one compiled masked kernel serves all samples;
     the grouped path (one group per pattern) must give the same fit."""
-    from pygmmis_ng import observed
+    from pygmmis_ng.data import layout
 
     rng = np.random.default_rng(14)
     g, X = many_patterns(3000, rng)
-    assert len(np.unique(np.isnan(X), axis=0)) > observed.MASKED_PATTERNS
+    assert len(np.unique(np.isnan(X), axis=0)) > layout.MASKED_PATTERNS
     S = {"none": None, "shared": 0.1 * np.eye(6),
          "per-sample": np.einsum("n,ab->nab", rng.uniform(0.05, 0.3, 3000), np.eye(6))}[noise]
     start = g.copy()
     start.mean = start.mean + 0.5
     out = {}
-    for limit in (observed.MASKED_PATTERNS, 10**6):
-        monkeypatch.setattr(observed, "MASKED_PATTERNS", limit)
+    for limit in (layout.MASKED_PATTERNS, 10**6):
+        monkeypatch.setattr(layout, "MASKED_PATTERNS", limit)
         fitted = start.copy()
         res = ng.fit(fitted, X, covar=S, init_method="none", tol=1e-9)
         # neighborhoods at the truth (no iteration), reported in data order by both paths
@@ -270,7 +270,7 @@ def test_masked_kernel_for_many_patterns_equals_grouped_fit(monkeypatch, noise):
     assert ra.logL == pytest.approx(a.logL(X, covar=S).mean(), abs=1e-10)
 
 
-@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not compiled.ENABLED, reason="bit-identity across workers needs the numba kernels")
 def test_masked_fit_is_identical_for_any_n_jobs_and_works_with_split_n_merge():
     rng = np.random.default_rng(15)
     g, X = many_patterns(4000, rng)
@@ -290,7 +290,7 @@ def mean_distance(fitted, truth_gmm):
 def test_background_with_many_patterns(monkeypatch, noise):
     """The masked group (many patterns) must use the background's marginal over each
     sample's measured values, as the grouped path does."""
-    from pygmmis_ng import observed
+    from pygmmis_ng.data import layout
 
     rng = np.random.default_rng(16)
     g, X = many_patterns(3000, rng)
@@ -301,8 +301,8 @@ def test_background_with_many_patterns(monkeypatch, noise):
     X = np.vstack([X, outliers])
     S = 0.1 * np.eye(6) if noise else None
     out = {}
-    for limit in (observed.MASKED_PATTERNS, 10**6):
-        monkeypatch.setattr(observed, "MASKED_PATTERNS", limit)
+    for limit in (layout.MASKED_PATTERNS, 10**6):
+        monkeypatch.setattr(layout, "MASKED_PATTERNS", limit)
         fitted = g.copy()
         out[limit] = ng.fit(fitted, X, covar=S, init_method="none", background=bg.copy(), tol=1e-9)
     ra, rb = out.values()

@@ -6,7 +6,7 @@ import pytest
 from conftest import make_truth
 
 import pygmmis_ng as ng
-from pygmmis_ng import datasets
+from pygmmis_ng.tools import datasets
 
 
 def test_bic_aic_of_one_gaussian_match_the_closed_form():

@@ -10,7 +10,8 @@ import pytest
 from conftest import random_spd
 
 import pygmmis_ng as ng
-from pygmmis_ng import datasets, em_loop
+from pygmmis_ng.fitting import neighborhoods
+from pygmmis_ng.tools import datasets
 
 
 def separated(K=6, D=2, N=6000, noise="per_sample", seed=0):
@@ -66,14 +67,14 @@ def test_stored_neighborhoods_hold_every_sample_within_the_cutoff():
     # NB_SCALE keeps a stored neighborhood that contains its current cutoff region
     D, cutoff = 3, 4.0
     r_cut = np.sqrt(ng.chi2_cutoff(D, cutoff))
-    r_store = np.sqrt(em_loop.neighborhood_chi2(D, cutoff))
+    r_store = np.sqrt(neighborhoods.neighborhood_chi2(D, cutoff))
     rng = np.random.default_rng(0)
     V_ref = random_spd(rng, 1, D, 0.5, 2.0)[0]
     L_ref = np.linalg.cholesky(V_ref)
     for _ in range(200):
         shift = rng.normal(size=D)
-        shift *= em_loop.NB_SHIFT * rng.uniform() / np.linalg.norm(shift)
-        grow = rng.uniform(0.3, em_loop.NB_SCALE)
+        shift *= neighborhoods.NB_SHIFT * rng.uniform() / np.linalg.norm(shift)
+        grow = rng.uniform(0.3, neighborhoods.NB_SCALE)
         V_new = grow**2 * V_ref
         m_new = L_ref @ shift
         # points on the new cutoff surface, in reference Mahalanobis units

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pygmmis_ng.pairs import gmm_pair
+from pygmmis_ng.tools.pairs import gmm_pair
 
 
 @pytest.mark.parametrize("K, D, auc_range", [(1, 1, (0.65, 0.85)), (3, 2, (0.6, 0.8)),
@@ -56,7 +56,7 @@ def test_seeded_and_validated():
 def test_cluster_aucs_hold_for_many_close_clusters(K, D, auc_range, alpha, seed):
     """Cases where overlapping clusters with unequal class proportions used to pull a
     cluster's AUC far below its design (0.80 -> 0.70): measured on 400k fresh draws."""
-    from pygmmis_ng.pairs import GMMPair
+    from pygmmis_ng.tools.pairs import GMMPair
 
     pair = gmm_pair(K, D, auc_range, alpha=alpha, rng=seed)
     balanced = GMMPair(pair.pos, pair.neg, 0.5, pair.component_auc)

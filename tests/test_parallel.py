@@ -17,11 +17,15 @@ import pytest
 from conftest import random_spd
 
 import pygmmis_ng as ng
-from pygmmis_ng import datasets, imputation, parallel
+from pygmmis_ng import execution
+from pygmmis_ng.data.layout import eval_chunks
+from pygmmis_ng.execution import pool
+from pygmmis_ng.selection import imputation
+from pygmmis_ng.tools import datasets
 
 
 def our_segments(pid: int | None = None) -> list[str]:
-    pattern = f"{parallel.SEGMENT_PREFIX}{'' if pid is None else f'{pid}_'}*"
+    pattern = f"{pool.SEGMENT_PREFIX}{'' if pid is None else f'{pid}_'}*"
     return glob.glob(os.path.join("/dev/shm", pattern))
 
 
@@ -58,7 +62,7 @@ def test_n_jobs_gives_bitwise_the_serial_fit(noise):
     X, S = xd_problem()
     covar = {"none": None, "shared": S[0], "per_sample": S}[noise]
     (g1, r1), (g2, r2) = fit_both(X, 4, covar=covar, init_method="kmeans", tol=1e-6, rng=3)
-    assert len(ng.model.eval_chunks(len(X), 4, 3, noise == "per_sample")) >= 2   # real split
+    assert len(eval_chunks(len(X), 4, 3, noise == "per_sample")) >= 2   # real split
     assert r1.logL == r2.logL and r1.n_iter == r2.n_iter
     np.testing.assert_array_equal(g1.mean, g2.mean)
     np.testing.assert_array_equal(g1.covar, g2.covar)
@@ -89,8 +93,8 @@ def test_n_jobs_gives_bitwise_the_serial_imputation_fit(monkeypatch, with_backgr
 
 
 def test_n_jobs_minus_one_uses_every_core():
-    assert parallel.resolve_n_jobs(-1) == os.cpu_count()
-    assert parallel.resolve_n_jobs(3) == 3
+    assert execution.resolve_n_jobs(-1) == os.cpu_count()
+    assert execution.resolve_n_jobs(3) == 3
 
 
 def test_exception_in_a_worker_callback_cleans_up(monkeypatch):

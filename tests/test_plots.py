@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import pygmmis_ng as ng  # noqa: E402
-from pygmmis_ng.plots import ellipse_params, plot_density, plot_ellipses  # noqa: E402
+from pygmmis_ng.tools.plots import ellipse_params, plot_density, plot_ellipses  # noqa: E402
 
 
 def model():

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats as st
 
 import pygmmis_ng as ng
-from pygmmis_ng import fused
+from pygmmis_ng.kernels import compiled
 
 D, K = 3, 2
 
@@ -142,7 +142,7 @@ def test_identity_projection_equals_no_projection():
 def test_latent_points_are_conditional_means():
     """Missing values are filled with their conditional mean given the measured ones
     under the one-Gaussian fit; measured values are kept (no noise)."""
-    from pygmmis_ng.latent import fill_latent
+    from pygmmis_ng.data.latent import fill_latent
 
     rng = np.random.default_rng(12)
     mu = np.array([1.0, -2.0, 0.5])
@@ -176,7 +176,7 @@ def test_latent_points_are_conditional_means():
     assert np.mean(np.linalg.norm(Z - X, axis=1)) < 0.5
 
 
-@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not compiled.ENABLED, reason="bit-identity across workers needs the numba kernels")
 def test_projected_fit_across_n_jobs_and_with_cutoff():
     rng = np.random.default_rng(5)
     g = truth()
@@ -197,9 +197,10 @@ def test_projected_fit_across_n_jobs_and_with_cutoff():
 @pytest.mark.parametrize("dy, D_", [(1, 3), (2, 3), (3, 3), (2, 5)])
 @pytest.mark.parametrize("noise", ["none", "shared", "per-sample"])
 def test_compiled_projected_kernel_equals_numpy(monkeypatch, dy, D_, noise):
-    from pygmmis_ng import kernels, projected
+    from pygmmis_ng.kernels import projected
+    from pygmmis_ng.kernels.stats import Components
 
-    assert fused.ENABLED, "numba is a dependency: the two kernels must differ"
+    assert compiled.ENABLED, "numba is a dependency: the two kernels must differ"
     rng = np.random.default_rng(dy * 10 + D_)
     Kc, n = 4, 2000
     R = rng.normal(size=(n, dy, D_))
@@ -214,11 +215,11 @@ def test_compiled_projected_kernel_equals_numpy(monkeypatch, dy, D_, noise):
     weight = rng.uniform(0, 2, n)
     weight[::5] = 0.0
     log_bg = np.full(n, np.log(0.1 / 50))
-    comps = kernels.Components(np.log(rng.dirichlet(np.ones(Kc)) * 0.9), mean, covar,
+    comps = Components(np.log(rng.dirichlet(np.ones(Kc)) * 0.9), mean, covar,
                                None, None, None, None)
     out = {}
     for on in (True, False):
-        monkeypatch.setattr(fused, "ENABLED", on)
+        monkeypatch.setattr(compiled, "ENABLED", on)
         out[on] = projected.chunk_stats(y, R, S, comps, weight, log_bg)
     a, b = out[True], out[False]
     np.testing.assert_allclose(a.A, b.A, rtol=1e-10)
@@ -239,7 +240,7 @@ def test_projected_groups_with_and_without_compiled_kernels(monkeypatch):
     X[np.isnan(X).all(axis=1), 0] = 0.0
     res = {}
     for on in (True, False):
-        monkeypatch.setattr(fused, "ENABLED", on)
+        monkeypatch.setattr(compiled, "ENABLED", on)
         fitted = truth()
         fitted.mean = fitted.mean + 0.5
         res[on] = (ng.fit(fitted, X, covar=0.09 * np.eye(D), init_method="none", tol=1e-9),

@@ -10,10 +10,13 @@ import pytest
 from conftest import random_spd
 
 import pygmmis_ng as ng
-from pygmmis_ng import acceleration, datasets, fused, kernels
-from pygmmis_ng.acceleration import Params
-from pygmmis_ng.compare import match_components
-from pygmmis_ng.imputation import ImputationSampler, block_sizes
+from pygmmis_ng.fitting import acceleration
+from pygmmis_ng.fitting.acceleration import Params
+from pygmmis_ng.kernels import compiled, dense
+from pygmmis_ng.kernels.stats import prepare_components
+from pygmmis_ng.selection.imputation import ImputationSampler, block_sizes
+from pygmmis_ng.tools import datasets
+from pygmmis_ng.tools.compare import match_components
 
 # ---------------------------------------------------------------------------
 # SQUAREM step
@@ -146,14 +149,14 @@ def test_imputation_ramp_is_logged_and_ends_with_all_draws(caplog):
 
 def test_numba_is_there():
     # numba is a dependency: the comparisons below must compare two different kernels
-    assert fused.numba is not None and fused.ENABLED
+    assert compiled.numba is not None and compiled.ENABLED
 
 
 @pytest.fixture
 def numpy_kernels(monkeypatch):
     """Switch the compiled kernels off for the duration of a block."""
     def switch(on: bool) -> None:
-        monkeypatch.setattr(fused, "ENABLED", on)
+        monkeypatch.setattr(compiled, "ENABLED", on)
     return switch
 
 
@@ -175,11 +178,11 @@ def test_fused_chunk_stats_equal_numpy(numpy_kernels, D, variant):
         weight[::7] = 0.0                       # zero weights are skipped, not mis-summed
         log_bg = np.log(0.2 / 40.0) + np.zeros(n)
         amp = amp * 0.8
-    comps = kernels.prepare_components(amp, mean, covar, noise if S is None else S)
+    comps = prepare_components(amp, mean, covar, noise if S is None else S)
     out = {}
     for on in (True, False):
         numpy_kernels(on)
-        out[on] = kernels.chunk_stats(x, comps, S, weight, log_bg)
+        out[on] = dense.chunk_stats(x, comps, S, weight, log_bg)
     a, b = out[True], out[False]
     np.testing.assert_allclose(a.A, b.A, rtol=1e-11)
     np.testing.assert_allclose(a.Mc, b.Mc, rtol=1e-9, atol=1e-9 * np.abs(b.Mc).max())
@@ -191,16 +194,16 @@ def test_fused_chunk_stats_equal_numpy(numpy_kernels, D, variant):
 
 def test_fused_kernel_reports_impossible_samples_as_minus_infinity(numpy_kernels):
     # all amplitudes 0: no component can produce the samples, log p = -inf (as in numpy)
-    comps = kernels.prepare_components(np.zeros(2), np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
+    comps = prepare_components(np.zeros(2), np.zeros((2, 2)), np.stack([np.eye(2)] * 2))
     x = np.array([[0.0, 0.0], [1e3, 1e3]])
     for on in (True, False):
         numpy_kernels(on)
         with np.errstate(invalid="ignore"):
-            assert kernels.chunk_stats(x, comps).logL == -np.inf
+            assert dense.chunk_stats(x, comps).logL == -np.inf
     # far-out samples are not impossible: log space keeps their density finite
-    comps = kernels.prepare_components(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None] * 1e-4)
+    comps = prepare_components(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None] * 1e-4)
     numpy_kernels(True)
-    assert kernels.chunk_stats(x, comps).logL == pytest.approx(-1e10, rel=1e-8)
+    assert dense.chunk_stats(x, comps).logL == pytest.approx(-1e10, rel=1e-8)
 
 
 @pytest.mark.parametrize("background", [False, True])
@@ -247,8 +250,8 @@ def test_fused_per_sample_kernel_reports_non_positive_definite_noise(numpy_kerne
     x = rng.normal(size=(10, 2))
     S = np.stack([np.eye(2)] * 10)
     S[6] = [[-3.0, 0.0], [0.0, 1.0]]                # V + S_6 is indefinite
-    comps = kernels.prepare_components(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None], S)
+    comps = prepare_components(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None], S)
     for on in (True, False):
         numpy_kernels(on)
         with pytest.raises(np.linalg.LinAlgError):
-            kernels.chunk_stats(x, comps, S)
+            dense.chunk_stats(x, comps, S)

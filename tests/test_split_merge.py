@@ -9,9 +9,9 @@ from conftest import random_spd
 from scipy.stats import multivariate_normal
 
 import pygmmis_ng as ng
-from pygmmis_ng import split_merge
-from pygmmis_ng.em_loop import State
-from pygmmis_ng.split_merge import apply, candidates
+from pygmmis_ng.fitting import split_merge
+from pygmmis_ng.fitting.problem import State
+from pygmmis_ng.fitting.split_merge import apply, candidates
 
 #: A far away; B and C 6 sigma apart
 TRUE_MEANS = np.array([[-30.0, 0.0], [0.0, 0.0], [6.0, 0.0]])

@@ -8,7 +8,8 @@ from conftest import make_truth
 from scipy import stats
 
 import pygmmis_ng as ng
-from pygmmis_ng import datasets
+from pygmmis_ng.fitting.stacking import stack_weights
+from pygmmis_ng.tools import datasets
 
 
 def test_cv_fit_of_one_gaussian_equals_closed_form_folds():
@@ -84,7 +85,7 @@ def test_stack_fit_puts_the_weight_on_the_better_model():
 def test_stacking_weights_maximize_the_heldout_likelihood():
     rng = np.random.default_rng(9)
     lcvs = rng.normal(-2, 0.5, size=(3, 400))
-    beta = ng.stacking.stack_weights(lcvs, tol=1e-12)
+    beta = stack_weights(lcvs, tol=1e-12)
     assert beta.sum() == pytest.approx(1.0) and (beta >= 0).all()
 
     def obj(b):

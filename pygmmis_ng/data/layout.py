@@ -1,0 +1,175 @@
+"""How the observed samples are laid out for the kernels: fixed chunks, groups by pattern.
+
+A sample y_i (dy values) observes its true D-dimensional x_i through a
+projection, y_i = R_i x_i + noise. NaN in y_i marks a value that was not
+measured: that row of R_i (of the identity, without ``R``) is dropped. The
+marginal of a Gaussian is a Gaussian, so this is exact -- no huge-variance
+stand-in as in pyGMMis.
+
+The samples are sorted (stably) by their missingness pattern, and each
+pattern becomes a :class:`Group` of consecutive rows:
+
+* without ``R`` and without NaN there is one group with no projection:
+  the plain / shared / per-sample noise paths of
+  :mod:`pygmmis_ng.kernels.dense`, unchanged;
+* a group that shares one projection R_g (a missingness pattern: the
+  selection rows of the identity; or a shared ``R``) is the *same*
+  problem in the dy_g-dimensional projected space, with components
+  R_g m_k, R_g V_k R_g^T (+ noise), and the sums are lifted back to D
+  dimensions by rectangular gains
+  (:func:`pygmmis_ng.data.observed.group_components`);
+* samples with their own projection R_i (``R`` of shape (N, dy, D)) go
+  through :mod:`pygmmis_ng.kernels.projected`.
+
+So a shared noise stays O(K dy^3) per group and iteration, and the
+compiled kernels serve every group whose own path has one.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..kernels import compiled
+
+#: doubles of per-chunk working memory (measured: the GEMM path of plain/shared
+#: noise is fastest when a chunk stays in L2, the per-sample path with longer rows)
+_CHUNK_BUDGET = {"shared": 1 << 17, "per_sample": 1 << 20}
+
+
+def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool) -> list[slice]:
+    """Fixed chunk boundaries for streaming N samples through the kernels.
+
+    The chunk length depends only on (N, K, D, noise kind), never on the
+    number of workers, so sums are reduced in the same order everywhere.
+    """
+    if per_sample_noise:
+        budget, per_row = _CHUNK_BUDGET["per_sample"], K * D * D + K * D + 2 * K
+    else:
+        budget, per_row = _CHUNK_BUDGET["shared"], K * D + D * D + 2 * K
+    size = int(np.clip(budget // per_row, 256, 65536))
+    return [slice(i, min(i + size, N)) for i in range(0, N, size)]
+
+
+class Group(NamedTuple):
+    """Consecutive rows of the (pattern-sorted) samples with one missingness pattern.
+
+    Attributes
+    ----------
+    rows : slice of the sorted samples
+    obs : ndarray of int or None
+        Observed columns of the data (None: all).
+    R : ndarray (dy_g, D) or None
+        The group's shared projection; None for the identity, or when every
+        sample has its own (then taken from the per-sample ``R`` by ``obs``).
+    S : ndarray (dy_g, dy_g) or None
+        Shared noise restricted to the observed values (None: none or per-sample).
+    chunks : tuple of slices (absolute rows) streamed through the kernels
+    dy : int
+        Number of observed values of each sample of the group.
+    c2 : float
+        chi2 radius of the stored neighborhoods in dy_g dimensions (with cutoff).
+    masked : bool
+        All samples in one group whatever their pattern, for the compiled
+        kernel of :mod:`pygmmis_ng.kernels.compiled_masked` (many patterns, see :data:`MASKED_PATTERNS`).
+    """
+
+    rows: slice
+    obs: np.ndarray | None
+    R: np.ndarray | None
+    S: np.ndarray | None
+    chunks: tuple
+    dy: int
+    c2: float = 0.0
+    masked: bool = False
+
+
+#: with more missingness patterns than this (and the compiled kernels), a fit puts all
+#: samples in one masked group: ~1000 groups (D = 10, values missing at random) cost
+#: 20x the complete fit in per-group overhead, the masked kernel about 1-2x
+MASKED_PATTERNS = 32
+
+
+class Layout(NamedTuple):
+    """Sorted order and groups of the observed samples."""
+
+    order: np.ndarray | None        # sorted row r is original row order[r]; None: unchanged
+    groups: tuple
+
+
+def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
+                allow_masked: bool = False) -> Layout:
+    """Group the samples of data X (N, dy) by missingness pattern.
+
+    ``R``: None, (dy, D) or (N, dy, D); ``S``: None, (dy, dy) or (N, dy, dy).
+    The data are not reordered here: the caller applies ``order``.
+    ``allow_masked``: one masked group for many patterns (compiled kernels, no R).
+    """
+    N, dy = X.shape
+    per_sample = (S is not None and S.ndim == 3) or (R is not None and R.ndim == 3)
+    observed = ~np.isnan(X)
+    if observed.all():
+        patterns, inverse, order = np.ones((1, dy), dtype=bool), np.zeros(N, dtype=int), None
+    else:
+        patterns, inverse = _patterns(observed)
+        order = np.argsort(inverse, kind="stable")
+    if allow_masked and R is None and compiled.ENABLED and len(patterns) > MASKED_PATTERNS:
+        # sorted by pattern all the same: the masked kernel reuses a pattern's factors
+        chunks = tuple(eval_chunks(N, K, D, True))
+        return Layout(order, (Group(slice(0, N), None, None, S if S is not None and S.ndim == 2
+                                    else None, chunks, dy, masked=True),))
+    counts = np.bincount(inverse, minlength=len(patterns))
+    groups = []
+    start = 0
+    for pattern, n in zip(patterns, counts):
+        obs = None if pattern.all() else np.flatnonzero(pattern)
+        if R is not None and R.ndim == 2:
+            Rg = R if obs is None else R[obs]
+        elif R is None and obs is not None:
+            Rg = np.eye(D)[obs]
+        else:
+            Rg = None                                   # identity, or per-sample R
+        Sg = None
+        if S is not None and S.ndim == 2:
+            Sg = S if obs is None else S[np.ix_(obs, obs)]
+        chunks = tuple(slice(start + c.start, start + c.stop)
+                       for c in eval_chunks(int(n), K, D, per_sample))
+        groups.append(Group(slice(start, start + int(n)), obs, Rg, Sg, chunks,
+                            int(pattern.sum())))
+        start += int(n)
+    return Layout(None if order is None or (order == np.arange(N)).all() else order,
+                  tuple(groups))
+
+
+def _patterns(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a boolean (N, dy) array (sorted) and each row's index among them."""
+    dy = observed.shape[1]
+    if dy <= 62:        # one int64 code per row: far faster than np.unique(axis=0)
+        codes = observed.astype(np.int64) @ (np.int64(1) << np.arange(dy - 1, -1, -1))
+    else:
+        codes = np.packbits(observed, axis=1)
+        codes = codes.view(np.dtype((np.void, codes.shape[1]))).ravel()
+    uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return observed[first], inverse.reshape(-1)
+
+
+def in_given_order(a: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """Rows computed in a layout's sorted order, put back in the order the data came."""
+    if order is None:
+        return a
+    out = np.empty_like(a)
+    out[order] = a
+    return out
+
+
+def _rows(a: np.ndarray | None, order: np.ndarray) -> np.ndarray | None:
+    """Per-sample arrays in the sorted order (shared or absent ones as they are)."""
+    return a[order] if a is not None and a.ndim == 3 else a
+
+
+def sorted_rows(order: np.ndarray | None, X: np.ndarray, S: np.ndarray | None = None,
+                R: np.ndarray | None = None, weight: np.ndarray | None = None) -> tuple:
+    """X, per-sample S and R, and weights in the sorted order of a layout."""
+    if order is None:
+        return X, S, R, weight
+    return X[order], _rows(S, order), _rows(R, order), None if weight is None else weight[order]

@@ -1,0 +1,150 @@
+"""E-step and log-densities of the observed samples, group by group (see :mod:`.layout`).
+
+A group that shares one projection R_g (a missingness pattern, or a shared
+``R``) is the same problem in its dy_g-dimensional space, with components
+R_g m_k, R_g V_k R_g^T (+ noise); :func:`group_components` prepares them and
+the rectangular gains that lift the sums back to D dimensions. Samples with
+their own projection go through :mod:`pygmmis_ng.kernels.projected`, many
+missingness patterns at once through :mod:`pygmmis_ng.kernels.compiled_masked`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import compiled_masked, dense, projected
+from ..kernels.stats import Components, SufficientStats, prepare_components
+from .layout import Group, Layout, in_given_order, make_layout, sorted_rows
+
+
+def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
+                     per_sample_noise: bool, per_sample_R: bool) -> Components:
+    """What the kernels need for one group at the current parameters.
+
+    For a projected group with no or shared noise: T_k = R V_k R^T + S,
+    its factors, the gain V_k R^T T_k^-1 (D, dy) and the posterior covariance
+    V_k - V_k R^T T_k^-1 R V_k. With per-sample noise: R m_k and R V_k R^T,
+    and the lift V_k R^T, V_k (see :func:`pygmmis_ng.kernels.compiled.stats_per_sample`).
+    """
+    if per_sample_R or grp.masked or (grp.R is None and per_sample_noise):
+        with np.errstate(divide="ignore"):
+            return Components(np.log(amp), mean, covar, None, None, None, None)
+    if grp.R is None:
+        return prepare_components(amp, mean, covar, grp.S)
+    R = grp.R
+    VRt = covar @ R.T                                               # (K, D, dy)
+    P = R @ VRt                                                     # (K, dy, dy)
+    P = 0.5 * (P + np.swapaxes(P, 1, 2))
+    Rm = mean @ R.T
+    with np.errstate(divide="ignore"):
+        log_amp = np.log(amp)
+    if per_sample_noise:
+        return Components(log_amp, Rm, P, None, None, VRt, covar)
+    c = prepare_components(amp, Rm, P, grp.S)
+    # T^-1 R V = L^-T L^-1 (V R^T)^T, and the gain is its transpose V R^T T^-1 (K, D, dy)
+    Tinv_RV = np.swapaxes(c.prec_chol, 1, 2) @ (c.prec_chol @ np.swapaxes(VRt, 1, 2))
+    gain = np.swapaxes(Tinv_RV, 1, 2)
+    post = covar - gain @ np.swapaxes(VRt, 1, 2)
+    post = 0.5 * (post + np.swapaxes(post, 1, 2))
+    return c._replace(gain=gain, post_covar=post)
+
+
+def chunk_arrays(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
+                 R: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The observed values, per-sample noise and per-sample projections of a chunk's rows."""
+    x, S_c, R_c = X[sl], None, None
+    if S is not None and S.ndim == 3:
+        S_c = S[sl]
+    if R is not None and R.ndim == 3:
+        R_c = R[sl]
+    if grp.obs is not None:
+        x = x[:, grp.obs]
+        if S_c is not None:
+            S_c = S_c[:, grp.obs][:, :, grp.obs]
+        if R_c is not None:
+            R_c = R_c[:, grp.obs]
+    return x, S_c, R_c
+
+
+def chunk_stats(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
+                R: np.ndarray | None, comps: Components, weight: np.ndarray | None,
+                log_bg: np.ndarray | None, nbr: np.ndarray | None, redo: np.ndarray | None
+                ) -> SufficientStats:
+    """Sufficient statistics (of the true values) of one chunk of a group."""
+    x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if grp.masked:
+        A, Mc, Cc, logL, B = compiled_masked.stats_masked(x, grp.S if S_c is None else S_c, weight,
+                                                       log_bg, comps.mean, comps.covar,
+                                                       comps.log_amp)
+        return SufficientStats(A, Mc, Cc, logL,
+                                       float(len(x) if weight is None else weight.sum()), B)
+    if R_c is not None:
+        S_shared = grp.S if S_c is None else S_c
+        return projected.chunk_stats(x, R_c, S_shared, comps, weight, log_bg)
+    return dense.chunk_stats(x, comps, S_c, weight, log_bg, nbr, redo, grp.c2)
+
+
+def chunk_log_joint(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
+                    R: np.ndarray | None, comps: Components
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """log a_k + log N_ik (n, K) of one chunk of a group, and the chi2_ik (n, K)."""
+    x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if grp.masked:                      # (numpy) pattern by pattern within the chunk
+        return log_joint_chi2(x, None, grp.S if S_c is None else S_c, np.exp(comps.log_amp),
+                              comps.mean, comps.covar)
+    if R_c is not None:
+        return projected.log_joint(x, R_c, grp.S if S_c is None else S_c, comps)
+    return dense.log_joint_chi2(x, comps, S_c)
+
+
+def log_joint_chi2(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, amp: np.ndarray,
+                   mean: np.ndarray, covar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log a_k + log N(y_i | R_i m_k, R_i V_k R_i^T + S_i) over the observed values, and chi2_ik.
+
+    X may hold NaN (missing values); rows are returned in the given order,
+    (N, K) each.
+    """
+    K, D = mean.shape
+    layout = make_layout(X, R, S, K, D)
+    Xs, Ss, Rs, _ = sorted_rows(layout.order, X, S, R)
+    per_S, per_R = S is not None and S.ndim == 3, R is not None and R.ndim == 3
+    lj, chi2 = np.empty((X.shape[0], K)), np.empty((X.shape[0], K))
+    for grp in layout.groups:
+        comps = group_components(grp, amp, mean, covar, per_S, per_R)
+        for sl in grp.chunks:
+            lj[sl], chi2[sl] = chunk_log_joint(grp, sl, Xs, Ss, Rs, comps)
+    return in_given_order(lj, layout.order), in_given_order(chi2, layout.order)
+
+
+def log_joint(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, amp: np.ndarray,
+              mean: np.ndarray, covar: np.ndarray) -> np.ndarray:
+    """The first of :func:`log_joint_chi2`: for density evaluation with NaN or R."""
+    return log_joint_chi2(X, R, S, amp, mean, covar)[0]
+
+
+def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | None
+                           ) -> np.ndarray:
+    """log background density at each (sorted) sample, over its measured values.
+
+    The marginal of a uniform box over some dimensions is uniform on the
+    box's face: the same erf products, over the measured dimensions only.
+    """
+    out = np.empty(X.shape[0])
+    for grp in layout.groups:
+        if grp.masked:          # every pattern in one group: pattern by pattern here
+            out[grp.rows] = background_log_density_rows(
+                bg, X[grp.rows], S if S is None or S.ndim == 2 else S[grp.rows])
+            continue
+        x = X[grp.rows] if grp.obs is None else X[grp.rows][:, grp.obs]
+        if S is not None and S.ndim == 3:
+            Sg = S[grp.rows] if grp.obs is None else S[grp.rows][:, grp.obs][:, :, grp.obs]
+        else:
+            Sg = grp.S
+        out[grp.rows] = bg.log_density(x, Sg, dims=grp.obs)
+    return out
+
+
+def background_log_density_rows(bg, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:
+    """:func:`background_log_density` for samples in any order (grouped here), (N,)."""
+    layout = make_layout(X, None, S, 1, X.shape[1])
+    Xs, Ss, _, _ = sorted_rows(layout.order, X, S)
+    return in_given_order(background_log_density(bg, layout, Xs, Ss), layout.order)

@@ -1,0 +1,337 @@
+"""Input checks shared by the model and the fitter.
+
+Every check raises a ``ValueError`` (or ``TypeError`` for a wrong kind of
+object) that names the argument, says what was wrong and how to fix it.
+Nothing here mutates its inputs; the fitter runs all checks before it
+touches the model (DESIGN §5).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+#: relative tolerance for symmetry of covariance matrices
+SYMMETRY_RTOL = 1e-8
+
+
+def as_float_array(a: Any, name: str) -> np.ndarray:
+    """Convert ``a`` to a float64 array or raise a ValueError naming ``name``."""
+    if np.iscomplexobj(a):
+        raise ValueError(f"{name} must be real-valued, got complex numbers")
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric (convertible to float64): {exc}") from None
+    return arr
+
+
+def check_int(value: Any, name: str, minimum: int | None = None) -> int:
+    """Check that ``value`` is an integer (not a bool) not smaller than ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(value: Any, name: str, minimum: float | None = None,
+                strict: bool = False, allow_none: bool = False) -> float | None:
+    """Check that ``value`` is a finite real number (>= or > ``minimum``)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None:
+        if strict and value <= minimum:
+            raise ValueError(f"{name} must be > {minimum}, got {value}")
+        if not strict and value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = False,
+               columns: str | None = None) -> np.ndarray:
+    """Check samples of shape (N, D): floats, at least one row, no inf.
+
+    Parameters
+    ----------
+    allow_missing : bool
+        NaN marks a missing value (a feature that was not measured); a row
+        must have at least one measured value. Otherwise NaN is an error.
+    columns : str or None
+        What the D columns are, for the error message (default: the model's
+        D dimensions).
+
+    Returns
+    -------
+    X : ndarray, shape (N, D), float64
+    """
+    X = as_float_array(data, name)
+    what = columns or f"the model has D={D} dimensions"
+    if X.ndim != 2:
+        hint = " (use data.reshape(-1, 1) for one-dimensional samples)" if X.ndim == 1 else ""
+        raise ValueError(f"{name} must have shape (N, D) with D={D} ({what}); got shape {X.shape}{hint}")
+    if X.shape[1] != D:
+        raise ValueError(f"{name} has {X.shape[1]} columns but {what}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: need at least one sample")
+    nan = np.isnan(X)
+    if nan.any():
+        if not allow_missing:
+            rows = np.flatnonzero(nan.any(axis=1))
+            raise ValueError(
+                f"{name} contains NaN in {rows.size} row(s) (first: row {rows[0]}); "
+                "missing features are not supported here: drop or fill those rows")
+        empty = np.flatnonzero(nan.all(axis=1))
+        if empty.size:
+            raise ValueError(f"{name} has {empty.size} row(s) with every value missing (NaN) "
+                             f"(first: row {empty[0]}): such a sample carries no information; "
+                             "drop those rows")
+    if np.isinf(X).any():
+        rows = np.flatnonzero(np.isinf(X).any(axis=1))
+        raise ValueError(f"{name} contains inf in {rows.size} row(s) (first: row {rows[0]})")
+    return X
+
+
+def check_projection(R: Any, N: int, D: int) -> np.ndarray | None:
+    """Check projections: None, (dy, D) shared by all samples or (N, dy, D), finite.
+
+    Returns None or a float64 array of that shape.
+    """
+    if R is None:
+        return None
+    P = as_float_array(R, "R (projection)")
+    if P.ndim not in (2, 3) or P.shape[-1] != D or (P.ndim == 3 and P.shape[0] != N) \
+            or P.shape[-2] < 1:
+        raise ValueError(f"R (projection) must have shape (dy, {D}) shared by all samples or "
+                         f"({N}, dy, {D}), one per sample (data then has dy columns, dy >= 1); "
+                         f"got shape {P.shape}")
+    if not np.isfinite(P).all():
+        raise ValueError("R (projection) contains NaN or inf; mark a missing measurement by "
+                         "NaN in data instead")
+    return P
+
+
+def check_observed(data: Any, covar: Any, R: Any, D: int
+                   ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Data (NaN = missing), projections and noise of a fit, checked together.
+
+    Returns X (N, dy), R (None, (dy, D) or (N, dy, D)) and S (None, (dy, dy)
+    or (N, dy, dy)); dy = D without R.
+    """
+    if R is None:
+        X = check_data(data, D, allow_missing=True)
+        P = None
+    else:
+        arr = as_float_array(data, "data")
+        if arr.ndim != 2:
+            raise ValueError(f"data must have shape (N, dy) for projections R, got shape "
+                             f"{arr.shape}")
+        P = check_projection(R, arr.shape[0], D)
+        dy = P.shape[-2]
+        X = check_data(arr, dy, allow_missing=True,
+                       columns=f"R projects onto dy={dy} values (R has shape {P.shape})")
+    S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
+    if P is not None and S is None:
+        check_projection_rank(X, P)
+    return X, P, S
+
+
+def check_projection_rank(X: np.ndarray, R: np.ndarray) -> None:
+    """Without noise, the measured rows of each R_i must be independent (else T_ik is singular)."""
+    obs = ~np.isnan(X)
+    n, dy = X.shape
+    for i in range(0, n, 1 << 14):
+        o = obs[i:i + 1 << 14]
+        Ri = np.broadcast_to(R, (len(o),) + R.shape[-2:]) if R.ndim == 2 else R[i:i + 1 << 14]
+        Rz = np.where(o[:, :, None], Ri, 0.0)
+        G = Rz @ np.swapaxes(Rz, 1, 2) + np.einsum("na,ab->nab", (~o).astype(float), np.eye(dy))
+        scale = np.sqrt(np.einsum("naa->na", G))
+        ev = np.linalg.eigvalsh(G / (scale[:, :, None] * scale[:, None, :]))
+        bad = np.flatnonzero(~(ev[:, 0] > 1e-13))
+        if bad.size:
+            raise ValueError(f"R: the measured rows of the projection of sample {i + bad[0]} "
+                             "are linearly dependent (or zero), and without noise its density "
+                             "is singular; give a noise covariance (covar) or drop the "
+                             "redundant rows")
+
+
+def _symmetry_error(M: np.ndarray) -> np.ndarray:
+    """Largest relative asymmetry of each matrix in a (..., D, D) stack."""
+    scale = np.abs(M).max(axis=(-2, -1))
+    asym = np.abs(M - np.swapaxes(M, -1, -2)).max(axis=(-2, -1))
+    return asym / np.where(scale > 0, scale, 1.0)
+
+
+def check_covariances(covar: Any, D: int, name: str, positive_definite: bool) -> np.ndarray:
+    """Check a (..., D, D) stack of symmetric PSD (or PD) matrices.
+
+    Parameters
+    ----------
+    positive_definite : bool
+        True for model covariances (must be SPD), False for noise
+        covariances, which may be singular (zero noise in some direction).
+    """
+    C = as_float_array(covar, name)
+    if C.ndim < 2 or C.shape[-2:] != (D, D):
+        raise ValueError(f"{name} must have trailing shape ({D}, {D}), got shape {C.shape}")
+    if not np.isfinite(C).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if C.size == 0:
+        return C
+    bad = np.flatnonzero(_symmetry_error(C).reshape(-1) > SYMMETRY_RTOL)
+    if bad.size:
+        raise ValueError(f"{name} is not symmetric ({bad.size} matrix/matrices, first: index {bad[0]})")
+    C = 0.5 * (C + np.swapaxes(C, -1, -2))
+    eig = np.linalg.eigvalsh(C).reshape(-1, D)
+    scale = np.maximum(np.abs(eig).max(axis=1), np.finfo(float).tiny)
+    if positive_definite:
+        # judged on the correlation matrix, so that axes in very different units pass
+        diag = np.diagonal(C, axis1=-2, axis2=-1).reshape(-1, D)
+        ok = (diag > 0).all(axis=1)
+        corr_min = np.full(len(diag), -np.inf)
+        if ok.any():
+            s = np.sqrt(diag[ok])
+            corr = C.reshape(-1, D, D)[ok] / (s[:, :, None] * s[:, None, :])
+            corr_min[ok] = np.linalg.eigvalsh(corr)[:, 0]
+        bad = np.flatnonzero(~(corr_min > 1e-12))
+        what = "positive definite"
+    else:
+        bad = np.flatnonzero(eig[:, 0] < -1e-10 * scale)
+        what = "positive semi-definite"
+    if bad.size:
+        raise ValueError(
+            f"{name} must be {what}: {bad.size} matrix/matrices are not "
+            f"(first: index {bad[0]}, smallest eigenvalue {eig[bad[0], 0]:.3g})")
+    return C
+
+
+def check_noise(covar: Any, N: int, D: int, observed: np.ndarray | None = None
+                ) -> np.ndarray | None:
+    """Check the noise argument of fit/density: None, (D, D) shared or (N, D, D).
+
+    ``observed`` (N, D) bool marks the measured values when data have missing
+    ones: per-sample noise then only matters (and is only checked) on the
+    measured values, and may hold anything, NaN included, elsewhere.
+
+    Returns None, a (D, D) array or an (N, D, D) array (validated, symmetrized).
+    """
+    if covar is None:
+        return None
+    S = as_float_array(covar, "covar")
+    if S.shape not in ((D, D), (N, D, D)):
+        raise ValueError(
+            f"covar (noise covariance) must be None, shape ({D}, {D}) shared by all samples "
+            f"or ({N}, {D}, {D}) one per sample; got shape {S.shape}")
+    if S.ndim == 3 and observed is not None and not observed.all():
+        # missing rows/columns -> identity, so the check is that of the measured block
+        both = observed[:, :, None] & observed[:, None, :]
+        S = np.where(both, S, np.eye(D)[None] * (~observed)[:, :, None])
+        rows = np.flatnonzero(~np.isfinite(S).all(axis=(1, 2)))
+        if rows.size:
+            raise ValueError(f"covar (noise covariance) has NaN or inf at measured values of "
+                             f"{rows.size} sample(s) (first: row {rows[0]}); only the entries "
+                             "of missing values may be NaN")
+    return check_covariances(S, D, "covar (noise covariance)", positive_definite=False)
+
+
+def check_weights(sample_weight: Any, N: int) -> np.ndarray | None:
+    """Check per-sample weights: None or (N,) finite, >= 0, not all zero."""
+    if sample_weight is None:
+        return None
+    w = as_float_array(sample_weight, "sample_weight")
+    if w.shape != (N,):
+        raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or inf")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    with np.errstate(over="ignore"):
+        total = w.sum()
+    if not np.isfinite(total):
+        raise ValueError("sample_weight sums to inf: rescale the weights")
+    if total <= 0:
+        raise ValueError("sample_weight sums to zero: nothing to fit")
+    return w
+
+
+def check_rng(rng: Any) -> np.random.Generator:
+    """Turn None, an int, a SeedSequence, a Generator or a RandomState into a Generator.
+
+    A ``RandomState`` is honoured by drawing a seed from it, so the user's
+    RandomState advances and the same RandomState state gives the same fit.
+    """
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, np.random.RandomState):
+        return np.random.default_rng(rng.randint(0, 2**32, size=4, dtype=np.uint64))
+    if isinstance(rng, np.random.SeedSequence):
+        return np.random.default_rng(rng)
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"rng seed must be non-negative, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise ValueError(
+        "rng must be None, a non-negative int seed, a numpy.random.Generator, "
+        f"a numpy.random.RandomState or a SeedSequence; got {type(rng).__name__}")
+
+
+def check_frozen(frozen: Any, K: int) -> dict[str, np.ndarray]:
+    """Turn ``frozen`` into boolean masks of frozen components per parameter.
+
+    ``frozen`` is None, a sequence of component indices (amp, mean and covar
+    of those components are kept), or a dict with any of the keys 'amp',
+    'mean', 'covar' mapping to index sequences.
+    """
+    masks = {key: np.zeros(K, dtype=bool) for key in ("amp", "mean", "covar")}
+    if frozen is None:
+        return masks
+
+    def indices(seq: Any, label: str) -> np.ndarray:
+        if isinstance(seq, (str, bytes)) or not np.iterable(seq):
+            raise ValueError(f"{label} must be a sequence of component indices, got {seq!r}")
+        out = []
+        for item in seq:
+            if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+                raise ValueError(f"{label} must contain integer component indices, got {item!r}")
+            if not -K <= item < K:
+                raise ValueError(f"{label} contains index {item}, out of range for K={K}")
+            out.append(int(item) % K)
+        return np.asarray(out, dtype=int)
+
+    if isinstance(frozen, dict):
+        unknown = set(frozen) - set(masks)
+        if unknown:
+            raise ValueError(
+                f"frozen dict has unknown key(s) {sorted(map(str, unknown))}; "
+                "allowed keys are 'amp', 'mean', 'covar'")
+        for key, seq in frozen.items():
+            masks[key][indices(seq, f"frozen[{key!r}]")] = True
+        return masks
+    idx = indices(frozen, "frozen")
+    for key in masks:
+        masks[key][idx] = True
+    return masks
+
+
+def check_frozen_params(gmm: Any, masks: dict[str, np.ndarray]) -> None:
+    """Frozen parameters are kept from the GMM as passed: they must be valid."""
+    fa, fm, fc = masks["amp"], masks["mean"], masks["covar"]
+    if fa.any():
+        if fa.all():
+            raise ValueError("all amplitudes are frozen; freeze 'mean' and 'covar' instead")
+        a = gmm.amp[fa]
+        if not np.isfinite(a).all() or (a < 0).any() or a.sum() >= 1:
+            raise ValueError("frozen amplitudes must be finite, non-negative and sum to < 1")
+    if fm.any() and not np.isfinite(gmm.mean[fm]).all():
+        raise ValueError("frozen means must be finite: set gmm.mean for the frozen components")
+    if fc.any():
+        check_covariances(gmm.covar[fc], gmm.D, "frozen GMM.covar", positive_definite=True)

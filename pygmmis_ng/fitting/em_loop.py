@@ -1,0 +1,215 @@
+"""The EM iterations of one fit: the E+M map, its acceleration and the convergence test.
+
+:func:`em_step` is one EM update theta -> F(theta) with the log-likelihood
+at theta; :func:`run_em` iterates it from an initialization. Two measures
+make the iterations few and cheap (see docs/design.md, "Speed"):
+
+* **SQUAREM** (:mod:`.acceleration`): after each plain EM update the next
+  point is extrapolated from the last three iterates and kept only if its
+  log-likelihood does not drop. The convergence test is always made on a
+  plain EM update, so it means what it means without acceleration.
+* **Oversampling ramp** (imputation): the iterations run with
+  ``RAMP_OVERSAMPLING`` draws per original sample until they converge, then
+  with the requested oversampling until they converge again. The draws are
+  a prefix of one quasi-random sequence, so the first phase ends close to
+  the final fixed point, and the expensive draws are only spent near it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .acceleration import Params, extrapolate
+from .estep import group_comps, imputed_stats, observed_stats
+from .init import stretched_identity
+from .mstep import (
+    background_amp,
+    collapsed,
+    m_step,
+    pin_constant_axes,
+    renormalize_free,
+    scaled_eig_min,
+)
+from .neighborhoods import stale_neighborhoods
+from .problem import Problem, Run, State
+from .progress import log_header, log_row
+
+logger = logging.getLogger("pygmmis_ng")
+
+#: at most this many imputation draws per observed sample and iteration,
+#: however small the selected fraction Z of the current model is
+MAX_DRAWS_PER_SAMPLE = 200
+#: draws per original sample in the first phase of an imputation fit
+RAMP_OVERSAMPLING = (1,)
+
+
+class Step(NamedTuple):
+    """One E+M evaluation at a state: its logL and N0 estimate, and the updated state."""
+
+    logL: float
+    N0: float
+    comps: list                 # the groups' components at the evaluated state
+    new: State
+    n_reseeded: int
+
+
+def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generator,
+            ex: Any, redo: np.ndarray | None = None) -> Step:
+    """logL at ``st`` and the EM update of ``st`` (with M imputation draws if imputing)."""
+    K, D = st.mean.shape
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, redo)
+    logL = stats.logL / p.N_w
+    N0 = p.N_w
+    if p.impute:
+        imp, omega_sum = imputed_stats(p, st, M, ex)
+        Z = max(omega_sum / M, 0.5 / M)
+        N0 = p.N_w / Z
+        stats += imp.scaled(N0 / M)
+        logL += p.log_omega_mean - math.log(Z)
+    if not np.isfinite(logL):
+        raise FloatingPointError("the log-likelihood is not finite; check the data scale "
+                                 "and the noise covariances")
+    amp, mean, covar = m_step(stats, st.amp, st.mean, st.covar, p.w, p.masks)
+    if p.const_axes is not None:
+        pin_constant_axes(covar, p.const_axes, np.maximum(1e-6 * p.scale2, p.w**2),
+                          ~p.masks["covar"])
+    bg_amp = st.bg_amp
+    if fit_bg and p.bg.adjust_amp:
+        bg_amp = background_amp(stats, p.bg.amp_min, p.bg.amp_max)
+    bad = collapsed(stats.A, covar, stats.A.sum() + stats.B, p.scale2) & ~p.masks["covar"]
+    for k in np.flatnonzero(bad):
+        logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
+                       "sample (consider w > 0 or a smaller K)", k, amp[k])
+        mean[k] = (p.Xc if p.Zc is None else p.Zc)[gen.integers(len(p.Xc))]
+        # the volume-filling scale, stretched along each axis as the data are
+        covar[k] = p.reseed_scale**2 * stretched_identity(p.scale2)
+        if not p.masks["amp"][k]:
+            amp[k] = 1.0 / K
+    if bad.any():
+        renormalize_free(amp, p.masks["amp"])
+    return Step(float(logL), N0, comps, State(amp, mean, covar, bg_amp, N0), int(bad.sum()))
+
+
+def _valid(p: Problem, fit_bg: bool):
+    def valid(cand: Params) -> bool:
+        if not np.all(cand.amp >= 0) or not np.isfinite(cand.mean).all():
+            return False
+        if fit_bg and not p.bg.amp_min <= cand.bg_amp <= min(p.bg.amp_max, 1 - 1e-9):
+            return False
+        if not np.isfinite(cand.covar).all():
+            return False
+        if p.w > 0 and not np.linalg.eigvalsh(cand.covar)[:, 0].min() > 0.5 * p.w**2:
+            return False
+        return bool(scaled_eig_min(cand.covar, p.scale2).min() > 1e-9)
+    return valid
+
+
+def _params(st: State) -> Params:
+    return Params(st.amp, st.mean, st.covar, st.bg_amp)
+
+
+def _converged(p: Problem, prev: tuple[State, Step], step: Step, st: State) -> tuple[bool, int]:
+    """Convergence of the plain EM update prev -> st, and the number of stable components."""
+    st0, step0 = prev
+    K = st.mean.shape[0]
+    L = np.linalg.cholesky(st0.covar)
+    r = np.linalg.solve(L, (st.mean - st0.mean)[:, :, None])[:, :, 0]
+    stable = int(np.sum((r**2).sum(axis=1) <= p.shift_limit))
+    done = abs(step.logL - step0.logL) < p.tol * max(1.0, abs(step.logL)) and stable == K \
+        and (not p.impute or abs(step.N0 - step0.N0) < p.tol * step0.N0)
+    return done, stable
+
+
+def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Generator,
+           ex: Any) -> Run:
+    """EM iterations from ``st`` until convergence or maxiter, with the executor ``ex``.
+
+    An iteration is a move to a new state (an EM update, or an accepted
+    extrapolation); ``history`` holds the logL of every state moved to, and
+    the INFO table has one row per iteration. Rejected extrapolations cost
+    an evaluation each and are logged at DEBUG level.
+    """
+    K = st.mean.shape[0]
+    N = p.Xc.shape[0]
+    fit_bg = p.bg is not None and (p.bg.adjust_amp or st.bg_amp > 0)
+    valid = _valid(p, fit_bg)
+    log_header(p.impute, fit_bg)
+    levels = [p.oversampling]
+    if p.impute and p.accelerate:
+        levels = [o for o in RAMP_OVERSAMPLING if o < p.oversampling] + levels
+    os_now = levels.pop(0)
+    history: list[float] = []
+    converged = False
+    n_reseeded = n_eval = 0
+    prev = None         # (state, step) whose EM update is st: a plain pair, tested for convergence
+    fallback = None     # (state, step) to return to if the extrapolated st turns out worse
+    M = None
+    nb_ref = None       # component means and Cholesky factors when their neighborhoods were made
+    it = 0
+    while True:
+        if p.impute:
+            # the number of draws follows N0 only when it moved by > 5%: a fixed M keeps
+            # the imputation a deterministic function of the parameters (no 2-cycles)
+            target = min(math.ceil(os_now * st.N0), int(MAX_DRAWS_PER_SAMPLE * p.N_w) + K)
+            if M is None or abs(target - M) > 0.05 * M:
+                M = target
+        redo = None
+        if p.nbr is not None:
+            # the pass over the data rewrites the stale neighborhoods, whatever becomes of st
+            redo, nb_ref = stale_neighborhoods(nb_ref, st)
+        try:
+            step = em_step(p, st, fit_bg, M, gen, ex, redo)
+        except (FloatingPointError, np.linalg.LinAlgError):
+            if fallback is None:
+                raise
+            step = None                     # an extrapolation the numerics cannot evaluate
+            nb_ref = None                   # its pass may have left neighborhoods half-made
+        n_eval += 1
+        if fallback is not None and (step is None or step.logL < fallback[1].logL):
+            # the extrapolation lost likelihood: continue from the plain EM update instead
+            logger.debug("extrapolation rejected: logL %s < %.6f",
+                         "nan" if step is None else f"{step.logL:.6f}", fallback[1].logL)
+            prev, fallback = fallback, None
+            st = prev[1].new
+            continue
+        n_reseeded += step.n_reseeded
+        fallback = None
+        delta = step.logL - history[-1] if history else None
+        history.append(step.logL)
+        stable = None
+        done = False
+        if prev is not None:
+            done, stable = _converged(p, prev, step, st)
+        log_row(it, N, step.N0 - p.N_w if p.impute else None, step.N0 if p.impute else None,
+                st.bg_amp if fit_bg else None, step.logL, delta, stable)
+        if done and it >= miniter and not levels:
+            converged = True
+            break
+        if it >= maxiter:
+            break
+        it += 1
+        if done and it > miniter:
+            # a phase of the ramp done: the same state again with more draws
+            logger.info("converged with oversampling %d; continuing with %d",
+                        os_now, levels[0])
+            os_now, M, prev = levels.pop(0), None, None
+            continue
+        nxt = step.new
+        if p.accelerate and prev is not None and not (step.n_reseeded or prev[1].n_reseeded):
+            cand = extrapolate(_params(prev[0]), _params(st), _params(step.new), p.scale2, valid)
+            if cand is not None:
+                # frozen parameters stay bitwise what they were (the combination only rounds them)
+                for key, value in zip(("amp", "mean", "covar"), cand):
+                    value[p.masks[key]] = getattr(step.new, key)[p.masks[key]]
+                # the combination keeps sum(amp) = 1 only up to rounding times alpha^2
+                renormalize_free(cand.amp, p.masks["amp"])
+                fallback = (st, step)
+                nxt = State(*cand, step.new.N0)
+        prev = None if fallback is not None else (st, step)
+        st = nxt
+    return Run(State(st.amp, st.mean, st.covar, st.bg_amp, step.N0), step.logL,
+               np.asarray(history), it, converged, n_reseeded, step.comps, n_eval)

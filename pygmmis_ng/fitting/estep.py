@@ -1,0 +1,86 @@
+"""The E-step of a whole fit: every chunk and imputation block as a task on the executor.
+
+The tasks are fixed (chunks of the observed samples, blocks of imputation
+draws), run by any executor of :mod:`pygmmis_ng.execution`, and their
+partial sums are added in task order, so every executor gives the same sums.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..data import observed
+from ..kernels.stats import SufficientStats
+from ..selection.imputation import BlockTask, block_sizes, block_stats
+from .problem import Problem, State
+
+
+def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray) -> list:
+    """The kernels' components of every group of observed samples."""
+    return [observed.group_components(grp, amp, mean, covar, p.per_sample, p.per_sample_R)
+            for grp in p.groups]
+
+
+def _observed_task(p: Problem, task: tuple) -> SufficientStats:
+    """Statistics of one chunk of observed samples (a task for the executor)."""
+    g, sl, comps, log_alpha, redo = task
+    log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
+    return observed.chunk_stats(p.groups[g], sl, p.Xc, p.S, p.R, comps,
+                                None if p.weight is None else p.weight[sl], log_bg,
+                                None if p.nbr is None else p.nbr[sl], redo)
+
+
+def observed_stats(p: Problem, comps: list, bg_amp: float, ex: Any,
+                   redo: np.ndarray | None = None) -> SufficientStats:
+    """Statistics of all observed samples: chunk tasks on the executor, summed in order.
+
+    ``comps`` holds the components of each group (:func:`group_comps`). With
+    neighborhoods (``p.nbr``), ``redo`` flags the components whose
+    neighborhoods are recomputed in this pass.
+    """
+    K, D = comps[0].log_amp.size, p.center.size
+    log_alpha = math.log(bg_amp) if bg_amp > 0 else None
+    stats = SufficientStats.zeros(K, D)
+    tasks = [(g, sl, comps[g], log_alpha, redo)
+             for g, grp in enumerate(p.groups) for sl in grp.chunks]
+    for part in ex.map(_observed_task, tasks):
+        stats += part
+    return stats
+
+
+def observed_log_joint(p: Problem, st: State) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-sample log densities of the members at ``st`` (numpy kernels, all pairs).
+
+    Returns
+    -------
+    log_joint : ndarray (N, K)
+        log(a_k (1 - bg_amp)) + log N(y_i | component k projected and
+        convolved with the noise of sample i), in the order of ``p.Xc``.
+    log_bg : ndarray (N,) or None
+        log(bg_amp) + log background density (None without a background
+        or with bg_amp = 0).
+    """
+    K = st.mean.shape[0]
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+    out = np.empty((p.Xc.shape[0], K))
+    for grp, c in zip(p.groups, comps):
+        for sl in grp.chunks:
+            out[sl] = observed.chunk_log_joint(grp, sl, p.Xc, p.S, p.R, c)[0]
+    log_bg = None
+    if p.log_bg_obs is not None and st.bg_amp > 0:
+        log_bg = p.log_bg_obs + math.log(st.bg_amp)
+    return out, log_bg
+
+
+def imputed_stats(p: Problem, st: State, M: int, ex: Any) -> tuple[SufficientStats, float]:
+    """Statistics of M imputation draws (weights 1 - Omega) and sum Omega, block by block."""
+    K, D = st.mean.shape
+    stats = SufficientStats.zeros(K, D)
+    omega_sum = 0.0
+    tasks = [BlockTask(b, n, st.amp, st.mean, st.covar, st.bg_amp) for b, n in block_sizes(M)]
+    for part, omega in ex.map(block_stats, tasks):
+        stats += part
+        omega_sum += omega
+    return stats, omega_sum

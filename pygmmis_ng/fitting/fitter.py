@@ -1,0 +1,248 @@
+"""fit(): the public entry point, as a short sequence of named steps.
+
+1. :func:`.options.check_fit` validates every argument (nothing changes yet);
+2. :func:`.prepare.prepare_problem` lays out the fixed quantities;
+3. :func:`run_restarts` initializes each restart (:mod:`.init`) and runs the
+   EM (:mod:`.em_loop`, then :mod:`.split_merge`) on one executor;
+4. :func:`finish` writes the best run into the GMM and builds the
+   :class:`~.result.FitResult`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from ..execution import make_executor
+from ..model import GMM
+from ..selection.background import Background
+from .em_loop import run_em
+from .mstep import renormalize_free
+from .neighborhoods import neighborhoods
+from .options import FitOptions, Observations, check_fit
+from .prepare import initial_bg_amp, prepare_problem
+from .problem import Problem, Run, State
+from .result import FitResult
+from .split_merge import split_and_merge
+
+logger = logging.getLogger("pygmmis_ng")
+
+
+def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "random",
+        w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
+        oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
+        tol: float = 1e-3, miniter: int = 1, maxiter: int = 1000, frozen: Any = None,
+        split_n_merge: int | bool = False, rng: Any = None, n_jobs: int = 1,
+        sample_weight: Any = None, n_init: int = 1, accelerate: bool = True) -> FitResult:
+    """Fit the GMM to (noisy, selected, contaminated) samples by EM, in place.
+
+    Parameters
+    ----------
+    gmm : GMM
+        The model; its parameters are replaced by the fit (only when the
+        fit completes: on an error the GMM is left as it was).
+    data : array-like (N, D), or (N, dy) with ``R``
+        The samples. NaN marks a value that was not measured (a missing
+        feature): the fit then uses the exact marginal of the mixture over
+        the measured values of each sample (samples are grouped by their
+        pattern of missing values). A row must have at least one value.
+    covar : None, array-like (D, D) or (N, D, D) (dy instead of D with ``R``)
+        Noise covariance shared by all samples, or one per sample. The fit
+        then deconvolves: it returns the intrinsic mixture whose convolution
+        with the noise best explains the data (extreme deconvolution).
+        Entries of a per-sample covariance at missing values are ignored
+        (they may be NaN).
+    R : None, array-like (dy, D) or (N, dy, D)
+        Projections, shared by all samples or one per sample: sample i
+        observes y_i = R_i x_i + noise of a D-dimensional x_i drawn from the
+        mixture (Bovy, Hogg & Roweis 2011); dy may be smaller than D. NaN in
+        ``data`` drops that row of R_i. The projections together must
+        observe every direction of the D-dimensional space. Not available
+        with ``sel_callback`` or ``background`` (a clear error says why).
+        The initialization (and ``init_method`` callables) see latent
+        points: each sample's measured values, and a least-squares mean
+        along the directions it does not observe.
+    init_method : {'random', 'minmax', 'kmeans', 'gmm', 'none'} or callable
+        See :mod:`pygmmis_ng.fitting.init`.
+    w : float >= 0
+        Covariance regularization in data units, as in pyGMMis: a lower
+        bound on the isotropic dispersion of the components.
+    cutoff : float > 0 or None
+        Neighborhood size in 1D-equivalent sigmas (chi2 quantile of the same
+        confidence in D dimensions). With the compiled kernels each component
+        then only evaluates the observed samples in its neighborhood; the
+        neighborhoods are stored with a margin and recomputed only for
+        components that moved, so the fit is exact for every pair within
+        ``cutoff`` and neglects pairs far beyond it (where responsibilities
+        are below ~exp(-cutoff^2 / 2)). None: every pair (exact). Also the
+        ``U`` returned.
+    sel_callback : callable or None
+        ``sel_callback(coords) -> Omega``: the probability (N,) in [0, 1]
+        that a sample at the (noisy) coords (N, D) was observed. It must be
+        > 0 at every observed sample. Enables imputation: the fit then
+        estimates the density *before* selection (see
+        :mod:`pygmmis_ng.selection.imputation`). Imputation starts right from the
+        initialization: ``init_method='kmeans'`` with ``n_init`` of a few is
+        the measured best choice (a warm start by EM on the observed samples
+        alone, as the pyGMMis paper does, leaves the fit in the truncated
+        solution's basin; 'random' can leave components outside the selected
+        region).
+    oversampling : int >= 1
+        Imputation draws per sample of the estimated original sample size
+        and iteration. Their Monte-Carlo noise shrinks as 1/sqrt(oversampling).
+    covar_callback : callable or None
+        ``covar_callback(coords) -> (D, D) or (M, D, D)``: noise covariance of
+        imputation draws at their noise-free coords. Required when both
+        ``covar`` and ``sel_callback`` are given.
+    background : Background or None
+        A uniform background fitted together with the mixture; its
+        ``amp`` is updated in place when ``adjust_amp`` (an initial amp of
+        0 then starts at min(0.1, amp_max)).
+    tol : float >= 0
+        Stop when the mean log-likelihood changes by less than
+        ``tol * max(1, |logL|)`` between iterations, no component mean
+        moved by more than 0.1 (1D-equivalent) sigma and, with imputation,
+        the estimated original size changed by less than ``tol`` relative.
+    miniter, maxiter : int
+        Minimum and maximum number of EM updates. A ConvergenceWarning is
+        issued when maxiter is reached without convergence.
+    frozen : None, sequence of int, or dict
+        Components (or, as a dict with keys 'amp', 'mean', 'covar', single
+        parameters of components) kept at the values the GMM has on entry.
+    split_n_merge : int >= 0, bool or None
+        Split'n'merge attempts after each EM run (SMEM, Ueda et al. 2000, as
+        in pyGMMis): merge the two components with the most overlapping
+        responsibilities, split the one that fits its samples worst, refine
+        the three by a partial EM and all by a full EM, and keep the result
+        if logL rose by more than ``tol * max(1, |logL|)``. Each candidate
+        costs about two EM runs. 0, False or None: off; True: 3 attempts.
+        Needs K >= 3; components with a frozen parameter take no part.
+    rng : None, int, numpy.random.Generator or numpy.random.RandomState
+        Source of all randomness (initialization, imputation, re-seeding).
+    n_jobs : int
+        Worker processes (-1: one per CPU). With more than one, the samples
+        and imputation draws are processed in fixed chunks by a process pool
+        over shared memory that lives for this fit; the result is identical
+        for every n_jobs. Pays off from about 10^5 samples (or 10^5
+        imputation draws) per iteration; user callbacks then run in the
+        workers (inherited by fork on Linux, else they must be picklable).
+    sample_weight : None or array-like (N,)
+        Non-negative per-sample weights (an integer weight counts a sample
+        that many times).
+    n_init : int >= 1
+        Number of initializations (each from its own random stream); the
+        run with the highest final logL is kept. With imputation all runs
+        share the same imputation draws, so their logL are comparable.
+    accelerate : bool
+        Extrapolate EM steps (SQUAREM) and, with imputation, converge first
+        with one draw per original sample before using all ``oversampling``
+        draws. Converges to the same fixed point in far fewer (and cheaper)
+        iterations; ``False`` runs plain EM, one update per iteration, as
+        pyGMMis does.
+
+    Returns
+    -------
+    FitResult
+        Unpacks as ``logL, U``; see :class:`FitResult` for the rest.
+    """
+    t0 = time.perf_counter()
+    obs, opts, gen = check_fit(
+        gmm, data, covar, R, sample_weight, rng, init_method=init_method, w=w, cutoff=cutoff,
+        sel_callback=sel_callback, oversampling=oversampling, covar_callback=covar_callback,
+        background=background, tol=tol, miniter=miniter, maxiter=maxiter, frozen=frozen,
+        split_n_merge=split_n_merge, n_jobs=n_jobs, n_init=n_init, accelerate=accelerate)
+    problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
+    seeds = gen.integers(0, 2**62, size=opts.n_init)
+    best, restarts_logL, n_reseeded = run_restarts(gmm, obs, opts, problem, seeds)
+    return finish(gmm, background, opts, problem, best, restarts_logL, n_reseeded,
+                  elapsed=time.perf_counter() - t0)
+
+
+def initial_state(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem,
+                  rng: np.random.Generator) -> State:
+    """A restart's initialization: ``opts.init`` on the latent points, frozen parameters kept."""
+    masks = opts.masks
+    work = gmm.copy()
+    opts.init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng)
+    for key in ("amp", "mean", "covar"):
+        if masks[key].any():
+            getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]
+    if masks["amp"].any():
+        renormalize_free(work.amp, masks["amp"])
+    try:
+        work.validate()
+    except ValueError as exc:
+        raise ValueError(f"the initialization produced an invalid GMM: {exc}") from None
+    return State(work.amp.copy(), work.mean - problem.center, work.covar.copy(),
+                 initial_bg_amp(opts), problem.N_w)
+
+
+def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem,
+                 seeds: np.ndarray) -> tuple[Run, np.ndarray, int]:
+    """One EM run (plus split'n'merge) per seed on one executor; the best run by final logL.
+
+    Returns
+    -------
+    best : Run
+    restarts_logL : ndarray (n_init,), the final logL of each run
+    n_reseeded : int, components re-seeded over all runs
+    """
+    best: Run | None = None
+    restarts_logL = np.empty(len(seeds))
+    n_reseeded = 0
+    with make_executor(problem, opts.n_jobs) as ex:      # one pool for all restarts
+        for r, seed in enumerate(seeds):
+            child = np.random.default_rng(int(seed))
+            if len(seeds) > 1:
+                logger.info("initialization %d of %d", r + 1, len(seeds))
+            st = initial_state(gmm, obs, opts, problem, child)
+            run = run_em(problem, st, opts.miniter, opts.maxiter, child, ex)
+            if opts.split_n_merge > 0:
+                run, _ = split_and_merge(problem, run, opts.split_n_merge, opts.miniter,
+                                         opts.maxiter, child, ex)
+            restarts_logL[r] = run.logL
+            n_reseeded += run.n_reseeded
+            if best is None or run.logL > best.logL:
+                best = run
+    return best, restarts_logL, n_reseeded
+
+
+def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: Problem,
+           best: Run, restarts_logL: np.ndarray, n_reseeded: int, elapsed: float) -> FitResult:
+    """Warn if the best run did not converge, write it into the GMM (and background), the result."""
+    K, D = gmm.K, gmm.D
+    if not best.converged and opts.maxiter > 0:
+        h = best.history
+        warnings.warn(f"EM did not converge within maxiter={opts.maxiter} iterations (last change "
+                      f"of mean logL: {h[-1] - h[-2]:.3g}); increase maxiter or tol",
+                      ConvergenceWarning, stacklevel=3)
+    elif best.converged:
+        logger.info("converged after %d iterations: mean logL %.6f", best.n_iter, best.logL)
+    U: list = [None] * K
+    if opts.cutoff is not None:
+        U = neighborhoods(problem, best.comps, opts.cutoff)
+    st = best.state
+    gmm.amp, gmm.mean, gmm.covar = st.amp, st.mean + problem.center, st.covar
+    if background is not None:
+        background.amp = st.bg_amp
+    fit_bg_amp = opts.background is not None and opts.background.adjust_amp
+    return FitResult(best.logL, U, n_iter=best.n_iter, n_eval=best.n_eval,
+                     converged=best.converged, history=best.history,
+                     n_samples=problem.Xc.shape[0], orig_size=st.N0,
+                     n_imputed=st.N0 - problem.N_w,
+                     bg_amp=None if opts.background is None else st.bg_amp,
+                     n_reseeded=n_reseeded, restarts_logL=restarts_logL,
+                     n_params=count_params(K, D, opts.masks, fit_bg_amp),
+                     weight_sum=problem.N_w, elapsed=elapsed)
+
+
+def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool) -> int:
+    """Free parameters of a fit: amplitudes (sum fixed), means, covariances, background."""
+    free_amp = int((~masks["amp"]).sum())
+    n = max(free_amp - 1, 0) + D * int((~masks["mean"]).sum()) \
+        + D * (D + 1) // 2 * int((~masks["covar"]).sum())
+    return n + int(fit_bg_amp)

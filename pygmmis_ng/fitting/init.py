@@ -1,0 +1,197 @@
+"""Initialization strategies for the EM fit.
+
+Each strategy has the pyGMMis callback signature
+``init(gmm, data, covar=None, rng=None)`` and sets ``gmm.amp``, ``gmm.mean``
+and ``gmm.covar`` in place. All randomness comes from ``rng`` (a
+numpy Generator), so a fixed seed gives a fixed initialization.
+
+==========  ================================================================
+name        what it does
+==========  ================================================================
+random      means at randomly chosen samples plus a Gaussian offset of
+            scale s, covariances s^2 I, equal amplitudes (pyGMMis default).
+minmax      means uniform in the bounding box of the data, covariances
+            s^2 I, equal amplitudes.
+kmeans      sklearn KMeans (one run, seeded from rng): amplitudes from the
+            cluster sizes, means at the centres, covariances from the
+            cluster members.
+gmm         a short sklearn GaussianMixture run (at most 20 iterations,
+            k-means++ start, seeded from rng) on the noisy data.
+none        keep the parameters the GMM already has (they are validated).
+==========  ================================================================
+
+s is the "volume-filling" scale of pyGMMis: K balls of radius s fill the
+bounding box of the data. A callable with the signature above may be
+passed to :func:`pygmmis_ng.fit` as ``init_method`` instead of a name.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import scipy.special
+
+from ..model import GMM
+
+InitCallback = Callable[..., None]
+
+
+def _seed(rng: np.random.Generator) -> int:
+    """An int seed for libraries that take ``random_state`` (sklearn)."""
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def data_variance(data: np.ndarray) -> float:
+    """Average per-dimension variance of the data (>0), the unit for floors."""
+    var = float(np.mean(np.var(data, axis=0)))
+    return var if var > 0 else 1.0
+
+
+def axis_variances(data: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Variance of the data along each axis (D,), the units of the fit's floors.
+
+    Axes along which the data do not vary get the geometric mean of the
+    others (1 if none varies), so every unit is positive.
+    """
+    var = np.average((data - np.average(data, axis=0, weights=weight)) ** 2, axis=0,
+                     weights=weight)
+    pos = ~constant_axes(data, weight)
+    fill = float(np.exp(np.log(var[pos]).mean())) if pos.any() else 1.0
+    return np.where(pos, var, fill)
+
+
+def stretched_identity(var: np.ndarray) -> np.ndarray:
+    """diag(var) / geometric mean(var): the identity stretched along each axis as the data
+    are, with unit determinant (so s^2 times it keeps a volume-filling scale s)."""
+    return np.diag(var / np.exp(np.log(var).mean()))
+
+
+def constant_axes(data: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Axes (D,) bool along which the data do not vary (spread at the rounding level of
+    the values counts as none)."""
+    mean = np.average(data, axis=0, weights=weight)
+    var = np.average((data - mean) ** 2, axis=0, weights=weight)
+    return ~(var > 1e-24 * np.maximum(mean**2, np.finfo(float).tiny))
+
+
+def volume_filling_scale(data: np.ndarray, K: int) -> float:
+    """Radius s such that K D-balls of radius s fill the data's bounding box.
+
+    Dimensions in which the data do not extend are ignored; if the data
+    occupy a single point, the scale falls back to 1.
+    """
+    span = data.max(axis=0) - data.min(axis=0)
+    span = span[span > 0]
+    if span.size == 0:
+        return 1.0
+    D = data.shape[1]
+    # geometric mean span, so degenerate dimensions do not zero the volume; in logs,
+    # so that large D or extreme units do not overflow
+    log_vol = D * np.log(span).mean()
+    log_s = (log_vol - np.log(K) + scipy.special.gammaln(D * 0.5 + 1)) / D - 0.5 * np.log(np.pi)
+    return float(np.exp(log_s))
+
+
+def init_random(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Means near randomly chosen samples (offset ~ N(0, s^2 I)), covariances s^2 I."""
+    rng = np.random.default_rng(rng)
+    s = volume_filling_scale(data, gmm.K)
+    refs = rng.integers(0, len(data), size=gmm.K)
+    gmm.amp = np.full(gmm.K, 1 / gmm.K)
+    gmm.mean = data[refs] + s * rng.standard_normal((gmm.K, gmm.D))
+    gmm.covar = np.tile(s**2 * np.eye(gmm.D), (gmm.K, 1, 1))
+
+
+def init_minmax(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Means uniform in the bounding box of the data, covariances s^2 I."""
+    rng = np.random.default_rng(rng)
+    s = volume_filling_scale(data, gmm.K)
+    lo, hi = data.min(axis=0), data.max(axis=0)
+    gmm.amp = np.full(gmm.K, 1 / gmm.K)
+    gmm.mean = lo + (hi - lo) * rng.random((gmm.K, gmm.D))
+    gmm.covar = np.tile(s**2 * np.eye(gmm.D), (gmm.K, 1, 1))
+
+
+def _cluster_covariances(data: np.ndarray, labels: np.ndarray, K: int) -> np.ndarray:
+    """Covariance of each cluster's members; s^2 (per-axis stretched) for clusters too small."""
+    D = data.shape[1]
+    var = axis_variances(data)
+    unit = stretched_identity(var)
+    s2 = volume_filling_scale(data, K) ** 2
+    floor = 1e-6 * np.diag(var)
+    out = np.empty((K, D, D))
+    for k in range(K):
+        members = data[labels == k]
+        if len(members) <= D:
+            out[k] = s2 * unit
+        else:
+            d = members - members.mean(axis=0)
+            out[k] = d.T @ d / len(members) + floor
+    return out
+
+
+def init_kmeans(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Amplitudes, means and covariances of a k-means clustering (sklearn KMeans).
+
+    k-means runs on the data with every axis scaled to unit variance, so that
+    an axis in small units (a flux in erg/s/cm^2 beside a magnitude) is seen.
+    """
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(rng)
+    center, sd = data.mean(axis=0), np.sqrt(axis_variances(data))
+    km = KMeans(n_clusters=gmm.K, n_init=1, random_state=_seed(rng)).fit((data - center) / sd)
+    counts = np.bincount(km.labels_, minlength=gmm.K).astype(float)
+    counts = np.maximum(counts, 1.0)
+    gmm.amp = counts / counts.sum()
+    gmm.mean = center + km.cluster_centers_ * sd
+    gmm.covar = _cluster_covariances(data, km.labels_, gmm.K)
+
+
+def init_gmm(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+             max_iter: int = 20) -> None:
+    """A short sklearn GaussianMixture fit (noise ignored) as the starting point.
+
+    Fitted to the data with every axis scaled to unit variance (as k-means).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(rng)
+    center, sd = data.mean(axis=0), np.sqrt(axis_variances(data))
+    gm = GaussianMixture(n_components=gmm.K, covariance_type="full", max_iter=max_iter,
+                         init_params="k-means++", reg_covar=1e-6, random_state=_seed(rng))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit((data - center) / sd)
+    gmm.amp = gm.weights_ / gm.weights_.sum()
+    gmm.mean = center + gm.means_ * sd
+    gmm.covar = gm.covariances_ * np.outer(sd, sd)
+
+
+def init_none(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+    """Keep the current parameters; they must form a valid mixture."""
+    try:
+        gmm.validate()
+    except ValueError as exc:
+        raise ValueError(f"init_method='none' needs an initialized GMM: {exc}") from None
+
+
+INIT_METHODS: dict[str, InitCallback] = {
+    "random": init_random,
+    "minmax": init_minmax,
+    "kmeans": init_kmeans,
+    "gmm": init_gmm,
+    "none": init_none,
+}
+
+
+def resolve_init(init_method: Any) -> InitCallback:
+    """The init callback for a name (case-insensitive) or a callable."""
+    if callable(init_method):
+        return init_method
+    if isinstance(init_method, str) and init_method.lower() in INIT_METHODS:
+        return INIT_METHODS[init_method.lower()]
+    raise ValueError(f"unknown init_method {init_method!r}; use one of "
+                     f"{sorted(INIT_METHODS)} or a callable init(gmm, data, covar=None, rng=None)")

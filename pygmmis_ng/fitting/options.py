@@ -1,0 +1,212 @@
+"""The arguments of :func:`pygmmis_ng.fit`, checked once, before anything changes.
+
+:func:`check_fit` turns the keywords into two validated objects that travel
+together through the fit: :class:`Observations` (what was observed: data,
+noise, projections, weights) and :class:`FitOptions` (how to fit). Every
+check that can fail on bad input runs here, so a bad argument raises a
+ValueError (or TypeError) that names it before the GMM, the background or
+any random stream is touched.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..data.latent import fill_latent
+from ..data.validation import (
+    check_float,
+    check_frozen,
+    check_frozen_params,
+    check_int,
+    check_observed,
+    check_rng,
+    check_weights,
+)
+from ..model import GMM
+from ..selection.background import Background, check_background
+from ..selection.imputation import evaluate_selection
+from .init import InitCallback, resolve_init
+
+
+class Observations(NamedTuple):
+    """The observed samples of a fit, validated (rows in the order given).
+
+    Attributes
+    ----------
+    X : ndarray (N, D), or (N, dy) with projections; NaN marks a missing value
+    R : None, ndarray (dy, D) or (N, dy, D)
+    S : None, ndarray (D, D) or (N, D, D) (dy instead of D with R)
+    weight : None or ndarray (N,)
+    Z : ndarray (N, D)
+        Latent points for the initialization and re-seeding: ``X`` itself
+        for complete data without projections, else each sample's measured
+        values completed by :func:`pygmmis_ng.data.latent.fill_latent`.
+    log_omega_mean : float
+        Weighted mean of log Omega over the samples (0 without selection).
+    """
+
+    X: np.ndarray
+    R: np.ndarray | None
+    S: np.ndarray | None
+    weight: np.ndarray | None
+    Z: np.ndarray
+    log_omega_mean: float
+
+    @property
+    def missing(self) -> bool:
+        return bool(np.isnan(self.X).any())
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to fit: the keywords of :func:`pygmmis_ng.fit`, validated.
+
+    ``background`` is a validated copy of the user's (the fit never writes
+    to theirs before it completes), ``masks`` the frozen parameters as
+    boolean (K,) masks per 'amp', 'mean' and 'covar', ``split_n_merge`` the
+    number of attempts.
+    """
+
+    init: InitCallback
+    w: float
+    cutoff: float | None
+    sel_callback: Callable | None
+    covar_callback: Callable | None
+    background: Background | None
+    oversampling: int
+    tol: float
+    miniter: int
+    maxiter: int
+    masks: dict
+    split_n_merge: int
+    n_jobs: int
+    n_init: int
+    accelerate: bool
+
+    @property
+    def impute(self) -> bool:
+        return self.sel_callback is not None
+
+
+def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any,
+              init_method: Any, w: Any, cutoff: Any, sel_callback: Any, oversampling: Any,
+              covar_callback: Any, background: Any, tol: Any, miniter: Any, maxiter: Any,
+              frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any
+              ) -> tuple[Observations, FitOptions, np.random.Generator]:
+    """Validate every argument of a fit; see :func:`pygmmis_ng.fit` for their meaning.
+
+    Returns
+    -------
+    observations : Observations
+    options : FitOptions
+    gen : numpy.random.Generator
+        The fit's source of randomness (from ``rng``).
+    """
+    if not isinstance(gmm, GMM):
+        raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
+    K, D = gmm.K, gmm.D
+    X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D)
+    # latent points (this raises if the projections or missing values leave a direction unseen)
+    Z = fill_latent(X, R, S, weight, D) if R is not None or np.isnan(X).any() else X
+    init = resolve_init(init_method)
+    w = check_float(w, "w", minimum=0.0)
+    tol = check_float(tol, "tol", minimum=0.0)
+    cutoff = check_float(cutoff, "cutoff", minimum=0.0, strict=True, allow_none=True)
+    miniter = check_int(miniter, "miniter", minimum=0)
+    maxiter = check_int(maxiter, "maxiter", minimum=0)
+    if miniter > maxiter:
+        raise ValueError(f"miniter={miniter} must not exceed maxiter={maxiter}")
+    oversampling = check_int(oversampling, "oversampling", minimum=1)
+    n_init = check_int(n_init, "n_init", minimum=1)
+    n_jobs = check_int(n_jobs, "n_jobs")
+    if n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive int or -1 (all cores), got {n_jobs}")
+    if not isinstance(accelerate, (bool, np.bool_)):
+        raise TypeError(f"accelerate must be True or False, got {accelerate!r}")
+    masks = check_frozen(frozen, K)
+    check_frozen_params(gmm, masks)
+    gen = check_rng(rng)
+    attempts = _check_split_n_merge(split_n_merge, K)
+    _check_combination(R, S, sel_callback, covar_callback, background)
+    bg = check_background(background, X, D)
+    log_omega_mean = _check_selection(sel_callback, X, weight)
+    options = FitOptions(
+        init=init, w=w, cutoff=cutoff, sel_callback=sel_callback, covar_callback=covar_callback,
+        background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
+        masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
+        accelerate=bool(accelerate))
+    return Observations(X, R, S, weight, Z, log_omega_mean), options, gen
+
+
+def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D: int) -> tuple:
+    """Data, projections, noise and weights, checked against each other and the model."""
+    X, R, S = check_observed(data, covar, R, D)
+    N = X.shape[0]
+    if N < K:
+        raise ValueError(f"K={K} components cannot be fitted to N={N} samples: need N >= K")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns: fill_latent says so
+        span = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
+    span = span[span > 0]
+    if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
+        raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
+                         "where covariances cannot be represented in float64: rescale the data")
+    return X, R, S, check_weights(sample_weight, N)
+
+
+def _check_split_n_merge(value: Any, K: int) -> int:
+    """Number of split'n'merge attempts: 0 for None/False, 3 for True, else an int >= 0."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        attempts = 3 if value else 0
+    else:
+        attempts = check_int(value, "split_n_merge", minimum=0)
+    if attempts > 0 and K < 3:
+        raise ValueError(f"split_n_merge needs K >= 3 components (it merges two and splits a "
+                         f"third), got K={K}; pass split_n_merge=0")
+    return attempts
+
+
+def _check_combination(R: Any, S: Any, sel_callback: Any, covar_callback: Any,
+                       background: Any) -> None:
+    """Callbacks are callables, and the features asked for work together."""
+    for name, cb in (("sel_callback", sel_callback), ("covar_callback", covar_callback)):
+        if cb is not None and not callable(cb):
+            raise ValueError(f"{name} must be callable (coords -> array) or None, got "
+                             f"{type(cb).__name__}")
+    if R is not None and sel_callback is not None:
+        raise ValueError("R (projections) with sel_callback is not supported: imputation draws "
+                         "complete samples from the model and would need a projection (and a "
+                         "selection in the projected space) for each of them. Fit without "
+                         "sel_callback, or, if the projections only select measured features, "
+                         "pass the data in D columns with NaN for the unmeasured ones: imputed "
+                         "samples are then complete")
+    if R is not None and background is not None:
+        raise ValueError("R (projections) with a background is not supported: the density of a "
+                         "projected uniform box is not uniform. Use NaN for unmeasured features "
+                         "instead of selection-row projections, or fit without the background")
+    if covar_callback is not None and sel_callback is None:
+        raise ValueError("covar_callback is only used for imputation samples: it needs a sel_callback")
+    if sel_callback is not None and S is not None and covar_callback is None:
+        raise ValueError("covar is set but covar_callback is None: imputation samples would be "
+                         "noise-free while the data are noisy; pass covar_callback (e.g. "
+                         "lambda coords: covar for a shared noise covariance)")
+
+
+def _check_selection(sel_callback: Any, X: np.ndarray, weight: np.ndarray | None) -> float:
+    """Omega at the observed samples must be in (0, 1]; returns their weighted mean log Omega."""
+    if sel_callback is None:
+        return 0.0
+    missing = bool(np.isnan(X).any())
+    omega = evaluate_selection(sel_callback, X, "the observed samples" + (
+        " (NaN marks their missing features: the selection probability must follow from "
+        "the measured ones)" if missing else ""))
+    if (omega == 0).any():
+        i = np.flatnonzero(omega == 0)
+        raise ValueError(f"sel_callback gives Omega = 0 for {i.size} observed sample(s) (first: "
+                         f"row {i[0]}): observed samples must have a non-zero selection "
+                         "probability; the callback is likely wrong")
+    return float(np.average(np.log(omega), weights=weight))

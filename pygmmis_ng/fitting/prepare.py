@@ -1,0 +1,82 @@
+"""Prepare a fit: the fixed quantities of the :class:`~.problem.Problem` from the checked arguments."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.layout import make_layout, sorted_rows
+from ..data.observed import background_log_density
+from ..selection.imputation import ImputationSampler
+from .init import axis_variances, constant_axes, volume_filling_scale
+from .neighborhoods import chi2_cutoff, neighborhood_chi2
+from .options import FitOptions, Observations
+from .problem import Problem
+
+
+def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
+                    gen: np.random.Generator) -> Problem:
+    """Everything that stays fixed during the fit, in centred coordinates.
+
+    The samples are sorted by missingness pattern into the groups of
+    :func:`pygmmis_ng.data.layout.make_layout`, centred on the weighted mean
+    of the latent points, and, with imputation, given a sampler whose
+    entropy is drawn from ``gen`` (the first draw of the fit's stream).
+    """
+    X, R, S, weight, Z = obs.X, obs.R, obs.S, obs.weight, obs.Z
+    N = X.shape[0]
+    center = np.average(Z, axis=0, weights=weight)
+    layout = make_layout(X, R, S, K, D, allow_masked=True)
+    if opts.cutoff is not None:
+        layout = layout._replace(groups=tuple(
+            g._replace(c2=neighborhood_chi2(g.dy, opts.cutoff)) for g in layout.groups))
+    Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
+    if R is None:
+        Xc = Xs - center
+    else:
+        Xc = Xs - (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
+    sampler = None
+    if opts.impute:
+        sampler = ImputationSampler(int(gen.integers(2**62)), D, opts.background is not None,
+                                    opts.covar_callback is not None)
+    bg = opts.background
+    return Problem(
+        Xc=Xc, center=center, S=Ss, weight=ws,
+        N_w=float(N if weight is None else weight.sum()), groups=layout.groups,
+        log_bg_obs=None if bg is None else background_log_density(bg, layout, Xs, Ss),
+        log_omega_mean=obs.log_omega_mean, sel_callback=opts.sel_callback,
+        covar_callback=opts.covar_callback, oversampling=opts.oversampling, sampler=sampler,
+        bg=bg, w=opts.w, tol=opts.tol, masks=opts.masks,
+        scale2=axis_variances(Z, weight), reseed_scale=volume_filling_scale(Z, K),
+        shift_limit=chi2_cutoff(D, 0.1), accelerate=opts.accelerate,
+        nbr=None if opts.cutoff is None else np.zeros((N, K), dtype=np.uint8),
+        R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,
+        Zc=None if Z is X else sorted_rows(layout.order, Z)[0] - center,
+        const_axes=_constant_axes(Z, weight, S, R))
+
+
+def initial_bg_amp(opts: FitOptions) -> float:
+    """The background amplitude the EM starts from (0 without a background).
+
+    An adjustable background given amp 0 starts at min(0.1, amp_max); the
+    start always lies within [amp_min, min(amp_max, 1 - 1e-9)].
+    """
+    bg = opts.background
+    if bg is None:
+        return 0.0
+    amp = bg.amp
+    if bg.adjust_amp and amp == 0 and bg.amp_max > 0:
+        amp = min(0.1, bg.amp_max)
+    return float(np.clip(amp, bg.amp_min, min(bg.amp_max, 1 - 1e-9)))
+
+
+def _constant_axes(Z: np.ndarray, weight: np.ndarray | None, S: np.ndarray | None,
+                   R: np.ndarray | None) -> np.ndarray | None:
+    """Axes along which the (noise-free, unprojected) data are constant, or None.
+
+    Their likelihood is unbounded (a component's variance along them goes to
+    0); the fit keeps those variances at max(w^2, 1e-6 of the axis unit), as
+    scikit-learn's ``reg_covar`` does, instead of re-seeding forever.
+    """
+    if S is not None or R is not None:
+        return None
+    const = constant_axes(Z, weight)
+    return const if const.any() else None

@@ -1,0 +1,76 @@
+"""What stays fixed during one fit (:class:`Problem`), the state the EM moves, and a run's outcome."""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..selection.background import Background
+from ..selection.imputation import ImputationSampler
+
+
+class Problem(NamedTuple):
+    """Everything that stays fixed during one fit (centred coordinates).
+
+    The observed samples are sorted by missingness pattern (``order``) and
+    processed by the groups of :mod:`pygmmis_ng.data.layout`; ``Xc`` holds y_i - R_i c
+    (NaN where not measured), ``S`` and ``R`` the noise and projection as
+    given (rows sorted if per sample).
+    """
+
+    Xc: np.ndarray
+    center: np.ndarray
+    S: np.ndarray | None
+    weight: np.ndarray | None
+    N_w: float
+    groups: tuple
+    log_bg_obs: np.ndarray | None          # log background density at the observed samples
+    log_omega_mean: float                  # weighted mean log Omega of the observed samples
+    sel_callback: Any
+    covar_callback: Any
+    oversampling: int
+    sampler: ImputationSampler | None
+    bg: Background | None
+    w: float
+    tol: float
+    masks: dict
+    scale2: np.ndarray                     # (D,) data variance of each axis (units for floors)
+    reseed_scale: float
+    shift_limit: float
+    accelerate: bool
+    nbr: np.ndarray | None = None          # (N, K) uint8 neighborhood flags (with cutoff)
+    R: np.ndarray | None = None            # (N, dy, D) per-sample projections (sorted rows)
+    order: np.ndarray | None = None        # sorted row r is the data's row order[r]
+    Zc: np.ndarray | None = None           # (N, D) latent points for re-seeding (with R or NaN)
+    const_axes: np.ndarray | None = None   # (D,) bool: axes along which the data are constant
+
+    @property
+    def per_sample(self) -> bool:
+        return self.S is not None and self.S.ndim == 3
+
+    @property
+    def per_sample_R(self) -> bool:
+        return self.R is not None and self.R.ndim == 3
+
+    @property
+    def impute(self) -> bool:
+        return self.sel_callback is not None
+
+
+class State(NamedTuple):
+    amp: np.ndarray
+    mean: np.ndarray            # centred
+    covar: np.ndarray
+    bg_amp: float
+    N0: float                   # estimated size before selection (N_w without selection)
+
+
+class Run(NamedTuple):
+    state: State
+    logL: float
+    history: np.ndarray
+    n_iter: int
+    converged: bool
+    n_reseeded: int
+    comps: list
+    n_eval: int                 # E-steps computed (iterations plus rejected extrapolations)

@@ -1,0 +1,280 @@
+"""The E-step of one chunk of samples without projections (numpy, or compiled when faster).
+
+Pure functions, no state: the fitter streams fixed chunks of samples through
+:func:`chunk_stats` and adds the returned
+:class:`~pygmmis_ng.kernels.stats.SufficientStats` in a fixed order (the
+math is in :mod:`pygmmis_ng.kernels.stats`).
+
+Three paths, each with the work it really needs:
+
+* no noise: one Cholesky per component per iteration, one GEMM per chunk
+  for all components' Mahalanobis distances (as sklearn does);
+* one shared noise S: T_k = V_k + S is per component, so the chunk work is
+  that of plain EM plus D x D products per component: O(K D^3), not O(N K D^3);
+* per-sample noise S_i: the Cholesky factors of all T_ik in a chunk are
+  computed "structure of arrays" (samples on the last, contiguous axis), so a
+  D x D factorization costs O(D) numpy calls for the whole chunk. The
+  statistics need only sum_i q_ik u_ik, sum_i q_ik u u^T and sum_i q_ik T_ik^-1
+  with u = T_ik^-1 (x_i - m_k), because
+  Cc_k = V_k [sum q (u u^T - T^-1)] V_k + A_k V_k.
+
+Nothing of size N x K x D x D is ever held: the per-chunk cache is
+K x D x D x n for a chunk of n samples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import compiled, compiled_transforms
+from .stats import LOG_2PI, Components, SufficientStats, log_normalize
+
+# ---------------------------------------------------------------------------
+# structure-of-arrays linear algebra for per-sample noise: matrices (D, D, n)
+# ---------------------------------------------------------------------------
+
+def cholesky_soa(T: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factors of a stack of SPD matrices laid out (D, D, n).
+
+    Raises numpy.linalg.LinAlgError if a pivot is not positive.
+    """
+    D = T.shape[0]
+    L = np.zeros_like(T)
+    for j in range(D):
+        if j:
+            Lj = L[j, :j]
+            pivot = T[j, j] - np.einsum("kn,kn->n", Lj, Lj)
+        else:
+            pivot = T[j, j]
+        if not (pivot > 0).all():
+            raise np.linalg.LinAlgError("matrix is not positive definite")
+        L[j, j] = np.sqrt(pivot)
+        if j + 1 < D:
+            col = T[j + 1:, j]
+            if j:
+                col = col - np.einsum("ikn,kn->in", L[j + 1:, :j], L[j, :j])
+            L[j + 1:, j] = col / L[j, j]
+    return L
+
+
+def tri_inverse_soa(L: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of lower-triangular matrices laid out (D, D, n)."""
+    D = L.shape[0]
+    Linv = np.zeros_like(L)
+    for i in range(D):
+        inv_diag = 1.0 / L[i, i]
+        Linv[i, i] = inv_diag
+        if i:
+            # row i: Linv[i, :i] = -(sum_k L[i, k] Linv[k, :i]) / L[i, i], k < i
+            Linv[i, :i] = -np.einsum("kn,kjn->jn", L[i, :i], Linv[:i, :i]) * inv_diag
+    return Linv
+
+
+# ---------------------------------------------------------------------------
+# log p and sufficient statistics of one chunk
+# ---------------------------------------------------------------------------
+
+def _mahalanobis_shared(x: np.ndarray, comps: Components) -> np.ndarray:
+    """chi2_ik = |L_k^-1 (x_i - m_k)|^2 for all k at once: one GEMM. Returns (n, K)."""
+    K, D = comps.mean.shape
+    P = np.swapaxes(comps.prec_chol, 1, 2)                      # (K, D, D): L_k^-T
+    W = x @ P.transpose(1, 0, 2).reshape(D, K * D)             # (n, K*D)
+    W = W.reshape(-1, K, D) - np.einsum("kd,kde->ke", comps.mean, P)[None]
+    return np.einsum("nkd,nkd->nk", W, W)
+
+
+def _mahalanobis_per_sample(x: np.ndarray, S: np.ndarray, comps: Components
+                            ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """chi2_ik and log det T_ik for T_ik = V_k + S_i, plus the cache the statistics need.
+
+    Returns
+    -------
+    chi2 : ndarray (n, K)
+    log_det : ndarray (n, K)
+    cache : (u, Linv) with u = T_ik^-1 (x_i - m_k) of shape (K, D, n) and
+        Linv = chol(T_ik)^-1 of shape (K, D, D, n)
+    """
+    K, D = comps.mean.shape
+    n = x.shape[0]
+    S_soa = np.ascontiguousarray(S.transpose(1, 2, 0))          # (D, D, n)
+    xt = np.ascontiguousarray(x.T)                              # (D, n)
+    chi2 = np.empty((n, K))
+    log_det = np.empty((n, K))
+    u_all = np.empty((K, D, n))
+    Linv_all = np.empty((K, D, D, n))
+    for k in range(K):
+        L = cholesky_soa(S_soa + comps.covar[k][:, :, None])
+        Linv = tri_inverse_soa(L)
+        r = np.einsum("abn,bn->an", Linv, xt - comps.mean[k][:, None])   # L^-1 d
+        chi2[:, k] = np.einsum("an,an->n", r, r)
+        log_det[:, k] = 2.0 * np.log(np.einsum("aan->an", L)).sum(axis=0)
+        u_all[k] = np.einsum("abn,an->bn", Linv, r)             # L^-T L^-1 d = T^-1 d
+        Linv_all[k] = Linv
+    return chi2, log_det, (u_all, Linv_all)
+
+
+def _log_joint_chi2_cache(x: np.ndarray, comps: Components, S: np.ndarray | None):
+    D = comps.mean.shape[1]
+    if S is None:
+        chi2, log_det, cache = _mahalanobis_shared(x, comps), comps.log_det[None], None
+    else:
+        chi2, log_det, cache = _mahalanobis_per_sample(x, S, comps)
+    return comps.log_amp[None] - 0.5 * (D * LOG_2PI + log_det + chi2), chi2, cache
+
+
+def log_joint_chi2(x: np.ndarray, comps: Components, S: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`log_joint` and chi2_ik = (x_i - m_k)^T (V_k + S_i)^-1 (x_i - m_k), (n, K) each."""
+    return _log_joint_chi2_cache(x, comps, S)[:2]
+
+
+def log_joint(x: np.ndarray, comps: Components, S: np.ndarray | None = None) -> np.ndarray:
+    """log a_k + log N(x_i | m_k, V_k + S_i) for one chunk.
+
+    Parameters
+    ----------
+    x : ndarray (n, D)
+    comps : Components from :func:`prepare_components`
+    S : None (no or shared noise, already in ``comps``) or ndarray (n, D, D)
+
+    Returns
+    -------
+    log_p : ndarray (n, K)
+    """
+    return _log_joint_chi2_cache(x, comps, S)[0]
+
+
+def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
+                weight: np.ndarray | None = None, log_bg: np.ndarray | None = None,
+                nbr: np.ndarray | None = None, redo: np.ndarray | None = None, c2: float = 0.0
+                ) -> SufficientStats:
+    """E-step of one chunk and its sufficient statistics.
+
+    Parameters
+    ----------
+    x : ndarray (n, D)
+    comps : Components from :func:`prepare_components`
+    S : None or ndarray (n, D, D) per-sample noise of this chunk
+    weight : None or ndarray (n,) sample weights
+    log_bg : None or ndarray (n,)
+        log of the amplitude-weighted background density at each sample:
+        an extra, non-Gaussian mixture member (``comps.log_amp`` must then
+        hold the signal amplitudes times 1 - background fraction).
+    nbr, redo, c2 : neighborhoods (compiled kernels only)
+        ``nbr`` (n, K) uint8, updated in place: pair (i, k) is evaluated only
+        if flagged; the flags of components with ``redo[k]`` are first
+        recomputed as chi2_ik < c2 (see :func:`pygmmis_ng.kernels.compiled._stats_shared_py`).
+        The numpy kernels ignore them and evaluate every pair (exact).
+
+    Returns
+    -------
+    SufficientStats
+    """
+    K, D = comps.mean.shape
+    if compiled.use_for(D, S is not None):
+        wsum = float(x.shape[0]) if weight is None else float(weight.sum())
+        if S is not None:
+            A, Mc, Cc, logL, B = compiled.stats_per_sample(x, S, weight, log_bg, comps.mean,
+                                                        comps.covar, comps.log_amp, nbr, redo, c2,
+                                                        comps.gain, comps.post_covar)
+            return SufficientStats(A, Mc, Cc, logL, wsum, B)
+        log_const = comps.log_amp - 0.5 * (D * LOG_2PI + comps.log_det)
+        A, Mc, Cc, logL, B = compiled.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
+                                                log_const, nbr, redo, c2)
+        return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
+    log_p, _, cache = _log_joint_chi2_cache(x, comps, S)
+    q_bg = None
+    if log_bg is None:
+        log_norm, q = log_normalize(log_p)
+    else:
+        log_norm, q = log_normalize(np.concatenate([log_p, log_bg[:, None]], axis=1))
+        q, q_bg = q[:, :K], q[:, K]
+    if weight is not None:
+        q *= weight[:, None]
+        logL = float(weight @ log_norm)
+        wsum = float(weight.sum())
+        B = 0.0 if q_bg is None else float(weight @ q_bg)
+    else:
+        logL = float(log_norm.sum())
+        wsum = float(x.shape[0])
+        B = 0.0 if q_bg is None else float(q_bg.sum())
+    A = q.sum(axis=0)
+    if cache is None:
+        Mc, Cc = _moments_about_means(x, q, A, comps)
+        return _deconvolved(SufficientStats(A, Mc, 0.5 * (Cc + np.swapaxes(Cc, 1, 2)), logL,
+                                            wsum, B), comps)
+    Mc = np.empty((K, D))
+    Cc = np.empty((K, D, D))
+    for k in range(K):
+        qk = q[:, k]
+        u, Linv = cache[0][k], cache[1][k]
+        uq = u * qk
+        # sum_i q_i T_i^-1 with T^-1 = Linv^T Linv
+        Tinv_sum = np.tensordot(Linv * qk, Linv, axes=([0, 2], [0, 2]))
+        Mc[k] = uq.sum(axis=1)
+        Cc[k] = uq @ u.T - Tinv_sum
+    # lift: G = V (or V R^T for a projected group), Cc = G (sum ...) G^T + A V
+    G = comps.covar if comps.gain is None else comps.gain
+    post = comps.covar if comps.post_covar is None else comps.post_covar
+    Mc = np.einsum("kab,kb->ka", G, Mc)
+    Cc = G @ Cc @ np.swapaxes(G, 1, 2) + A[:, None, None] * post
+    Cc = 0.5 * (Cc + np.swapaxes(Cc, 1, 2))
+    return SufficientStats(A, Mc, Cc, logL, wsum, B)
+
+
+def _deconvolved(stats: SufficientStats, comps: Components) -> SufficientStats:
+    """Statistics of the true values from those of the (shared-noise) observed ones.
+
+    With one noise S for all samples, b - m = G (x - m) with the gain
+    G = V T^-1 and B = V - V T^-1 V are the same for every sample, so
+    Mc = G sum q (x - m) and Cc = G [sum q (x - m)(x - m)^T] G^T + A B.
+    Without noise (``comps.gain`` None) the statistics are returned as they are.
+    """
+    if comps.gain is None:
+        return stats
+    stats.Mc, stats.Cc = compiled_transforms.deconvolve(comps.gain, comps.post_covar, stats.A,
+                                                     stats.Mc, stats.Cc)
+    return stats
+
+
+#: largest |m_k|^2 / lambda_min(T_k) for which second moments are accumulated
+#: about the origin (one GEMM for all components) instead of about each mean;
+#: the cancellation then costs at most ~1e-10 of the component variance
+UNCENTERED_LIMIT = 1e6
+
+
+def uncentered_ok(comps: Components) -> bool:
+    """Whether :func:`chunk_stats` may use raw moments (see UNCENTERED_LIMIT)."""
+    if comps.prec_chol is None:
+        return False
+    # |L^-1 m|^2 <= |m|^2 / lambda_min(T): bound it by the Frobenius norm of L^-1
+    r2 = (comps.mean**2).sum(axis=1) * (comps.prec_chol**2).sum(axis=(1, 2))
+    return bool(r2.max() < UNCENTERED_LIMIT)
+
+
+def _moments_about_means(x: np.ndarray, q: np.ndarray, A: np.ndarray, comps: Components
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """sum_i q_ik (x_i - m_k) and sum_i q_ik (x_i - m_k)(x_i - m_k)^T for all k.
+
+    Uses raw moments (two GEMMs for all components) when that is accurate
+    (:func:`uncentered_ok`), else sums about each mean.
+    """
+    n, D = x.shape
+    m = comps.mean
+    if uncentered_ok(comps):
+        S1 = q.T @ x                                                   # (K, D)
+        xx = (x[:, :, None] * x[:, None, :]).reshape(n, D * D)
+        S2 = (q.T @ xx).reshape(-1, D, D)
+        Mc = S1 - A[:, None] * m
+        mS1 = m[:, :, None] * S1[:, None, :]
+        Cc = S2 - mS1 - np.swapaxes(mS1, 1, 2) + A[:, None, None] * m[:, :, None] * m[:, None, :]
+        return Mc, Cc
+    K = m.shape[0]
+    Mc = np.empty((K, D))
+    Cc = np.empty((K, D, D))
+    xt = x.T
+    for k in range(K):
+        d = xt - m[k][:, None]
+        qd = d * q[:, k]
+        Mc[k] = qd.sum(axis=1)
+        Cc[k] = qd @ d.T
+    return Mc, Cc

@@ -1,0 +1,284 @@
+"""Imputation of the samples a selection function removed, and the forward model.
+
+Each EM iteration (DESIGN §3) draws M samples from the current model (GMM
+plus background) with noise from ``covar_callback``, evaluates the selection
+probability Omega of each, and lets the unselected part fill in what the
+observed samples lack: draw j enters the sufficient statistics with weight
+(N0 / M) (1 - Omega_j), where N0 = N / Z and Z = mean_j Omega_j is the
+Monte-Carlo estimate of the selected fraction. Three choices keep the
+Monte-Carlo noise of this step small:
+
+* **Common random numbers.** Draw j always uses the same uniform and normal
+  variates; only the parameters that transform them change. The imputation
+  is then a smooth, deterministic function of the parameters, EM converges
+  to a fixed point instead of jittering around it, and restarts are
+  compared on the same draws.
+* **Quasi-random variates.** The variates are points of one scrambled
+  Sobol sequence (seeded from the fit's rng), which fill the unit cube far
+  more evenly than pseudo-random points: the Monte-Carlo error of Z and of
+  the imputed statistics falls faster than 1/sqrt(M). Block b holds points
+  b*B ... (b+1)*B - 1 of the sequence, so blocks do not depend on the
+  number of workers. (``VARIATES = "pseudo"`` switches to independent
+  pseudo-random blocks, for comparison.)
+* **Expected rejection.** A draw is weighted by its rejection probability
+  1 - Omega_j instead of being kept or dropped by a coin flip
+  (Rao-Blackwellization): the same expectation with less variance for
+  probabilistic selections, identical for deterministic ones.
+
+The public forward model :func:`pygmmis_ng.draw` is in :mod:`.forward`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.special
+import scipy.stats
+import scipy.stats.qmc
+
+from ..data.layout import eval_chunks
+from ..data.validation import as_float_array
+from ..kernels import compiled, compiled_transforms, dense
+from ..kernels.stats import SufficientStats, prepare_components
+from .background import Background
+
+#: draws per block of common random numbers (independent of K, D and n_jobs)
+IMPUTATION_BLOCK = 65536
+#: "sobol" (scrambled Sobol points) or "pseudo" (PCG64 streams per block)
+VARIATES = "sobol"
+
+
+class CallbackError(RuntimeError):
+    """A user callback (sel_callback, covar_callback) raised or returned something invalid."""
+
+
+def _call(callback: Callable, coords: np.ndarray, name: str, where: str) -> Any:
+    try:
+        return callback(coords)
+    except Exception as exc:  # re-raised with context, KeyboardInterrupt passes through
+        raise CallbackError(f"{name} raised {type(exc).__name__}: {exc} (called on {where}, "
+                            f"{len(coords)} coordinates)") from exc
+
+
+def evaluate_selection(sel_callback: Callable, coords: np.ndarray, where: str) -> np.ndarray:
+    """Omega(coords) from the user's callback, checked: shape (n,), finite, in [0, 1].
+
+    Raises
+    ------
+    CallbackError
+        If the callback raises (chained to the original exception).
+    ValueError
+        If it returns the wrong shape, NaN, or values outside [0, 1].
+    """
+    omega = _call(sel_callback, coords, "sel_callback", where)
+    omega = as_float_array(omega, "sel_callback(coords)")
+    n = len(coords)
+    if omega.shape != (n,):
+        raise ValueError(f"sel_callback must return the selection probability of each sample, "
+                         f"shape ({n},); got shape {omega.shape} for {where}")
+    if not np.isfinite(omega).all():
+        raise ValueError(f"sel_callback returned NaN or inf for {where}")
+    if (omega < 0).any() or (omega > 1).any():
+        raise ValueError(f"sel_callback must return probabilities in [0, 1]; got values in "
+                         f"[{omega.min():.3g}, {omega.max():.3g}] for {where}")
+    return omega
+
+
+def evaluate_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> np.ndarray:
+    """Noise covariance(s) of imputed samples: (D, D) shared or (n, D, D), checked.
+
+    Raises
+    ------
+    CallbackError, ValueError
+    """
+    n, D = coords.shape
+    S = _call(covar_callback, coords, "covar_callback", where)
+    S = as_float_array(S, "covar_callback(coords)")
+    if S.shape not in ((D, D), (n, D, D)):
+        raise ValueError(f"covar_callback must return a ({D}, {D}) covariance for all samples or "
+                         f"one per sample, ({n}, {D}, {D}); got shape {S.shape} for {where}")
+    if not np.isfinite(S).all():
+        raise ValueError(f"covar_callback returned NaN or inf for {where}")
+    if not np.allclose(S, np.swapaxes(S, -1, -2), rtol=1e-8, atol=0):
+        raise ValueError(f"covar_callback returned non-symmetric covariances for {where}")
+    if (np.diagonal(S, axis1=-2, axis2=-1) < 0).any():
+        raise ValueError(f"covar_callback returned negative variances for {where}")
+    return S
+
+
+def _noise_root(S: np.ndarray) -> np.ndarray:
+    """A matrix square root G with G G^T = S for (D, D) or (n, D, D) PSD S (eigh, clipped)."""
+    val, vec = np.linalg.eigh(S)
+    return vec * np.sqrt(np.maximum(val, 0.0))[..., None, :]
+
+
+def add_noise(x: np.ndarray, S: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """x + G eta with G G^T = S, for standard-normal variates eta of shape x.shape."""
+    G = _noise_root(S)
+    if S.ndim == 2:
+        return x + eta @ G.T
+    return x + np.einsum("nab,nb->na", G, eta)
+
+
+class Block(NamedTuple):
+    """One block of imputation draws at the current parameters.
+
+    Attributes
+    ----------
+    coords : ndarray (n, D)   noisy draws (what the selection sees)
+    noise : None or ndarray (D, D) / (n, D, D)   their noise covariance
+    omega : ndarray (n,)   selection probability of each draw
+    """
+
+    coords: np.ndarray
+    noise: np.ndarray | None
+    omega: np.ndarray
+
+
+class ImputationSampler:
+    """Common-random-number draws from a mixture (plus background) through noise and selection.
+
+    Parameters
+    ----------
+    entropy : int
+        Seed of all imputation variates of one fit.
+    D : int
+    background : bool
+        Whether the model has a background (then uniform variates are drawn too).
+    noise : bool
+        Whether imputed samples get noise (then normal noise variates are drawn).
+    """
+
+    def __init__(self, entropy: int, D: int, background: bool, noise: bool) -> None:
+        self.entropy = int(entropy)
+        self.D = D
+        self.background = background
+        self.noise = noise
+        self._cache: dict[int, tuple[np.ndarray, ...]] = {}
+        self._cache_limit = 1 << 24        # doubles of variates kept between iterations
+
+    def _uniforms(self, b: int) -> np.ndarray:
+        """Block b of the (B, 1 + D (1 + noise + background)) uniform variates."""
+        B, D = IMPUTATION_BLOCK, self.D
+        d = 1 + D * (1 + self.noise + self.background)
+        if VARIATES == "sobol":
+            seed = np.random.default_rng(np.random.SeedSequence(self.entropy))
+            engine = scipy.stats.qmc.Sobol(d, scramble=True, seed=seed)
+            if b:
+                engine.fast_forward(b * B)
+            return engine.random(B)
+        gen = np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(b,)))
+        return gen.random((B, d))
+
+    def variates(self, b: int) -> tuple[np.ndarray, ...]:
+        """The fixed variates of block b: u (B,), z (B, D), eta (B, D) or None, v (B, D) or None."""
+        if b in self._cache:
+            return self._cache[b]
+        D = self.D
+        P = self._uniforms(b)
+        u = P[:, 0]
+        normals = scipy.special.ndtri(np.clip(P[:, 1:1 + D * (1 + self.noise)], 1e-16, 1 - 1e-16))
+        z = normals[:, :D]
+        eta = normals[:, D:] if self.noise else None
+        v = P[:, 1 + D * (1 + self.noise):] if self.background else None
+        out = (u, z, eta, v)
+        if (len(self._cache) + 1) * P.size <= self._cache_limit:
+            self._cache[b] = out
+        return out
+
+    def block(self, b: int, n: int, amp: np.ndarray, mean: np.ndarray, chol: np.ndarray,
+              bg: Background | None, bg_amp: float, covar_callback: Callable | None,
+              sel_callback: Callable) -> Block:
+        """The first n draws of block b, with their noise and selection probability.
+
+        Parameters
+        ----------
+        b, n : int
+            Block index and number of draws (<= IMPUTATION_BLOCK).
+        amp, mean, chol : (K,), (K, D), (K, D, D)
+            Signal amplitudes (sum 1), means, Cholesky factors of the covariances.
+        bg, bg_amp : the background and its fraction (or None, 0)
+        covar_callback, sel_callback : the user's callbacks
+        """
+        K = amp.size
+        cum = np.cumsum(np.append(amp * (1 - bg_amp), bg_amp))
+        u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
+        if compiled.ENABLED:
+            x = compiled_transforms.draw_transform(u, z, v, cum, mean, chol,
+                                     None if bg is None else bg.footprint)[0]
+        else:
+            comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), K)
+            is_bg = comp == K
+            k_sig = np.where(is_bg, 0, comp)
+            x = mean[k_sig] + np.einsum("nab,nb->na", chol[k_sig], z)
+            if is_bg.any():
+                lo, hi = bg.footprint
+                x[is_bg] = lo + (hi - lo) * v[is_bg]
+        where = f"imputation draws (block {b})"
+        S = None
+        if covar_callback is not None:
+            S = evaluate_noise(covar_callback, x, where)
+            x = add_noise(x, S, eta)
+        return Block(x, S, evaluate_selection(sel_callback, x, where))
+
+
+def block_sizes(M: int) -> list[tuple[int, int]]:
+    """(block index, number of draws) of the blocks that hold M draws."""
+    return [(b, min(IMPUTATION_BLOCK, M - b * IMPUTATION_BLOCK))
+            for b in range(-(-M // IMPUTATION_BLOCK))]
+
+
+class BlockTask(NamedTuple):
+    """What a worker needs to compute the statistics of one block of imputation draws."""
+
+    b: int
+    n: int
+    amp: np.ndarray             # signal amplitudes (sum 1)
+    mean: np.ndarray            # centred means
+    covar: np.ndarray
+    bg_amp: float
+
+
+def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, float]:
+    """Sufficient statistics of one block of imputation draws, weighted by 1 - Omega_j.
+
+    Parameters
+    ----------
+    p : the fit's fixed problem (sampler, callbacks, background, centre)
+    task : BlockTask
+
+    Returns
+    -------
+    stats : SufficientStats of the block (to be scaled by N0 / M by the caller)
+    omega_sum : sum_j Omega_j over the block
+    """
+    K, D = task.mean.shape
+    amp_eff = task.amp * (1 - task.bg_amp)
+    log_alpha = math.log(task.bg_amp) if task.bg_amp > 0 else None
+    block = p.sampler.block(task.b, task.n, task.amp, task.mean + p.center,
+                            np.linalg.cholesky(task.covar), p.bg, task.bg_amp,
+                            p.covar_callback, p.sel_callback)
+    stats = SufficientStats.zeros(K, D)
+    S = block.noise
+    per_sample = S is not None and S.ndim == 3
+    if compiled.use_for(D, per_sample):
+        # the compiled kernels skip weight-0 (selected) draws at no cost: no copies
+        rejected = slice(None)
+    else:
+        rejected = block.omega < 1
+        if not rejected.any():
+            return stats, float(block.omega.sum())
+    y = block.coords[rejected]
+    if per_sample:
+        S = S[rejected]
+    # with one shared noise matrix the components fold it in; per-sample noise stays apart
+    comps = prepare_components(amp_eff, task.mean, task.covar, S)
+    wgt = 1.0 - block.omega[rejected]
+    log_bg = None if log_alpha is None else p.bg.log_density(y, S) + log_alpha
+    yc = y - p.center
+    for sl in eval_chunks(len(y), K, D, per_sample):
+        stats += dense.chunk_stats(yc[sl], comps, S[sl] if per_sample else None, wgt[sl],
+                                     None if log_bg is None else log_bg[sl])
+    return stats, float(block.omega.sum())
