@@ -13,6 +13,17 @@ def make_truth() -> ng.GMM:
     return truth
 
 
+def make_3d_pair(seed: int, spread: float) -> ng.GMM:
+    """Two components in 3D (amplitudes 0.4, 0.6), covariances A A^T + 0.5 I with A ~ spread * N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    g = ng.GMM(2, 3)
+    g.amp = [0.4, 0.6]
+    g.mean = [[0.0, 0.0, 0.0], [4.0, 3.0, -2.0]]
+    A = spread * rng.normal(size=(2, 3, 3))
+    g.covar = A @ A.transpose(0, 2, 1) + 0.5 * np.eye(3)
+    return g
+
+
 def random_spd(rng, n, D, lo=0.1, hi=1.0):
     """n random SPD matrices with eigenvalues in [lo, hi]."""
     Q, _ = np.linalg.qr(rng.standard_normal((n, D, D)))

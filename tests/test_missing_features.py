@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.stats as st
+from conftest import make_3d_pair
 
 import pygmmis_ng as ng
 from pygmmis_ng.kernels import compiled
@@ -17,13 +18,7 @@ D, K = 3, 2
 
 
 def truth() -> ng.GMM:
-    rng = np.random.default_rng(11)
-    g = ng.GMM(K, D)
-    g.amp = [0.4, 0.6]
-    g.mean = [[0.0, 0.0, 0.0], [4.0, 3.0, -2.0]]
-    A = 0.6 * rng.normal(size=(K, D, D))
-    g.covar = A @ A.transpose(0, 2, 1) + 0.5 * np.eye(D)
-    return g
+    return make_3d_pair(seed=11, spread=0.6)
 
 
 def with_missing(X: np.ndarray, frac: float, rng: np.random.Generator) -> np.ndarray:
