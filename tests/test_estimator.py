@@ -13,7 +13,7 @@ import pygmmis_ng as ng
 from pygmmis_ng import IncompleteGaussianMixture
 
 
-@parametrize_with_checks([IncompleteGaussianMixture()])
+@parametrize_with_checks([IncompleteGaussianMixture(n_components=k) for k in (1, 2, 3)])
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

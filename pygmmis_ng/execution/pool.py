@@ -29,7 +29,7 @@ import parmap
 #: the problem's arrays that go to shared memory (fields of fitting.problem.Problem)
 SHARED_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs", "nbr")
 #: large arrays only the parent process uses (not sent to the workers)
-PARENT_ONLY_FIELDS = ("Zc", "order")
+PARENT_ONLY_FIELDS = ("Zc", "order", "reseed_index", "reseed_cdf")
 #: those the workers write to (each task only its own chunk's rows)
 WRITABLE_FIELDS = ("nbr",)
 #: prefix of our shared-memory segment names (tests look for leftovers by it)

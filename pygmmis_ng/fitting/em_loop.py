@@ -84,7 +84,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     for k in np.flatnonzero(bad):
         logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
                        "sample (consider w > 0 or a smaller K)", k, amp[k])
-        mean[k] = (p.Xc if p.Zc is None else p.Zc)[gen.integers(len(p.Xc))]
+        mean[k] = (p.Xc if p.Zc is None else p.Zc)[reseed_row(p, gen)]
         # the volume-filling scale, stretched along each axis as the data are
         covar[k] = p.reseed_scale**2 * stretched_identity(p.scale2)
         if not p.masks["amp"][k]:
@@ -92,6 +92,13 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     if bad.any():
         renormalize_free(amp, p.masks["amp"])
     return Step(float(logL), N0, comps, State(amp, mean, covar, bg_amp, N0), int(bad.sum()))
+
+
+def reseed_row(p: Problem, gen: np.random.Generator) -> int:
+    """A (sorted) row drawn by weight from the distinct rows: the same draw for an integer
+    weight as for the row repeated, and for any order of the rows."""
+    j = int(np.searchsorted(p.reseed_cdf, gen.random() * p.reseed_cdf[-1], side="right"))
+    return int(p.reseed_index[min(j, len(p.reseed_index) - 1)])
 
 
 def _valid(p: Problem, fit_bg: bool):

@@ -21,6 +21,7 @@ from ..execution import make_executor
 from ..model import GMM
 from ..selection.background import Background
 from .em_loop import run_em
+from .init import takes_weight
 from .mstep import renormalize_free
 from .neighborhoods import neighborhoods
 from .options import FitOptions, Observations, check_fit
@@ -167,7 +168,8 @@ def initial_state(gmm: GMM, obs: Observations, opts: FitOptions, problem: Proble
     """A restart's initialization: ``opts.init`` on the latent points, frozen parameters kept."""
     masks = opts.masks
     work = gmm.copy()
-    opts.init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng)
+    extra = {"sample_weight": obs.weight} if takes_weight(opts.init) else {}
+    opts.init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng, **extra)
     for key in ("amp", "mean", "covar"):
         if masks[key].any():
             getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]

@@ -5,18 +5,28 @@ Each strategy has the pyGMMis callback signature
 and ``gmm.covar`` in place. All randomness comes from ``rng`` (a
 numpy Generator), so a fixed seed gives a fixed initialization.
 
+The built-in strategies also take ``sample_weight`` (the fit passes it; a
+callable of the user's gets it if its signature names it). They see the data
+as a weighted set (:func:`weighted_support`): the distinct rows with positive
+weight, in an order fixed by their values, with their summed weights. So an
+integer weight and the same row repeated that many times, or rows in another
+order, give the same initialization (and, for the scikit-learn estimator,
+the same fit).
+
 ==========  ================================================================
 name        what it does
 ==========  ================================================================
-random      means at randomly chosen samples plus a Gaussian offset of
-            scale s, covariances s^2 I, equal amplitudes (pyGMMis default).
+random      means at randomly chosen samples (drawn by weight) plus a Gaussian
+            offset of scale s, covariances s^2 I, equal amplitudes (pyGMMis
+            default).
 minmax      means uniform in the bounding box of the data, covariances
             s^2 I, equal amplitudes.
-kmeans      sklearn KMeans (one run, seeded from rng): amplitudes from the
-            cluster sizes, means at the centres, covariances from the
-            cluster members.
+kmeans      sklearn KMeans (one run, seeded from rng, weighted): amplitudes
+            from the clusters' weights, means at the centres, covariances
+            from the (weighted) cluster members.
 gmm         a short sklearn GaussianMixture run (at most 20 iterations,
-            k-means++ start, seeded from rng) on the noisy data.
+            k-means++ start, seeded from rng) on the noisy data; with
+            unequal weights on a weighted resample of the rows.
 none        keep the parameters the GMM already has (they are validated).
 ==========  ================================================================
 
@@ -26,6 +36,7 @@ passed to :func:`pygmmis_ng.fit` as ``init_method`` instead of a name.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any, Callable
 
@@ -93,46 +104,102 @@ def volume_filling_scale(data: np.ndarray, K: int) -> float:
     return float(np.exp(log_s))
 
 
-def init_random(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
-    """Means near randomly chosen samples (offset ~ N(0, s^2 I)), covariances s^2 I."""
+def _row_hash(data: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's values (N,): equal rows, equal hashes."""
+    bits = np.ascontiguousarray(data + 0.0).view(np.uint64)      # + 0.0: -0.0 hashes as 0.0
+    h = np.full(len(data), np.uint64(0xCBF29CE484222325))
+    prime = np.uint64(0x100000001B3)
+    for j in range(data.shape[1]):
+        h = (h ^ bits[:, j]) * prime
+        h ^= h >> np.uint64(31)
+    return h
+
+
+def support_index(data: np.ndarray, sample_weight: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The data as a weighted set: one row index per distinct row of positive weight.
+
+    The rows come in the order of a hash of their values, so the set does not
+    depend on the order of the data, nor on whether a row is repeated or given
+    an integer weight.
+
+    Returns
+    -------
+    index : ndarray (M,) of int, rows of ``data``
+    weights : ndarray (M,), > 0, the summed weights of each distinct row
+    """
+    w = np.ones(len(data)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    keep = np.flatnonzero(w > 0)
+    _, first, inverse = np.unique(_row_hash(data[keep]), return_index=True, return_inverse=True)
+    return keep[first], np.bincount(inverse.reshape(-1), weights=w[keep])
+
+
+def weighted_support(data: np.ndarray, sample_weight: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows (M, D) of positive weight and their summed weights (M,); see
+    :func:`support_index`."""
+    index, w = support_index(data, sample_weight)
+    return data[index], w
+
+
+def takes_weight(init: InitCallback) -> bool:
+    """Whether an init callback accepts ``sample_weight`` (the built-ins do)."""
+    if init in INIT_METHODS.values():
+        return True
+    try:
+        return "sample_weight" in inspect.signature(init).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def init_random(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+                sample_weight: np.ndarray | None = None) -> None:
+    """Means near samples drawn by weight (offset ~ N(0, s^2 I)), covariances s^2 I."""
     rng = np.random.default_rng(rng)
-    s = volume_filling_scale(data, gmm.K)
-    refs = rng.integers(0, len(data), size=gmm.K)
+    rows, w = weighted_support(data, sample_weight)
+    s = volume_filling_scale(rows, gmm.K)
+    refs = rng.choice(len(rows), size=gmm.K, p=w / w.sum())
     gmm.amp = np.full(gmm.K, 1 / gmm.K)
-    gmm.mean = data[refs] + s * rng.standard_normal((gmm.K, gmm.D))
+    gmm.mean = rows[refs] + s * rng.standard_normal((gmm.K, gmm.D))
     gmm.covar = np.tile(s**2 * np.eye(gmm.D), (gmm.K, 1, 1))
 
 
-def init_minmax(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
-    """Means uniform in the bounding box of the data, covariances s^2 I."""
+def init_minmax(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+                sample_weight: np.ndarray | None = None) -> None:
+    """Means uniform in the bounding box of the samples (of positive weight), covariances s^2 I."""
     rng = np.random.default_rng(rng)
-    s = volume_filling_scale(data, gmm.K)
-    lo, hi = data.min(axis=0), data.max(axis=0)
+    rows, _ = weighted_support(data, sample_weight)
+    s = volume_filling_scale(rows, gmm.K)
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
     gmm.amp = np.full(gmm.K, 1 / gmm.K)
     gmm.mean = lo + (hi - lo) * rng.random((gmm.K, gmm.D))
     gmm.covar = np.tile(s**2 * np.eye(gmm.D), (gmm.K, 1, 1))
 
 
-def _cluster_covariances(data: np.ndarray, labels: np.ndarray, K: int) -> np.ndarray:
-    """Covariance of each cluster's members; s^2 (per-axis stretched) for clusters too small."""
+def _cluster_covariances(data: np.ndarray, weight: np.ndarray, labels: np.ndarray,
+                         K: int) -> np.ndarray:
+    """Weighted covariance of each cluster's members; s^2 (per-axis stretched) for clusters
+    with a total weight of at most D."""
     D = data.shape[1]
-    var = axis_variances(data)
+    var = axis_variances(data, weight)
     unit = stretched_identity(var)
     s2 = volume_filling_scale(data, K) ** 2
     floor = 1e-6 * np.diag(var)
     out = np.empty((K, D, D))
     for k in range(K):
-        members = data[labels == k]
-        if len(members) <= D:
+        on = labels == k
+        wk = weight[on]
+        if wk.sum() <= D:
             out[k] = s2 * unit
         else:
-            d = members - members.mean(axis=0)
-            out[k] = d.T @ d / len(members) + floor
+            d = data[on] - np.average(data[on], axis=0, weights=wk)
+            out[k] = (d * wk[:, None]).T @ d / wk.sum() + floor
     return out
 
 
-def init_kmeans(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
-    """Amplitudes, means and covariances of a k-means clustering (sklearn KMeans).
+def init_kmeans(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+                sample_weight: np.ndarray | None = None) -> None:
+    """Amplitudes, means and covariances of a weighted k-means clustering (sklearn KMeans).
 
     k-means runs on the data with every axis scaled to unit variance, so that
     an axis in small units (a flux in erg/s/cm^2 beside a magnitude) is seen.
@@ -140,37 +207,50 @@ def init_kmeans(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) 
     from sklearn.cluster import KMeans
 
     rng = np.random.default_rng(rng)
-    center, sd = data.mean(axis=0), np.sqrt(axis_variances(data))
-    km = KMeans(n_clusters=gmm.K, n_init=1, random_state=_seed(rng)).fit((data - center) / sd)
-    counts = np.bincount(km.labels_, minlength=gmm.K).astype(float)
-    counts = np.maximum(counts, 1.0)
-    gmm.amp = counts / counts.sum()
-    gmm.mean = center + km.cluster_centers_ * sd
-    gmm.covar = _cluster_covariances(data, km.labels_, gmm.K)
+    rows, w = weighted_support(data, sample_weight)
+    center, sd = np.average(rows, axis=0, weights=w), np.sqrt(axis_variances(rows, w))
+    K = min(gmm.K, len(rows))
+    km = KMeans(n_clusters=K, n_init=1, random_state=_seed(rng)).fit((rows - center) / sd,
+                                                                     sample_weight=w)
+    labels = km.labels_
+    if K < gmm.K:          # fewer distinct rows than components: the others where the data are
+        km_centers = np.concatenate([km.cluster_centers_, np.zeros((gmm.K - K, gmm.D))])
+    else:
+        km_centers = km.cluster_centers_
+    mass = np.maximum(np.bincount(labels, weights=w, minlength=gmm.K), w.min())   # empty: 1 row
+    gmm.amp = mass / mass.sum()
+    gmm.mean = center + km_centers * sd
+    gmm.covar = _cluster_covariances(rows, w, labels, gmm.K)
 
 
 def init_gmm(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
-             max_iter: int = 20) -> None:
+             max_iter: int = 20, sample_weight: np.ndarray | None = None) -> None:
     """A short sklearn GaussianMixture fit (noise ignored) as the starting point.
 
     Fitted to the data with every axis scaled to unit variance (as k-means).
+    sklearn's GaussianMixture takes no weights: with unequal weights it is
+    fitted to as many rows drawn (with replacement) by weight.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.default_rng(rng)
-    center, sd = data.mean(axis=0), np.sqrt(axis_variances(data))
+    rows, w = weighted_support(data, sample_weight)
+    if np.ptp(w) > 0:
+        rows = rows[rng.choice(len(rows), size=max(len(rows), gmm.K), p=w / w.sum())]
+    center, sd = rows.mean(axis=0), np.sqrt(axis_variances(rows))
     gm = GaussianMixture(n_components=gmm.K, covariance_type="full", max_iter=max_iter,
                          init_params="k-means++", reg_covar=1e-6, random_state=_seed(rng))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        gm.fit((data - center) / sd)
+        gm.fit((rows - center) / sd)
     gmm.amp = gm.weights_ / gm.weights_.sum()
     gmm.mean = center + gm.means_ * sd
     gmm.covar = gm.covariances_ * np.outer(sd, sd)
 
 
-def init_none(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None) -> None:
+def init_none(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+              sample_weight: np.ndarray | None = None) -> None:
     """Keep the current parameters; they must form a valid mixture."""
     try:
         gmm.validate()

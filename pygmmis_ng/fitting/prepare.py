@@ -6,7 +6,7 @@ import numpy as np
 from ..data.layout import make_layout, sorted_rows
 from ..data.observed import background_log_density
 from ..selection.imputation import ImputationSampler
-from .init import axis_variances, constant_axes, volume_filling_scale
+from .init import axis_variances, constant_axes, support_index, volume_filling_scale
 from .neighborhoods import chi2_cutoff, neighborhood_chi2
 from .options import FitOptions, Observations
 from .problem import Problem
@@ -37,6 +37,8 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
     if opts.impute:
         sampler = ImputationSampler(int(gen.integers(2**62)), D, opts.background is not None,
                                     opts.covar_callback is not None)
+    # collapsed components are re-seeded at a row drawn by weight from the distinct rows
+    reseed_index, reseed_w = support_index(sorted_rows(layout.order, Z)[0], ws)
     bg = opts.background
     return Problem(
         Xc=Xc, center=center, S=Ss, weight=ws,
@@ -45,12 +47,14 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         log_omega_mean=obs.log_omega_mean, sel_callback=opts.sel_callback,
         covar_callback=opts.covar_callback, oversampling=opts.oversampling, sampler=sampler,
         bg=bg, w=opts.w, tol=opts.tol, masks=opts.masks,
-        scale2=axis_variances(Z, weight), reseed_scale=volume_filling_scale(Z, K),
+        scale2=axis_variances(Z, weight),
+        reseed_scale=volume_filling_scale(Z if weight is None else Z[weight > 0], K),
         shift_limit=chi2_cutoff(D, 0.1), accelerate=opts.accelerate,
         nbr=None if opts.cutoff is None else np.zeros((N, K), dtype=np.uint8),
         R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,
         Zc=None if Z is X else sorted_rows(layout.order, Z)[0] - center,
-        const_axes=_constant_axes(Z, weight, S, R))
+        const_axes=_constant_axes(Z, weight, S, R),
+        reseed_index=reseed_index, reseed_cdf=np.cumsum(reseed_w))
 
 
 def initial_bg_amp(opts: FitOptions) -> float:

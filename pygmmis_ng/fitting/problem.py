@@ -43,6 +43,8 @@ class Problem(NamedTuple):
     order: np.ndarray | None = None        # sorted row r is the data's row order[r]
     Zc: np.ndarray | None = None           # (N, D) latent points for re-seeding (with R or NaN)
     const_axes: np.ndarray | None = None   # (D,) bool: axes along which the data are constant
+    reseed_index: np.ndarray | None = None  # (M,) sorted rows, one per distinct row (re-seeding)
+    reseed_cdf: np.ndarray | None = None    # (M,) cumulative weights of those rows
 
     @property
     def per_sample(self) -> bool:
