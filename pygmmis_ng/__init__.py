@@ -29,6 +29,7 @@ from .estimators.mixture import IncompleteGaussianMixture
 from .estimators.model_selection import KScan, scan_K
 from .execution import WorkerDied
 from .fitting import init
+from .fitting.diagnostics import FitWarning, ReseedWarning, RunawayError
 from .fitting.fitter import fit
 from .fitting.init import INIT_METHODS
 from .fitting.neighborhoods import chi2_cutoff
@@ -44,7 +45,8 @@ from .tools.compare import heldout_logL, match_components
 __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeClassifier",
-           "draw", "FitResult", "CallbackError", "WorkerDied",
+           "draw", "FitResult", "CallbackError", "WorkerDied", "FitWarning", "ReseedWarning",
+           "RunawayError",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
            "compare", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",
            "stack_fit", "__version__"]

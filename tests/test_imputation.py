@@ -476,7 +476,8 @@ def test_paper_2d_box_selection():
     fitted, naive = ng.GMM(3, 2), ng.GMM(3, 2)
     res = ng.fit(fitted, ds.data, sel_callback=ds.sel_callback, init_method="kmeans", n_init=3, rng=1)
     ng.fit(naive, ds.data, init_method="kmeans", n_init=3, rng=1)
-    assert res.restarts_logL.shape == (3,) and res.logL == res.restarts_logL.max()
+    # the k-means restarts compete after the cheap first phase; the best one is finished
+    assert res.restarts_logL.shape == (3,) and res.chosen == res.restarts_logL.argmax()
     truth_score = mvn_logL(ds.truth, held_out)
     fit_score, naive_score = mvn_logL(fitted, held_out), mvn_logL(naive, held_out)
     assert truth_score - 0.15 < fit_score <= truth_score + 0.02

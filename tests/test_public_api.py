@@ -54,7 +54,7 @@ def test_fit_keeps_its_keywords_and_defaults():
     expected = {"gmm": inspect.Parameter.empty, "data": inspect.Parameter.empty, "covar": None,
                 "R": None, "init_method": "random", "w": 0.0, "cutoff": None,
                 "sel_callback": None, "oversampling": 10, "covar_callback": None,
-                "background": None, "tol": 1e-3, "miniter": 1, "maxiter": 1000, "frozen": None,
+                "background": None, "tol": 1e-4, "miniter": 1, "maxiter": 1000, "frozen": None,
                 "split_n_merge": False, "rng": None, "n_jobs": 1, "sample_weight": None,
                 "n_init": 1, "accelerate": True}
     assert list(params) == list(expected)

@@ -46,6 +46,19 @@ def _combine(p0: Params, p1: Params, p2: Params, alpha: float) -> Params:
     return Params(*(c0 * a + c1 * b + c2 * c for a, b, c in zip(p0, p1, p2)))
 
 
+def _norms2(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> tuple[float, float, float]:
+    """|r|^2, |v|^2 and |theta_2 - theta_1|^2 in the scaled parameters (see :func:`step_length`)."""
+    s2 = float(np.mean(scale2))
+    weights = (1.0, 1.0 / s2, 1.0 / s2 ** 2, 1.0)
+    r2 = v2 = d2 = 0.0
+    for a, b, c, wt in zip(p0, p1, p2, weights):
+        a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+        r2 += float(np.sum(wt * (b - a) ** 2))
+        v2 += float(np.sum(wt * (c - 2 * b + a) ** 2))
+        d2 += float(np.sum(wt * (c - b) ** 2))
+    return r2, v2, d2
+
+
 def step_length(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> float:
     """alpha = -|r| / |v| of scheme S3 in the scaled parameters (<= -1; -1 is plain EM).
 
@@ -54,16 +67,24 @@ def step_length(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> float
     a logL gain and validity -- so this one need not follow the units of each
     axis; it is kept as measured on the paper's tests.)
     """
-    s2 = float(np.mean(scale2))
-    weights = (1.0, 1.0 / s2, 1.0 / s2 ** 2, 1.0)
-    r2 = v2 = 0.0
-    for a, b, c, wt in zip(p0, p1, p2, weights):
-        a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
-        r2 += float(np.sum(wt * (b - a) ** 2))
-        v2 += float(np.sum(wt * (c - 2 * b + a) ** 2))
+    r2, v2, _ = _norms2(p0, p1, p2, scale2)
     if v2 <= 0 or not np.isfinite(r2 + v2):
         return -1.0
     return float(np.clip(-np.sqrt(r2 / v2), -ALPHA_MAX, -1.0))
+
+
+def em_rate(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> float:
+    """|theta_2 - theta_1| / |theta_1 - theta_0|: the contraction of the EM map near here.
+
+    EM converges linearly; late in a run the ratio of successive steps
+    estimates its rate (the largest eigenvalue of the map's Jacobian, the
+    fraction of missing information in the slowest direction). inf if the
+    steps grow; 0 if the first is 0.
+    """
+    r2, _, d2 = _norms2(p0, p1, p2, scale2)
+    if not np.isfinite(r2 + d2):
+        return np.inf
+    return float(np.sqrt(d2 / r2)) if r2 > 0 else 0.0
 
 
 def extrapolate(p0: Params, p1: Params, p2: Params, scale2: np.ndarray,

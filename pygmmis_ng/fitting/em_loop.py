@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .acceleration import Params, extrapolate
+from .convergence import RAMP_NOISE_TOL, check_convergence, params_of
+from .diagnostics import GHOST_SELECTED, RunawayWatch, ghosts, no_selected_draws
 from .estep import group_comps, imputed_stats, observed_stats
 from .init import stretched_identity
 from .mstep import (
@@ -53,23 +55,38 @@ class Step(NamedTuple):
     N0: float
     comps: list                 # the groups' components at the evaluated state
     new: State
-    n_reseeded: int
+    n_reseeded: int             # components re-seeded in this update (collapsed or ghosts)
+    ghosts: np.ndarray | None = None    # (K,) bool: re-seeded as ghosts of the selection
+    logL_se: float = 0.0        # Monte-Carlo standard error of logL (from log Z, with imputation)
 
 
 def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generator,
-            ex: Any, redo: np.ndarray | None = None) -> Step:
-    """logL at ``st`` and the EM update of ``st`` (with M imputation draws if imputing)."""
+            ex: Any, redo: np.ndarray | None = None, reseedable: np.ndarray | None = None
+            ) -> Step:
+    """logL at ``st`` and the EM update of ``st`` (with M imputation draws if imputing).
+
+    ``reseedable`` (K,) bool: the components that are re-seeded if they turn
+    out to be ghosts of the selection (default: all free ones).
+    """
     K, D = st.mean.shape
     comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
     stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, redo)
     logL = stats.logL / p.N_w
     N0 = p.N_w
+    ghost = np.zeros(K, dtype=bool)
+    logL_se = 0.0
     if p.impute:
-        imp, omega_sum = imputed_stats(p, st, M, ex)
-        Z = max(omega_sum / M, 0.5 / M)
+        imp, omega, draws = imputed_stats(p, st, M, ex)
+        if omega.sum() == 0:
+            raise no_selected_draws(p, M)
+        Z = max(float(omega.sum()) / M, 0.5 / M)
         N0 = p.N_w / Z
         stats += imp.scaled(N0 / M)
         logL += p.log_omega_mean - math.log(Z)
+        logL_se = math.sqrt((1 - min(Z, 1.0)) / (Z * M))      # sd of log Z: binomial draws
+        ghost = ghosts(omega[:K], draws[:K]) & ~p.masks["mean"] & ~p.masks["covar"]
+        if reseedable is not None:
+            ghost &= reseedable
     if not np.isfinite(logL):
         raise FloatingPointError("the log-likelihood is not finite; check the data scale "
                                  "and the noise covariances")
@@ -81,17 +98,24 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     if fit_bg and p.bg.adjust_amp:
         bg_amp = background_amp(stats, p.bg.amp_min, p.bg.amp_max)
     bad = collapsed(stats.A, covar, stats.A.sum() + stats.B, p.scale2) & ~p.masks["covar"]
-    for k in np.flatnonzero(bad):
-        logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
-                       "sample (consider w > 0 or a smaller K)", k, amp[k])
+    ghost &= ~bad
+    for k in np.flatnonzero(bad | ghost):
+        if bad[k]:
+            logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
+                           "sample (consider w > 0 or a smaller K)", k, amp[k])
+        else:
+            logger.warning("component %d is a ghost of the selection (its draws are selected "
+                           "with probability < %g); re-seeding it at a random sample", k,
+                           GHOST_SELECTED)
         mean[k] = (p.Xc if p.Zc is None else p.Zc)[reseed_row(p, gen)]
         # the volume-filling scale, stretched along each axis as the data are
         covar[k] = p.reseed_scale**2 * stretched_identity(p.scale2)
         if not p.masks["amp"][k]:
             amp[k] = 1.0 / K
-    if bad.any():
+    if (bad | ghost).any():
         renormalize_free(amp, p.masks["amp"])
-    return Step(float(logL), N0, comps, State(amp, mean, covar, bg_amp, N0), int(bad.sum()))
+    return Step(float(logL), N0, comps, State(amp, mean, covar, bg_amp, N0),
+                int((bad | ghost).sum()), ghost, logL_se)
 
 
 def reseed_row(p: Problem, gen: np.random.Generator) -> int:
@@ -115,39 +139,30 @@ def _valid(p: Problem, fit_bg: bool):
     return valid
 
 
-def _params(st: State) -> Params:
-    return Params(st.amp, st.mean, st.covar, st.bg_amp)
-
-
-def _converged(p: Problem, prev: tuple[State, Step], step: Step, st: State) -> tuple[bool, int]:
-    """Convergence of the plain EM update prev -> st, and the number of stable components."""
-    st0, step0 = prev
-    K = st.mean.shape[0]
-    L = np.linalg.cholesky(st0.covar)
-    r = np.linalg.solve(L, (st.mean - st0.mean)[:, :, None])[:, :, 0]
-    stable = int(np.sum((r**2).sum(axis=1) <= p.shift_limit))
-    done = abs(step.logL - step0.logL) < p.tol * max(1.0, abs(step.logL)) and stable == K \
-        and (not p.impute or abs(step.N0 - step0.N0) < p.tol * step0.N0)
-    return done, stable
+def oversampling_levels(p: Problem) -> list[int]:
+    """The phases of an imputation run: the ramp (with ``accelerate``), then ``p.oversampling``."""
+    levels = [p.oversampling]
+    if p.impute and p.accelerate:
+        levels = [o for o in RAMP_OVERSAMPLING if o < p.oversampling] + levels
+    return levels
 
 
 def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Generator,
-           ex: Any) -> Run:
+           ex: Any, levels: list[int] | None = None) -> Run:
     """EM iterations from ``st`` until convergence or maxiter, with the executor ``ex``.
 
     An iteration is a move to a new state (an EM update, or an accepted
     extrapolation); ``history`` holds the logL of every state moved to, and
     the INFO table has one row per iteration. Rejected extrapolations cost
-    an evaluation each and are logged at DEBUG level.
+    an evaluation each and are logged at DEBUG level. ``levels``: the
+    oversampling of each phase (default :func:`oversampling_levels`).
     """
     K = st.mean.shape[0]
     N = p.Xc.shape[0]
     fit_bg = p.bg is not None and (p.bg.adjust_amp or st.bg_amp > 0)
     valid = _valid(p, fit_bg)
     log_header(p.impute, fit_bg)
-    levels = [p.oversampling]
-    if p.impute and p.accelerate:
-        levels = [o for o in RAMP_OVERSAMPLING if o < p.oversampling] + levels
+    levels = list(oversampling_levels(p) if levels is None else levels)
     os_now = levels.pop(0)
     history: list[float] = []
     converged = False
@@ -155,7 +170,9 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     prev = None         # (state, step) whose EM update is st: a plain pair, tested for convergence
     fallback = None     # (state, step) to return to if the extrapolated st turns out worse
     M = None
+    rate = 0.0          # the EM map's rate measured at the last convergence check
     nb_ref = None       # component means and Cholesky factors when their neighborhoods were made
+    watch = RunawayWatch(p, K) if p.impute else None
     it = 0
     while True:
         if p.impute:
@@ -169,7 +186,8 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             # the pass over the data rewrites the stale neighborhoods, whatever becomes of st
             redo, nb_ref = stale_neighborhoods(nb_ref, st)
         try:
-            step = em_step(p, st, fit_bg, M, gen, ex, redo)
+            step = em_step(p, st, fit_bg, M, gen, ex, redo,
+                           None if watch is None else watch.reseedable)
         except (FloatingPointError, np.linalg.LinAlgError):
             if fallback is None:
                 raise
@@ -184,13 +202,18 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             st = prev[1].new
             continue
         n_reseeded += step.n_reseeded
+        if watch is not None:
+            watch.update(step.N0, step.ghosts)
         fallback = None
         delta = step.logL - history[-1] if history else None
         history.append(step.logL)
         stable = None
         done = False
         if prev is not None:
-            done, stable = _converged(p, prev, step, st)
+            done, stable, _, rate = check_convergence(p, prev[0], prev[1].logL, prev[1].N0, st,
+                                                      step.logL, step.N0, step.new, rate,
+                                                      RAMP_NOISE_TOL * step.logL_se if levels
+                                                      else 0.0)
         log_row(it, N, step.N0 - p.N_w if p.impute else None, step.N0 if p.impute else None,
                 st.bg_amp if fit_bg else None, step.logL, delta, stable)
         if done and it >= miniter and not levels:
@@ -207,7 +230,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             continue
         nxt = step.new
         if p.accelerate and prev is not None and not (step.n_reseeded or prev[1].n_reseeded):
-            cand = extrapolate(_params(prev[0]), _params(st), _params(step.new), p.scale2, valid)
+            cand = extrapolate(params_of(prev[0]), params_of(st), params_of(step.new), p.scale2, valid)
             if cand is not None:
                 # frozen parameters stay bitwise what they were (the combination only rounds them)
                 for key, value in zip(("amp", "mean", "covar"), cand):
@@ -219,4 +242,6 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         prev = None if fallback is not None else (st, step)
         st = nxt
     return Run(State(st.amp, st.mean, st.covar, st.bg_amp, step.N0), step.logL,
-               np.asarray(history), it, converged, n_reseeded, step.comps, n_eval)
+               np.asarray(history), it, converged, n_reseeded, step.comps, n_eval,
+               0 if watch is None else watch.n_ghosts, step.logL_se,
+               0 if watch is None else watch.n_left)

@@ -74,13 +74,22 @@ def observed_log_joint(p: Problem, st: State) -> tuple[np.ndarray, np.ndarray | 
     return out, log_bg
 
 
-def imputed_stats(p: Problem, st: State, M: int, ex: Any) -> tuple[SufficientStats, float]:
-    """Statistics of M imputation draws (weights 1 - Omega) and sum Omega, block by block."""
+def imputed_stats(p: Problem, st: State, M: int, ex: Any
+                  ) -> tuple[SufficientStats, np.ndarray, np.ndarray]:
+    """Statistics of M imputation draws (weights 1 - Omega), block by block.
+
+    Returns
+    -------
+    stats : SufficientStats (to be scaled by N0 / M)
+    omega : ndarray (K + 1,), sum of Omega over the draws of each member (K: background)
+    draws : ndarray (K + 1,), draws of each member
+    """
     K, D = st.mean.shape
     stats = SufficientStats.zeros(K, D)
-    omega_sum = 0.0
+    omega, draws = np.zeros(K + 1), np.zeros(K + 1)
     tasks = [BlockTask(b, n, st.amp, st.mean, st.covar, st.bg_amp) for b, n in block_sizes(M)]
-    for part, omega in ex.map(block_stats, tasks):
+    for part, om, n in ex.map(block_stats, tasks):
         stats += part
-        omega_sum += omega
-    return stats, omega_sum
+        omega += om
+        draws += n
+    return stats, omega, draws

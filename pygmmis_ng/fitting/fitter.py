@@ -20,8 +20,9 @@ from sklearn.exceptions import ConvergenceWarning
 from ..execution import make_executor
 from ..model import GMM
 from ..selection.background import Background
-from .em_loop import run_em
-from .init import takes_weight
+from .diagnostics import FitWarning, ReseedWarning, RunawayError
+from .em_loop import oversampling_levels, run_em
+from .init import INIT_METHODS, takes_weight
 from .mstep import renormalize_free
 from .neighborhoods import neighborhoods
 from .options import FitOptions, Observations, check_fit
@@ -32,11 +33,15 @@ from .split_merge import split_and_merge
 
 logger = logging.getLogger("pygmmis_ng")
 
+#: under a selection, a start other than k-means is kept only if its observed-data logL beats
+#: the k-means run's by more than this many Monte-Carlo standard errors of that logL
+SELECT_MARGIN = 2.0
+
 
 def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "random",
         w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
         oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
-        tol: float = 1e-3, miniter: int = 1, maxiter: int = 1000, frozen: Any = None,
+        tol: float = 1e-4, miniter: int = 1, maxiter: int = 1000, frozen: Any = None,
         split_n_merge: int | bool = False, rng: Any = None, n_jobs: int = 1,
         sample_weight: Any = None, n_init: int = 1, accelerate: bool = True) -> FitResult:
     """Fit the GMM to (noisy, selected, contaminated) samples by EM, in place.
@@ -157,19 +162,19 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         background=background, tol=tol, miniter=miniter, maxiter=maxiter, frozen=frozen,
         split_n_merge=split_n_merge, n_jobs=n_jobs, n_init=n_init, accelerate=accelerate)
     problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
-    seeds = gen.integers(0, 2**62, size=opts.n_init)
-    best, restarts_logL, n_reseeded = run_restarts(gmm, obs, opts, problem, seeds)
-    return finish(gmm, background, opts, problem, best, restarts_logL, n_reseeded,
+    seeds = gen.integers(0, 2**62, size=len(starts(opts, opts.n_init)))
+    best, restarts_logL, n_reseeded, n_ghosts, chosen = run_restarts(gmm, obs, opts, problem, seeds)
+    return finish(gmm, background, opts, problem, best, restarts_logL, n_reseeded, n_ghosts, chosen,
                   elapsed=time.perf_counter() - t0)
 
 
-def initial_state(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem,
+def initial_state(gmm: GMM, obs: Observations, init: Any, opts: FitOptions, problem: Problem,
                   rng: np.random.Generator) -> State:
-    """A restart's initialization: ``opts.init`` on the latent points, frozen parameters kept."""
+    """A restart's initialization: ``init`` on the latent points, frozen parameters kept."""
     masks = opts.masks
     work = gmm.copy()
-    extra = {"sample_weight": obs.weight} if takes_weight(opts.init) else {}
-    opts.init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng, **extra)
+    extra = {"sample_weight": obs.weight} if takes_weight(init) else {}
+    init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng, **extra)
     for key in ("amp", "mean", "covar"):
         if masks[key].any():
             getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]
@@ -183,38 +188,100 @@ def initial_state(gmm: GMM, obs: Observations, opts: FitOptions, problem: Proble
                  initial_bg_amp(opts), problem.N_w)
 
 
+def starts(opts: FitOptions, n_seeds: int) -> list:
+    """The initialization of each run: ``opts.init`` per restart, and under a selection a
+    k-means start besides any other (see :func:`run_restarts`)."""
+    inits = [opts.init] * n_seeds
+    if opts.impute and opts.init is not INIT_METHODS["kmeans"]:
+        inits.append(INIT_METHODS["kmeans"])
+    return inits
+
+
 def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem,
-                 seeds: np.ndarray) -> tuple[Run, np.ndarray, int]:
-    """One EM run (plus split'n'merge) per seed on one executor; the best run by final logL.
+                 seeds: np.ndarray) -> tuple[Run, np.ndarray, int, int, int]:
+    """One EM run per start on one executor; the best run, finished and refined.
+
+    Under a selection the observed samples alone do not tell a truncated or
+    ghost-ridden solution from the right one, and EM from such a start stays
+    in its basin. So a fit with imputation from any start other than
+    'kmeans' also runs one k-means start (the last seed), and
+    :func:`choose_run` decides. With imputation and ``accelerate`` the
+    starts compete after the cheap first phase of the oversampling ramp and
+    only the chosen one runs the full phase. A run that ends in a
+    :class:`RunawayError` is dropped if another run completes.
+    Split'n'merge refines the chosen run.
 
     Returns
     -------
     best : Run
-    restarts_logL : ndarray (n_init,), the final logL of each run
-    n_reseeded : int, components re-seeded over all runs
+    restarts_logL : ndarray (runs,), the logL of each start when they were compared (-inf: ran
+        away)
+    n_reseeded, n_ghosts : int, components re-seeded (of them ghosts) over all runs
+    chosen : int, index of the returned run
     """
-    best: Run | None = None
-    restarts_logL = np.empty(len(seeds))
-    n_reseeded = 0
+    inits = starts(opts, opts.n_init)
+    levels = oversampling_levels(problem)
+    first, rest = levels[:1], levels[1:]
+    runs: list[Run | None] = []
+    failure: RunawayError | None = None
     with make_executor(problem, opts.n_jobs) as ex:      # one pool for all restarts
-        for r, seed in enumerate(seeds):
-            child = np.random.default_rng(int(seed))
-            if len(seeds) > 1:
-                logger.info("initialization %d of %d", r + 1, len(seeds))
-            st = initial_state(gmm, obs, opts, problem, child)
-            run = run_em(problem, st, opts.miniter, opts.maxiter, child, ex)
-            if opts.split_n_merge > 0:
-                run, _ = split_and_merge(problem, run, opts.split_n_merge, opts.miniter,
-                                         opts.maxiter, child, ex)
-            restarts_logL[r] = run.logL
-            n_reseeded += run.n_reseeded
-            if best is None or run.logL > best.logL:
-                best = run
-    return best, restarts_logL, n_reseeded
+        for r, (init, seed) in enumerate(zip(inits, seeds)):
+            if len(inits) > 1:
+                logger.info("initialization %d of %d (%s)", r + 1, len(inits),
+                            getattr(init, "__name__", "callable"))
+            gen = np.random.default_rng(int(seed))
+            try:
+                st = initial_state(gmm, obs, init, opts, problem, gen)
+                runs.append(run_em(problem, st, opts.miniter, opts.maxiter, gen, ex, first))
+            except RunawayError as exc:
+                logger.info("initialization %d ran away: %s", r + 1, exc)
+                failure = exc
+                runs.append(None)
+        if all(run is None for run in runs):
+            raise failure
+        chosen = choose_run(runs, reference=len(inits) > opts.n_init)
+        best = runs[chosen]
+        gen = np.random.default_rng(int(seeds[chosen]) + 1)
+        if rest:
+            logger.info("converged with oversampling %d; continuing with %d", first[0], rest[0])
+            best = _joined(best, run_em(problem, best.state, opts.miniter, opts.maxiter, gen,
+                                        ex, rest))
+        if opts.split_n_merge > 0:
+            best, _ = split_and_merge(problem, best, opts.split_n_merge, opts.miniter,
+                                      opts.maxiter, gen, ex)
+    restarts_logL = np.array([-np.inf if run is None else run.logL for run in runs])
+    done = [run for run in runs if run is not None]
+    n_ghosts = sum(run.n_ghosts for run in done) + (best.n_ghosts - runs[chosen].n_ghosts)
+    n_reseeded = sum(run.n_reseeded for run in done) + (best.n_reseeded - runs[chosen].n_reseeded)
+    return best, restarts_logL, n_reseeded, n_ghosts, chosen
+
+
+def _joined(first: Run, then: Run) -> Run:
+    """One run of two phases: ``then`` continued from where ``first`` ended."""
+    return then._replace(history=np.concatenate([first.history, then.history[1:]]),
+                         n_iter=first.n_iter + then.n_iter, n_eval=first.n_eval + then.n_eval,
+                         n_reseeded=first.n_reseeded + then.n_reseeded,
+                         n_ghosts=first.n_ghosts + then.n_ghosts,
+                         ghosts_left=max(first.ghosts_left, then.ghosts_left))
+
+
+def choose_run(runs: list, reference: bool) -> int:
+    """Index of the run with the highest logL; with ``reference``, the last run (the k-means
+    start under a selection) unless another beats it by more than SELECT_MARGIN Monte-Carlo
+    standard errors of its logL (closer than that, the observed data cannot tell them apart,
+    and the answer should not depend on how the fit was started)."""
+    done = [i for i, run in enumerate(runs) if run is not None]
+    best = max(done, key=lambda i: runs[i].logL)
+    ref = runs[-1]
+    if reference and ref is not None and \
+            runs[best].logL - ref.logL <= SELECT_MARGIN * ref.logL_se:
+        return len(runs) - 1
+    return best
 
 
 def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: Problem,
-           best: Run, restarts_logL: np.ndarray, n_reseeded: int, elapsed: float) -> FitResult:
+           best: Run, restarts_logL: np.ndarray, n_reseeded: int, n_ghosts: int, chosen: int,
+           elapsed: float) -> FitResult:
     """Warn if the best run did not converge, write it into the GMM (and background), the result."""
     K, D = gmm.K, gmm.D
     if not best.converged and opts.maxiter > 0:
@@ -224,6 +291,7 @@ def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: P
                       ConvergenceWarning, stacklevel=3)
     elif best.converged:
         logger.info("converged after %d iterations: mean logL %.6f", best.n_iter, best.logL)
+    _warn_reseeded(best)
     U: list = [None] * K
     if opts.cutoff is not None:
         U = neighborhoods(problem, best.comps, opts.cutoff)
@@ -237,9 +305,28 @@ def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: P
                      n_samples=problem.Xc.shape[0], orig_size=st.N0,
                      n_imputed=st.N0 - problem.N_w,
                      bg_amp=None if opts.background is None else st.bg_amp,
-                     n_reseeded=n_reseeded, restarts_logL=restarts_logL,
+                     n_reseeded=n_reseeded, n_ghosts=n_ghosts, restarts_logL=restarts_logL, chosen=chosen,
                      n_params=count_params(K, D, opts.masks, fit_bg_amp),
                      weight_sum=problem.N_w, elapsed=elapsed)
+
+
+def _warn_reseeded(best: Run) -> None:
+    """A ReseedWarning if the returned run re-seeded components (collapsed or ghosts)."""
+    collapsed = best.n_reseeded - best.n_ghosts
+    if collapsed > 0:
+        warnings.warn(f"{collapsed} time(s) a component collapsed (no samples, or a singular "
+                      "covariance) and was re-seeded at a random sample; consider w > 0 or a "
+                      "smaller K", ReseedWarning, stacklevel=4)
+    if best.ghosts_left > 0:
+        warnings.warn(f"{best.ghosts_left} component(s) kept moving where sel_callback is ~0, also "
+                      "after re-seeding, and were left there: the observed data barely constrain "
+                      "them (fewer components, or a selection function that matches the data, "
+                      "may help)", FitWarning, stacklevel=4)
+    if best.n_ghosts > 0:
+        warnings.warn(f"{best.n_ghosts} time(s) a component moved where sel_callback is ~0 "
+                      "(a ghost, kept alive by its own imputed samples) and was re-seeded at "
+                      "a random sample; the fit continued from there", ReseedWarning,
+                      stacklevel=4)
 
 
 def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool) -> int:

@@ -76,3 +76,6 @@ class Run(NamedTuple):
     n_reseeded: int
     comps: list
     n_eval: int                 # E-steps computed (iterations plus rejected extrapolations)
+    n_ghosts: int = 0           # components re-seeded as ghosts of the selection
+    logL_se: float = 0.0        # Monte-Carlo standard error of logL (imputation)
+    ghosts_left: int = 0        # components left as ghosts after repeated re-seeding

@@ -44,9 +44,20 @@ class FitResult(tuple):
     bg_amp : float or None
         Fitted background fraction (also written to ``background.amp``).
     n_reseeded : int
-        How many times a collapsed component was re-seeded.
-    restarts_logL : ndarray (n_init,)
-        Final logL of every restart; the best one is returned.
+        How many times a component was re-seeded, over all restarts: a
+        collapsed one, or a ghost of the selection (see ``n_ghosts``).
+    n_ghosts : int
+        How many times, over the runs that completed, a component whose mass had moved
+        where the selection is ~0 was re-seeded at the data (see
+        :mod:`pygmmis_ng.fitting.diagnostics`).
+    restarts_logL : ndarray (runs,)
+        The logL of every start when the starts were compared: the ``n_init``
+        restarts, plus (with imputation from a start other than 'kmeans') a
+        k-means start; -inf for a start that ran away. With imputation and
+        ``accelerate`` the starts are compared after the first, cheap phase of
+        the oversampling ramp, and only the chosen one is run to the end.
+    chosen : int
+        Index of the returned run in ``restarts_logL``.
     elapsed : float
         Wall-clock seconds of the fit.
     n_params : int

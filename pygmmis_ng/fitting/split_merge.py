@@ -130,7 +130,7 @@ def split_and_merge(p: Problem, run: Run, attempts: int, miniter: int, maxiter: 
     Each candidate is applied (:func:`apply`), refined by a partial EM in
     which only its three components are free, then by a full EM. It is
     accepted if the final logL exceeds the best so far by more than
-    ``p.tol * max(1, |logL|)``; the candidates are then ranked anew from the
+    ``p.tol`` (per sample); the candidates are then ranked anew from the
     accepted state. Rejected candidates still count as attempts.
 
     Returns
@@ -160,7 +160,7 @@ def split_and_merge(p: Problem, run: Run, attempts: int, miniter: int, maxiter: 
         first = run_em(partial, st, miniter, maxiter, gen, ex)
         cand = run_em(p, first.state, miniter, maxiter, gen, ex)
         n_eval += first.n_eval + cand.n_eval
-        ok = cand.logL - best.logL > p.tol * max(1.0, abs(best.logL))
+        ok = cand.logL - best.logL > p.tol
         logger.info("split'n'merge attempt %d/%d: merge %d+%d, split %d: logL %.6f -> %.6f, %s",
                     used, attempts, i, j, k, best.logL, cand.logL,
                     "accepted" if ok else "rejected")

@@ -130,11 +130,13 @@ class Block(NamedTuple):
     coords : ndarray (n, D)   noisy draws (what the selection sees)
     noise : None or ndarray (D, D) / (n, D, D)   their noise covariance
     omega : ndarray (n,)   selection probability of each draw
+    member : ndarray (n,) of int   the component each draw came from (K: the background)
     """
 
     coords: np.ndarray
     noise: np.ndarray | None
     omega: np.ndarray
+    member: np.ndarray
 
 
 class ImputationSampler:
@@ -206,8 +208,8 @@ class ImputationSampler:
         cum = np.cumsum(np.append(amp * (1 - bg_amp), bg_amp))
         u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
         if compiled.ENABLED:
-            x = compiled_transforms.draw_transform(u, z, v, cum, mean, chol,
-                                     None if bg is None else bg.footprint)[0]
+            x, comp = compiled_transforms.draw_transform(u, z, v, cum, mean, chol,
+                                                         None if bg is None else bg.footprint)
         else:
             comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), K)
             is_bg = comp == K
@@ -221,7 +223,7 @@ class ImputationSampler:
         if covar_callback is not None:
             S = evaluate_noise(covar_callback, x, where)
             x = add_noise(x, S, eta)
-        return Block(x, S, evaluate_selection(sel_callback, x, where))
+        return Block(x, S, evaluate_selection(sel_callback, x, where), comp)
 
 
 def block_sizes(M: int) -> list[tuple[int, int]]:
@@ -241,7 +243,7 @@ class BlockTask(NamedTuple):
     bg_amp: float
 
 
-def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, float]:
+def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, np.ndarray]:
     """Sufficient statistics of one block of imputation draws, weighted by 1 - Omega_j.
 
     Parameters
@@ -252,7 +254,8 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, float]:
     Returns
     -------
     stats : SufficientStats of the block (to be scaled by N0 / M by the caller)
-    omega_sum : sum_j Omega_j over the block
+    omega : ndarray (K + 1,), sum_j Omega_j over the draws of each member (K: background)
+    draws : ndarray (K + 1,), the number of draws of each member
     """
     K, D = task.mean.shape
     amp_eff = task.amp * (1 - task.bg_amp)
@@ -261,6 +264,8 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, float]:
                             np.linalg.cholesky(task.covar), p.bg, task.bg_amp,
                             p.covar_callback, p.sel_callback)
     stats = SufficientStats.zeros(K, D)
+    omega = np.bincount(block.member, weights=block.omega, minlength=K + 1)
+    draws = np.bincount(block.member, minlength=K + 1).astype(float)
     S = block.noise
     per_sample = S is not None and S.ndim == 3
     if compiled.use_for(D, per_sample):
@@ -269,7 +274,7 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, float]:
     else:
         rejected = block.omega < 1
         if not rejected.any():
-            return stats, float(block.omega.sum())
+            return stats, omega, draws
     y = block.coords[rejected]
     if per_sample:
         S = S[rejected]
@@ -281,4 +286,4 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, float]:
     for sl in eval_chunks(len(y), K, D, per_sample):
         stats += dense.chunk_stats(yc[sl], comps, S[sl] if per_sample else None, wgt[sl],
                                      None if log_bg is None else log_bg[sl])
-    return stats, float(block.omega.sum())
+    return stats, omega, draws
