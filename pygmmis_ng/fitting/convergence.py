@@ -86,5 +86,6 @@ def check_convergence(p: Problem, st0: State, logL0: float, N0_0: float, st1: St
     done = gap < max(p.tol, noise) and stable == K
     if done and p.impute:
         dN0 = abs(N0_1 - N0_0)
-        done = dN0 + _tail(dN0, lam) < N0_RTOL * N0_0        # N0 moves like the parameters
+        # N0 moves like the parameters; its relative Monte-Carlo error is logL's (of log Z)
+        done = dN0 + _tail(dN0, lam) < max(N0_RTOL, noise) * N0_0
     return done, stable, gap, rate

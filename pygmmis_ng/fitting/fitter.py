@@ -36,6 +36,8 @@ logger = logging.getLogger("pygmmis_ng")
 #: under a selection, a start other than k-means is kept only if its observed-data logL beats
 #: the k-means run's by more than this many Monte-Carlo standard errors of that logL
 SELECT_MARGIN = 2.0
+#: ... and the other starts get at most this many times the k-means run's iterations (+ 10)
+START_BUDGET = 2
 
 
 def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "random",
@@ -205,9 +207,11 @@ def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem
     ghost-ridden solution from the right one, and EM from such a start stays
     in its basin. So a fit with imputation from any start other than
     'kmeans' also runs one k-means start (the last seed), and
-    :func:`choose_run` decides. With imputation and ``accelerate`` the
-    starts compete after the cheap first phase of the oversampling ramp and
-    only the chosen one runs the full phase. A run that ends in a
+    :func:`choose_run` decides. The k-means start runs first and the others
+    get at most START_BUDGET times its iterations (plus 10): a start that is
+    still crawling then is compared where it stands. With imputation and
+    ``accelerate`` the starts compete after the cheap first phase of the
+    oversampling ramp and only the chosen one runs the full phase. A run that ends in a
     :class:`RunawayError` is dropped if another run completes.
     Split'n'merge refines the chosen run.
 
@@ -220,26 +224,31 @@ def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem
     chosen : int, index of the returned run
     """
     inits = starts(opts, opts.n_init)
+    reference = len(inits) > opts.n_init
     levels = oversampling_levels(problem)
     first, rest = levels[:1], levels[1:]
-    runs: list[Run | None] = []
+    runs: list[Run | None] = [None] * len(inits)
     failure: RunawayError | None = None
+    # the reference (k-means) start runs first; the others get a budget of iterations from it
+    order = [len(inits) - 1] + list(range(len(inits) - 1)) if reference else range(len(inits))
+    maxiter = opts.maxiter
     with make_executor(problem, opts.n_jobs) as ex:      # one pool for all restarts
-        for r, (init, seed) in enumerate(zip(inits, seeds)):
+        for r in order:
             if len(inits) > 1:
                 logger.info("initialization %d of %d (%s)", r + 1, len(inits),
-                            getattr(init, "__name__", "callable"))
-            gen = np.random.default_rng(int(seed))
+                            getattr(inits[r], "__name__", "callable"))
+            gen = np.random.default_rng(int(seeds[r]))
             try:
-                st = initial_state(gmm, obs, init, opts, problem, gen)
-                runs.append(run_em(problem, st, opts.miniter, opts.maxiter, gen, ex, first))
+                st = initial_state(gmm, obs, inits[r], opts, problem, gen)
+                runs[r] = run_em(problem, st, opts.miniter, maxiter, gen, ex, first)
             except RunawayError as exc:
                 logger.info("initialization %d ran away: %s", r + 1, exc)
                 failure = exc
-                runs.append(None)
+            if reference and r == len(inits) - 1 and runs[r] is not None:
+                maxiter = min(opts.maxiter, max(opts.miniter, START_BUDGET * runs[r].n_iter + 10))
         if all(run is None for run in runs):
             raise failure
-        chosen = choose_run(runs, reference=len(inits) > opts.n_init)
+        chosen = choose_run(runs, reference=reference)
         best = runs[chosen]
         gen = np.random.default_rng(int(seeds[chosen]) + 1)
         if rest:
