@@ -80,7 +80,9 @@ def check_convergence(p: Problem, st0: State, logL0: float, N0_0: float, st1: St
     rate = em_rate(params_of(st0), params_of(st1), params_of(st2), p.scale2)
     lam = max(rate, rate_before)
     delta = logL1 - logL0
-    gap = abs(delta) + remaining_gain(delta, lam)
+    # in the ramp's first phase (noise > 0) the run only needs to get near the fixed point: the
+    # last change decides; the final phase adds the gain still to come
+    gap = abs(delta) + (0.0 if noise > 0 else remaining_gain(delta, lam))
     # with imputation logL is known to +- its Monte-Carlo error only: gains far below that
     # (``noise``, a fraction of it) are not pursued
     done = gap < max(p.tol, noise) and stable == K

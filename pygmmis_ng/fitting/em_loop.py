@@ -212,7 +212,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         if prev is not None:
             done, stable, _, rate = check_convergence(p, prev[0], prev[1].logL, prev[1].N0, st,
                                                       step.logL, step.N0, step.new, rate,
-                                                      RAMP_NOISE_TOL * step.logL_se if levels
+                                                      RAMP_NOISE_TOL * step.logL_se if os_now < p.oversampling
                                                       else 0.0)
         log_row(it, N, step.N0 - p.N_w if p.impute else None, step.N0 if p.impute else None,
                 st.bg_amp if fit_bg else None, step.logL, delta, stable)
