@@ -77,9 +77,10 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     logL_se = 0.0
     if p.impute:
         imp, omega, draws = imputed_stats(p, st, M, ex)
-        if omega.sum() == 0:
+        omega_sum = float(omega.sum())
+        if omega_sum == 0:
             raise no_selected_draws(p, M)
-        Z = max(float(omega.sum()) / M, 0.5 / M)
+        Z = max(omega_sum / M, 0.5 / M)
         N0 = p.N_w / Z
         stats += imp.scaled(N0 / M)
         logL += p.log_omega_mean - math.log(Z)

@@ -259,9 +259,10 @@ def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem
             best, _ = split_and_merge(problem, best, opts.split_n_merge, opts.miniter,
                                       opts.maxiter, gen, ex)
     restarts_logL = np.array([-np.inf if run is None else run.logL for run in runs])
-    done = [run for run in runs if run is not None]
-    n_ghosts = sum(run.n_ghosts for run in done) + (best.n_ghosts - runs[chosen].n_ghosts)
-    n_reseeded = sum(run.n_reseeded for run in done) + (best.n_reseeded - runs[chosen].n_reseeded)
+    # the returned run (its first phase, finished and refined) and every other start
+    others = [run for i, run in enumerate(runs) if run is not None and i != chosen]
+    n_ghosts = best.n_ghosts + sum(run.n_ghosts for run in others)
+    n_reseeded = best.n_reseeded + sum(run.n_reseeded for run in others)
     return best, restarts_logL, n_reseeded, n_ghosts, chosen
 
 

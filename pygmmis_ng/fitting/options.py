@@ -56,10 +56,6 @@ class Observations(NamedTuple):
     Z: np.ndarray
     log_omega_mean: float
 
-    @property
-    def missing(self) -> bool:
-        return bool(np.isnan(self.X).any())
-
 
 @dataclass(frozen=True)
 class FitOptions:
@@ -111,7 +107,8 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     K, D = gmm.K, gmm.D
     X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D)
     # latent points (this raises if the projections or missing values leave a direction unseen)
-    Z = fill_latent(X, R, S, weight, D) if R is not None or np.isnan(X).any() else X
+    missing = bool(np.isnan(X).any())
+    Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
     init = resolve_init(init_method)
     w = check_float(w, "w", minimum=0.0)
     tol = check_float(tol, "tol", minimum=0.0)
@@ -133,7 +130,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     attempts = _check_split_n_merge(split_n_merge, K)
     _check_combination(R, S, sel_callback, covar_callback, background)
     bg = check_background(background, X, D)
-    log_omega_mean = _check_selection(sel_callback, X, weight)
+    log_omega_mean = _check_selection(sel_callback, X, weight, missing)
     options = FitOptions(
         init=init, w=w, cutoff=cutoff, sel_callback=sel_callback, covar_callback=covar_callback,
         background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
@@ -196,11 +193,11 @@ def _check_combination(R: Any, S: Any, sel_callback: Any, covar_callback: Any,
                          "lambda coords: covar for a shared noise covariance)")
 
 
-def _check_selection(sel_callback: Any, X: np.ndarray, weight: np.ndarray | None) -> float:
+def _check_selection(sel_callback: Any, X: np.ndarray, weight: np.ndarray | None,
+                     missing: bool) -> float:
     """Omega at the observed samples must be in (0, 1]; returns their weighted mean log Omega."""
     if sel_callback is None:
         return 0.0
-    missing = bool(np.isnan(X).any())
     omega = evaluate_selection(sel_callback, X, "the observed samples" + (
         " (NaN marks their missing features: the selection probability must follow from "
         "the measured ones)" if missing else ""))
