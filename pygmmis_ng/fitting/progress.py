@@ -14,6 +14,8 @@ def log_header(impute: bool, bg: bool) -> None:
 
 def log_row(it: int, N: int, imputed: float | None, orig: float | None, bg_amp: float | None,
              logL: float, delta: float | None, stable: int | None) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return
     cells = [f"{it:10d}", f"{N:10d}"]
     if imputed is not None:
         cells += [f"{imputed:10.1f}", f"{orig:10.1f}"]

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 try:
@@ -113,11 +115,15 @@ def draw_transform(u: np.ndarray, z: np.ndarray, v: np.ndarray | None, cum: np.n
     return x, comp
 
 
+@functools.lru_cache(maxsize=64)
+def _strict_upper(D: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(D, 1)
+
+
 def mirror_upper(M: np.ndarray) -> None:
     """Copy the upper triangle of each (D, D) matrix of a stack onto its lower one, in place."""
-    D = M.shape[-1]
-    iu = np.triu_indices(D, 1)
-    M[:, iu[1], iu[0]] = M[:, iu[0], iu[1]]
+    rows, cols = _strict_upper(M.shape[-1])
+    M[:, cols, rows] = M[:, rows, cols]
 
 
 def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.ndarray,

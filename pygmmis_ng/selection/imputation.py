@@ -29,6 +29,7 @@ The public forward model :func:`pygmmis_ng.draw` is in :mod:`.forward`.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -78,11 +79,12 @@ def evaluate_selection(sel_callback: Callable, coords: np.ndarray, where: str) -
     if omega.shape != (n,):
         raise ValueError(f"sel_callback must return the selection probability of each sample, "
                          f"shape ({n},); got shape {omega.shape} for {where}")
-    if not np.isfinite(omega).all():
+    lo, hi = (omega.min(), omega.max()) if n else (0.0, 1.0)   # NaN propagates into both
+    if np.isnan(lo) or np.isnan(hi) or np.isinf(lo) or np.isinf(hi):
         raise ValueError(f"sel_callback returned NaN or inf for {where}")
-    if (omega < 0).any() or (omega > 1).any():
+    if lo < 0 or hi > 1:
         raise ValueError(f"sel_callback must return probabilities in [0, 1]; got values in "
-                         f"[{omega.min():.3g}, {omega.max():.3g}] for {where}")
+                         f"[{lo:.3g}, {hi:.3g}] for {where}")
     return omega
 
 
@@ -101,7 +103,8 @@ def evaluate_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> 
                          f"one per sample, ({n}, {D}, {D}); got shape {S.shape} for {where}")
     if not np.isfinite(S).all():
         raise ValueError(f"covar_callback returned NaN or inf for {where}")
-    if not np.allclose(S, np.swapaxes(S, -1, -2), rtol=1e-8, atol=0):
+    St = np.swapaxes(S, -1, -2)
+    if not (np.abs(S - St) <= 1e-8 * np.abs(St)).all():
         raise ValueError(f"covar_callback returned non-symmetric covariances for {where}")
     if (np.diagonal(S, axis1=-2, axis2=-1) < 0).any():
         raise ValueError(f"covar_callback returned negative variances for {where}")
@@ -110,8 +113,20 @@ def evaluate_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> 
 
 def _noise_root(S: np.ndarray) -> np.ndarray:
     """A matrix square root G with G G^T = S for (D, D) or (n, D, D) PSD S (eigh, clipped)."""
+    if S.ndim == 2:
+        return _shared_noise_root(S.tobytes(), S.shape[0])
     val, vec = np.linalg.eigh(S)
     return vec * np.sqrt(np.maximum(val, 0.0))[..., None, :]
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_noise_root(S_bytes: bytes, D: int) -> np.ndarray:
+    """:func:`_noise_root` of one (D, D) matrix, cached by value (a callback that returns
+    the same matrix on every iteration needs one eigendecomposition per fit)."""
+    val, vec = np.linalg.eigh(np.frombuffer(S_bytes).reshape(D, D))
+    G = vec * np.sqrt(np.maximum(val, 0.0))[None, :]
+    G.flags.writeable = False
+    return G
 
 
 def add_noise(x: np.ndarray, S: np.ndarray, eta: np.ndarray) -> np.ndarray:
