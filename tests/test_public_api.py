@@ -52,7 +52,7 @@ def test_former_import_paths_work_in_a_fresh_interpreter():
 def test_fit_keeps_its_keywords_and_defaults():
     params = inspect.signature(ng.fit).parameters
     expected = {"gmm": inspect.Parameter.empty, "data": inspect.Parameter.empty, "covar": None,
-                "R": None, "init_method": "random", "w": 0.0, "cutoff": None,
+                "R": None, "init_method": "auto", "w": 0.0, "cutoff": None,
                 "sel_callback": None, "oversampling": 10, "covar_callback": None,
                 "background": None, "tol": 1e-4, "miniter": 1, "maxiter": 1000, "frozen": None,
                 "split_n_merge": False, "rng": None, "n_jobs": 1, "sample_weight": None,

@@ -151,3 +151,50 @@ def test_plain_em_does_not_stop_short_of_sklearns_optimum():
     res = ng.fit(ours, X, init_method="none")               # default tol
     assert res.converged
     assert res.logL > sk.score(X) - 1e-3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_default_start_is_kmeans():
+    ds = datasets.paper_2d(N=1000, selection="box_with_hole", sigma=0.5, rng=1)
+    fits = {}
+    for init in ("auto", "kmeans", "random"):
+        g = ng.GMM(3, 2)
+        kw = {} if init == "auto" else {"init_method": init}
+        res = ng.fit(g, ds.data, covar=ds.covar, sel_callback=ds.sel_callback,
+                     covar_callback=lambda c: ds.covar, w=0.1, rng=4, maxiter=30, **kw)
+        fits[init] = (g, res)
+    assert np.array_equal(fits["auto"][0].mean, fits["kmeans"][0].mean)
+    assert len(fits["auto"][1].restarts_logL) == 1          # no second (reference) start
+    assert len(fits["random"][1].restarts_logL) == 2        # 'random' competes with k-means
+    plain, km = ng.GMM(3, 2), ng.GMM(3, 2)
+    ng.fit(plain, ds.data, rng=4, maxiter=5)
+    ng.fit(km, ds.data, init_method="kmeans", rng=4, maxiter=5)
+    assert np.array_equal(plain.mean, km.mean)
+
+
+def test_a_start_whose_limit_is_below_the_competitor_is_given_up():
+    # a run told that a competitor reached logL = +inf stops as soon as it may (not converged);
+    # told nothing, the same run goes on
+    from pygmmis_ng.execution import make_executor
+    from pygmmis_ng.fitting.em_loop import ABANDON_AFTER, run_em
+    from pygmmis_ng.fitting.fitter import initial_state
+    from pygmmis_ng.fitting.init import INIT_METHODS
+    from pygmmis_ng.fitting.options import check_fit
+    from pygmmis_ng.fitting.prepare import prepare_problem
+
+    ds = datasets.paper_2d(N=1000, selection="box_with_hole", sigma=0.5, rng=1)
+    gmm = ng.GMM(3, 2)
+    obs, opts, gen = check_fit(gmm, ds.data, ds.covar, None, None, 0, init_method="random",
+                               w=0.1, cutoff=None, sel_callback=ds.sel_callback, oversampling=1,
+                               covar_callback=lambda c: ds.covar, background=None, tol=1e-4,
+                               miniter=1, maxiter=200, frozen=None, split_n_merge=0, n_jobs=1,
+                               n_init=1, accelerate=False)
+    problem = prepare_problem(obs, opts, 3, 2, gen)
+    with make_executor(problem, 1) as ex:
+        st = initial_state(gmm, obs, INIT_METHODS["random"], opts, problem,
+                           np.random.default_rng(0))
+        given_up = run_em(problem, st, 1, 200, np.random.default_rng(1), ex, behind=np.inf)
+        free = run_em(problem, st, 1, 200, np.random.default_rng(1), ex)
+    assert given_up.n_iter == ABANDON_AFTER and not given_up.converged
+    assert free.n_iter > ABANDON_AFTER
+    assert np.array_equal(free.history[:ABANDON_AFTER + 1], given_up.history)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .acceleration import Params, extrapolate
-from .convergence import RAMP_NOISE_TOL, check_convergence, params_of
+from .convergence import RAMP_NOISE_TOL, check_convergence, params_of, remaining_gain
 from .diagnostics import GHOST_SELECTED, RunawayWatch, ghosts, no_selected_draws
 from .estep import group_comps, imputed_stats, observed_stats
 from .init import stretched_identity
@@ -46,6 +46,8 @@ logger = logging.getLogger("pygmmis_ng")
 MAX_DRAWS_PER_SAMPLE = 200
 #: draws per original sample in the first phase of an imputation fit
 RAMP_OVERSAMPLING = (1,)
+#: a run with a competitor (``behind``) is not given up before this many iterations
+ABANDON_AFTER = 10
 
 
 class Step(NamedTuple):
@@ -149,7 +151,7 @@ def oversampling_levels(p: Problem) -> list[int]:
 
 
 def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Generator,
-           ex: Any, levels: list[int] | None = None) -> Run:
+           ex: Any, levels: list[int] | None = None, behind: float | None = None) -> Run:
     """EM iterations from ``st`` until convergence or maxiter, with the executor ``ex``.
 
     An iteration is a move to a new state (an EM update, or an accepted
@@ -157,6 +159,9 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     the INFO table has one row per iteration. Rejected extrapolations cost
     an evaluation each and are logged at DEBUG level. ``levels``: the
     oversampling of each phase (default :func:`oversampling_levels`).
+    ``behind``: a competing start's logL; the run stops (not converged) once
+    its estimated limit -- logL plus the gain still to come at the measured
+    rate -- is below it (from ABANDON_AFTER iterations on).
     """
     K = st.mean.shape[0]
     N = p.Xc.shape[0]
@@ -220,7 +225,8 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         if done and it >= miniter and not levels:
             converged = True
             break
-        if it >= maxiter:
+        if it >= maxiter or (behind is not None and prev is not None and it >= ABANDON_AFTER
+                             and step.logL + remaining_gain(delta, rate) < behind):
             break
         it += 1
         if done and it > miniter:

@@ -37,10 +37,10 @@ logger = logging.getLogger("pygmmis_ng")
 #: the k-means run's by more than this many Monte-Carlo standard errors of that logL
 SELECT_MARGIN = 2.0
 #: ... and the other starts get at most this many times the k-means run's iterations (+ 10)
-START_BUDGET = 2
+START_BUDGET = 1
 
 
-def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "random",
+def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "auto",
         w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
         oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
         tol: float = 1e-4, miniter: int = 1, maxiter: int = 1000, frozen: Any = None,
@@ -74,8 +74,12 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         The initialization (and ``init_method`` callables) see latent
         points: each sample's measured values, and a least-squares mean
         along the directions it does not observe.
-    init_method : {'random', 'minmax', 'kmeans', 'gmm', 'none'} or callable
-        See :mod:`pygmmis_ng.fitting.init`.
+    init_method : {'auto', 'random', 'minmax', 'kmeans', 'gmm', 'none'} or callable
+        See :mod:`pygmmis_ng.fitting.init`. ``'auto'`` (default): 'kmeans',
+        as in scikit-learn (pyGMMis's default is 'random'). Under a
+        selection every other start also runs a k-means start, and the
+        k-means run is kept unless the other beats it (see
+        :func:`run_restarts`).
     w : float >= 0
         Covariance regularization in data units, as in pyGMMis: a lower
         bound on the isotropic dispersion of the components.
@@ -94,11 +98,13 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         > 0 at every observed sample. Enables imputation: the fit then
         estimates the density *before* selection (see
         :mod:`pygmmis_ng.selection.imputation`). Imputation starts right from the
-        initialization: ``init_method='kmeans'`` with ``n_init`` of a few is
-        the measured best choice (a warm start by EM on the observed samples
-        alone, as the pyGMMis paper does, leaves the fit in the truncated
-        solution's basin; 'random' can leave components outside the selected
-        region).
+        initialization; the default start is k-means (a warm start by EM on
+        the observed samples alone, as the pyGMMis paper does, leaves the fit
+        in the truncated solution's basin, and 'random' can leave components
+        outside the selected region, so such starts compete with a k-means
+        start). Components whose draws are almost never selected (ghosts) are
+        re-seeded; a selection that cannot match the data raises
+        :class:`~pygmmis_ng.RunawayError`.
     oversampling : int >= 1
         Imputation draws per sample of the estimated original sample size
         and iteration. Their Monte-Carlo noise shrinks as 1/sqrt(oversampling).
@@ -111,10 +117,12 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         ``amp`` is updated in place when ``adjust_amp`` (an initial amp of
         0 then starts at min(0.1, amp_max)).
     tol : float >= 0
-        Stop when the mean log-likelihood changes by less than
-        ``tol * max(1, |logL|)`` between iterations, no component mean
-        moved by more than 0.1 (1D-equivalent) sigma and, with imputation,
-        the estimated original size changed by less than ``tol`` relative.
+        Stop when the estimated distance of the mean log-likelihood to its
+        limit (the last change plus Aitken's estimate of the gain still to
+        come) is below ``tol`` (absolute, per sample, like scikit-learn's),
+        no component mean moved by more than 0.1 (1D-equivalent) sigma and,
+        with imputation, the estimated original size is as settled. See
+        :mod:`pygmmis_ng.fitting.convergence`.
     miniter, maxiter : int
         Minimum and maximum number of EM updates. A ConvergenceWarning is
         issued when maxiter is reached without convergence.
@@ -232,6 +240,7 @@ def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem
     # the reference (k-means) start runs first; the others get a budget of iterations from it
     order = [len(inits) - 1] + list(range(len(inits) - 1)) if reference else range(len(inits))
     maxiter = opts.maxiter
+    behind = None
     with make_executor(problem, opts.n_jobs) as ex:      # one pool for all restarts
         for r in order:
             if len(inits) > 1:
@@ -240,12 +249,13 @@ def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem
             gen = np.random.default_rng(int(seeds[r]))
             try:
                 st = initial_state(gmm, obs, inits[r], opts, problem, gen)
-                runs[r] = run_em(problem, st, opts.miniter, maxiter, gen, ex, first)
+                runs[r] = run_em(problem, st, opts.miniter, maxiter, gen, ex, first, behind)
             except RunawayError as exc:
                 logger.info("initialization %d ran away: %s", r + 1, exc)
                 failure = exc
             if reference and r == len(inits) - 1 and runs[r] is not None:
                 maxiter = min(opts.maxiter, max(opts.miniter, START_BUDGET * runs[r].n_iter + 10))
+                behind = runs[r].logL + SELECT_MARGIN * runs[r].logL_se
         if all(run is None for run in runs):
             raise failure
         chosen = choose_run(runs, reference=reference)

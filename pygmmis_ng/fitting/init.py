@@ -268,10 +268,19 @@ INIT_METHODS: dict[str, InitCallback] = {
 
 
 def resolve_init(init_method: Any) -> InitCallback:
-    """The init callback for a name (case-insensitive) or a callable."""
+    """The init callback for a name (case-insensitive) or a callable.
+
+    ``'auto'`` (the default of :func:`pygmmis_ng.fit`, as in scikit-learn's
+    GaussianMixture) is ``'kmeans'``: measured the best start, under a
+    selection (where the start decides which optimum EM finds) and without
+    one (from 'random', pyGMMis's default, EM crawls: on astroML's K=10 XD
+    example it stops 0.002-0.006 per sample short at the default ``tol``).
+    """
     if callable(init_method):
         return init_method
+    if isinstance(init_method, str) and init_method.lower() == "auto":
+        return INIT_METHODS["kmeans"]
     if isinstance(init_method, str) and init_method.lower() in INIT_METHODS:
         return INIT_METHODS[init_method.lower()]
-    raise ValueError(f"unknown init_method {init_method!r}; use one of "
+    raise ValueError(f"unknown init_method {init_method!r}; use 'auto', one of "
                      f"{sorted(INIT_METHODS)} or a callable init(gmm, data, covar=None, rng=None)")
