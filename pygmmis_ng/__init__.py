@@ -41,6 +41,13 @@ from .selection.forward import draw
 from .selection.imputation import CallbackError
 from .tools import compare, datasets, plots
 from .tools.compare import heldout_logL, match_components
+from .tools.pygmmis_compat import (
+    covar_callback_default,
+    createShared,
+    initFromDataAtRandom,
+    initFromDataMinMax,
+    initFromKMeans,
+)
 
 __version__ = "0.1.0"
 
@@ -49,7 +56,8 @@ __all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeC
            "RunawayError",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
            "compare", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",
-           "stack_fit", "__version__"]
+           "stack_fit", "__version__", "initFromDataMinMax", "initFromDataAtRandom",
+           "initFromKMeans", "covar_callback_default", "createShared"]
 
 #: public modules that lived at the top of the package before the layers; their
 #: old import paths (``from pygmmis_ng.plots import plot_ellipses``) keep working

@@ -266,9 +266,12 @@ def check_rng(rng: Any) -> np.random.Generator:
 
     A ``RandomState`` is honoured by drawing a seed from it, so the user's
     RandomState advances and the same RandomState state gives the same fit.
+    None and the ``numpy.random`` module (pyGMMis's default) draw that seed
+    from numpy's global RandomState, as pyGMMis and scikit-learn do: after
+    ``np.random.seed(0)`` the fit is reproducible.
     """
-    if rng is None:
-        return np.random.default_rng()
+    if rng is None or rng is np.random:
+        rng = np.random.mtrand._rand
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, np.random.RandomState):
@@ -280,7 +283,7 @@ def check_rng(rng: Any) -> np.random.Generator:
             raise ValueError(f"rng seed must be non-negative, got {rng}")
         return np.random.default_rng(int(rng))
     raise ValueError(
-        "rng must be None, a non-negative int seed, a numpy.random.Generator, "
+        "rng must be None, numpy.random, a non-negative int seed, a numpy.random.Generator, "
         f"a numpy.random.RandomState or a SeedSequence; got {type(rng).__name__}")
 
 

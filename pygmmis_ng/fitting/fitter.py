@@ -137,8 +137,10 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         if logL rose by more than ``tol * max(1, |logL|)``. Each candidate
         costs about two EM runs. 0, False or None: off; True: 3 attempts.
         Needs K >= 3; components with a frozen parameter take no part.
-    rng : None, int, numpy.random.Generator or numpy.random.RandomState
+    rng : None, numpy.random, int, numpy.random.Generator or numpy.random.RandomState
         Source of all randomness (initialization, imputation, re-seeding).
+        None and the ``numpy.random`` module (pyGMMis's default) draw from
+        numpy's global state, as pyGMMis and scikit-learn do.
     n_jobs : int
         Worker processes (-1: one per CPU). With more than one, the samples
         and imputation draws are processed in fixed chunks by a process pool

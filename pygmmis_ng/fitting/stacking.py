@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,8 +116,18 @@ def stack(gmms: Sequence[GMM], weights: Any) -> GMM:
     if any(not isinstance(g, GMM) or g.D != D for g in gmms):
         raise ValueError(f"all models must be pygmmis_ng.GMM with D={D}")
     w = np.asarray(weights, dtype=float)
-    if w.shape != (len(gmms),) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"weights must be {len(gmms)} non-negative numbers with a positive sum")
+    if w.shape != (len(gmms),) or not np.all(np.isfinite(w)):
+        raise ValueError(f"weights must be {len(gmms)} finite numbers, got {weights!r}")
+    if (w <= 0).all() and w.sum() < 0:
+        # pyGMMis's tests pass the fits' (negative) log-likelihoods; it normalizes by the sum
+        warnings.warn("stack: every weight is negative (log-likelihoods?); they are normalized "
+                      "by their sum, as pyGMMis does, which gives the worse fits the larger "
+                      "weights. For stacking weights use stack_fit (or stack_weights on "
+                      "held-out log-likelihoods), or equal weights.", UserWarning, stacklevel=2)
+        w = w / w.sum()
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights must be {len(gmms)} non-negative numbers with a positive sum "
+                         f"(or, as pyGMMis accepts, all negative), got {weights!r}")
     out = GMM(sum(g.K for g in gmms), D)
     amp = np.concatenate([wm * g.amp for wm, g in zip(w, gmms)])
     out.amp = amp / amp.sum()
