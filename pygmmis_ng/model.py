@@ -47,8 +47,10 @@ class GMM:
     A new GMM has ``amp = 0`` and zero means and covariances: it must be
     initialized (by :func:`pygmmis_ng.fit` with an ``init_method``, or by
     setting the attributes) before it can be evaluated or drawn from.
-    The arrays can be modified in place (``gmm.mean[0] = ...``) or replaced
-    by arrays of the same shape.
+    The arrays can be modified in place (``gmm.mean[0] = ...``) or replaced.
+    Replacing them with arrays of another number of components changes K, as
+    in pyGMMis (``gmm.amp = gmm.amp[keep]``, then ``mean`` and ``covar``):
+    until all three agree, using the GMM raises a ValueError that says so.
     """
 
     def __init__(self, K: int = 1, D: int = 1) -> None:
@@ -69,12 +71,21 @@ class GMM:
         """Dimension of the feature space."""
         return self._mean.shape[1]
 
-    def _set(self, name: str, value: Any, shape: tuple[int, ...]) -> None:
+    def _set(self, name: str, value: Any, tail: tuple[int, ...]) -> None:
+        """Replace a parameter by an array of shape (K', *tail); K' may differ from K."""
         arr = as_float_array(value, name)
-        if arr.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} for K={self.K}, D={self.D}; "
-                             f"got {arr.shape} (create a new GMM to change K or D)")
+        if arr.ndim != 1 + len(tail) or arr.shape[1:] != tail:
+            want = ", ".join(["K"] + [str(t) for t in tail])
+            raise ValueError(f"{name} must have shape ({want}{',' if not tail else ''}) for D={self.D}; "
+                             f"got {arr.shape} (create a new GMM to change D)")
         setattr(self, "_" + name, arr.copy())
+
+    def check_shapes(self) -> None:
+        """Raise a ValueError unless amp, mean and covar hold the same number of components."""
+        Ks = (self._amp.size, self._mean.shape[0], self._covar.shape[0])
+        if len(set(Ks)) > 1:
+            raise ValueError(f"the GMM's parameters disagree on K: amp has {Ks[0]} components, "
+                             f"mean {Ks[1]}, covar {Ks[2]}; when changing K, assign all three")
 
     @property
     def amp(self) -> np.ndarray:
@@ -82,7 +93,7 @@ class GMM:
 
     @amp.setter
     def amp(self, value: Any) -> None:
-        self._set("amp", value, (self.K,))
+        self._set("amp", value, ())
 
     @property
     def mean(self) -> np.ndarray:
@@ -90,7 +101,7 @@ class GMM:
 
     @mean.setter
     def mean(self, value: Any) -> None:
-        self._set("mean", value, (self.K, self.D))
+        self._set("mean", value, (self.D,))
 
     @property
     def covar(self) -> np.ndarray:
@@ -98,7 +109,7 @@ class GMM:
 
     @covar.setter
     def covar(self, value: Any) -> None:
-        self._set("covar", value, (self.K, self.D, self.D))
+        self._set("covar", value, (self.D, self.D))
 
     def validate(self) -> None:
         """Check that the parameters describe a proper mixture.
@@ -108,8 +119,9 @@ class GMM:
         ValueError
             If amplitudes are negative, non-finite or do not sum to 1 (within
             1e-6), means are not finite, or a covariance is not symmetric
-            positive definite.
+            positive definite, or the three disagree on K.
         """
+        self.check_shapes()
         if not np.isfinite(self._amp).all() or (self._amp < 0).any():
             raise ValueError("GMM.amp must be finite and non-negative")
         total = self._amp.sum()
@@ -205,6 +217,36 @@ class GMM:
         X, S, R, single = self._eval_inputs(coords, covar, R)
         log_norm, _ = log_normalize(self._log_joint(X, S, R))
         return float(log_norm[0]) if single else log_norm
+
+    def logL_k(self, k: int, coords: Any, covar: Any = None, chi2_only: bool = False  # noqa: N802
+               ) -> np.ndarray:
+        """pyGMMis's per-component term: log a_k + log N(x_i | m_k, V_k + S_i), or with
+        ``chi2_only`` the Mahalanobis distance (x_i - m_k)^T (V_k + S_i)^-1 (x_i - m_k).
+
+        Returns
+        -------
+        ndarray (N,), or a float for a single point of shape (D,)
+        """
+        if not chi2_only:
+            X, S, R, single = self._eval_inputs(coords, covar)
+            out = self._log_joint(X, S, R)[:, k]
+            return float(out[0]) if single else out
+        X, S, _, single = self._eval_inputs(coords, covar)
+        if np.isnan(X).any():
+            raise ValueError("logL_k(chi2_only=True) needs coords without missing values")
+        T = self._covar[k] if S is None else self._covar[k] + S
+        d = X - self._mean[k]
+        L = np.linalg.cholesky(np.broadcast_to(T, (X.shape[0],) + T.shape[-2:]))
+        y = np.linalg.solve(L, d[:, :, None])[:, :, 0]
+        chi2 = (y**2).sum(axis=1)
+        return float(chi2[0]) if single else chi2
+
+    def _mp_chunksize(self) -> tuple[int, int]:
+        """pyGMMis's split of the components over CPUs, (n_chunks, chunksize); kept for code
+        that calls it (pygmmis_ng distributes samples, not components)."""
+        n_cpu = os.cpu_count() or 1
+        chunksize = max(1, self.K // n_cpu)
+        return min(n_cpu, self.K // chunksize), chunksize
 
     def responsibilities(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
         """Posterior probability q_ik that sample i came from component k.

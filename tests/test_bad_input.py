@@ -260,19 +260,32 @@ def test_gmm_bad_shape_arguments(kwargs, match):
 
 
 @pytest.mark.parametrize("name, value, match", [
-    ("amp", np.full(K + 1, 1.0 / (K + 1)), r"amp must have shape \(2,\).*got \(3,\)"),
-    ("amp", np.full((K, 1), 0.5), r"amp must have shape \(2,\).*got \(2, 1\)"),
-    ("mean", np.zeros((K, D + 1)), r"mean must have shape \(2, 2\).*got \(2, 3\)"),
-    ("mean", np.zeros(D), r"mean must have shape \(2, 2\).*got \(2,\)"),
-    ("covar", np.eye(D), r"covar must have shape \(2, 2, 2\).*got \(2, 2\)"),
-    ("covar", np.tile(np.eye(D + 1), (K, 1, 1)), r"covar must have shape \(2, 2, 2\).*got \(2, 3, 3\)"),
-], ids=["amp-long", "amp-2d", "mean-columns", "mean-1d", "covar-2d", "covar-DplusOne"])
+    ("amp", np.full((K, 1), 0.5), r"amp must have shape \(K,\).*got \(2, 1\)"),
+    ("mean", np.zeros((K, D + 1)), r"mean must have shape \(K, 2\).*got \(2, 3\)"),
+    ("mean", np.zeros(D), r"mean must have shape \(K, 2\).*got \(2,\)"),
+    ("covar", np.eye(D), r"covar must have shape \(K, 2, 2\).*got \(2, 2\)"),
+    ("covar", np.tile(np.eye(D + 1), (K, 1, 1)), r"covar must have shape \(K, 2, 2\).*got \(2, 3, 3\)"),
+], ids=["amp-2d", "mean-columns", "mean-1d", "covar-2d", "covar-DplusOne"])
 def test_gmm_set_wrong_shape(name, value, match):
     gmm = make_gmm()
     before = snapshot(gmm)
     with pytest.raises(ValueError, match=match):
         setattr(gmm, name, value)
     assert_unchanged(gmm, before)
+
+
+def test_gmm_half_resized_is_refused_until_all_three_agree():
+    gmm = make_gmm()
+    gmm.amp = np.full(K + 1, 1.0 / (K + 1))          # pyGMMis-style resize, one step at a time
+    X = np.zeros((3, D))
+    with pytest.raises(ValueError, match="disagree on K: amp has 3 components, mean 2, covar 2"):
+        gmm(X)
+    with pytest.raises(ValueError, match="disagree on K"):
+        ng.fit(gmm, np.random.default_rng(0).normal(size=(50, D)), init_method="none")
+    gmm.mean = np.zeros((K + 1, D))
+    gmm.covar = np.tile(np.eye(D), (K + 1, 1, 1))
+    assert gmm.K == K + 1
+    np.testing.assert_allclose(gmm(X), np.full(3, 1 / (2 * np.pi)))
 
 
 @pytest.mark.parametrize("use", [

@@ -116,3 +116,36 @@ def test_create_shared_is_a_plain_copy():
     out = pygmmis.createShared(a)
     np.testing.assert_array_equal(out, a)
     assert out.dtype == float and not np.shares_memory(out, a)
+
+
+def test_logL_k_is_the_component_term_and_chi2_the_mahalanobis_distance():
+    from scipy.stats import multivariate_normal
+
+    g = pygmmis.GMM(2, 2)
+    g.amp = [0.3, 0.7]
+    g.mean = [[0.0, 0.0], [3.0, 1.0]]
+    g.covar = [[[1.0, 0.3], [0.3, 2.0]], [[0.5, 0.0], [0.0, 0.2]]]
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    S = np.array([[0.1, 0.02], [0.02, 0.3]])
+    for k in range(2):
+        T = g.covar[k] + S
+        np.testing.assert_allclose(g.logL_k(k, X, covar=S),
+                                   np.log(g.amp[k]) + multivariate_normal(g.mean[k], T).logpdf(X))
+        d = X - g.mean[k]
+        np.testing.assert_allclose(g.logL_k(k, X, covar=S, chi2_only=True),
+                                   np.einsum("ni,ij,nj->n", d, np.linalg.inv(T), d))
+    assert isinstance(g.logL_k(0, X[0]), float)
+    n_chunks, chunksize = g._mp_chunksize()
+    assert n_chunks >= 1 and chunksize >= 1 and n_chunks * chunksize <= max(g.K, 1)
+
+
+def test_integral_floats_count_as_integers_and_fractions_do_not():
+    ds = datasets.paper_2d(N=300, selection="box", sigma=0.5, rng=0)
+    a, b = pygmmis.GMM(3, 2), pygmmis.GMM(3, 2)
+    ra = pygmmis.fit(a, ds.data, split_n_merge=9 / 3, rng=0, maxiter=20)
+    rb = pygmmis.fit(b, ds.data, split_n_merge=3, rng=0, maxiter=20)
+    assert ra.logL == rb.logL
+    np.testing.assert_array_equal(a.mean, b.mean)
+    with pytest.raises(ValueError, match="split_n_merge must be an integer, got 1.5"):
+        pygmmis.fit(pygmmis.GMM(3, 2), ds.data, split_n_merge=1.5)
+    assert pygmmis.GMM(K=6 / 2, D=2.0).K == 3

@@ -28,7 +28,13 @@ def as_float_array(a: Any, name: str) -> np.ndarray:
 
 
 def check_int(value: Any, name: str, minimum: int | None = None) -> int:
-    """Check that ``value`` is an integer (not a bool) not smaller than ``minimum``."""
+    """Check that ``value`` is an integer (not a bool) not smaller than ``minimum``.
+
+    An integral float (``K / 3`` with K = 9: 3.0) counts as that integer, as in pyGMMis.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
+            and np.isfinite(value) and float(value).is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     value = int(value)

@@ -104,6 +104,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     """
     if not isinstance(gmm, GMM):
         raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
+    gmm.check_shapes()
     K, D = gmm.K, gmm.D
     X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D)
     # latent points (this raises if the projections or missing values leave a direction unseen)
