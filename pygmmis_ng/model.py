@@ -227,19 +227,17 @@ class GMM:
         -------
         ndarray (N,), or a float for a single point of shape (D,)
         """
+        X, S, R, single = self._eval_inputs(coords, covar)
         if not chi2_only:
-            X, S, R, single = self._eval_inputs(coords, covar)
             out = self._log_joint(X, S, R)[:, k]
-            return float(out[0]) if single else out
-        X, S, _, single = self._eval_inputs(coords, covar)
-        if np.isnan(X).any():
+        elif np.isnan(X).any():
             raise ValueError("logL_k(chi2_only=True) needs coords without missing values")
-        T = self._covar[k] if S is None else self._covar[k] + S
-        d = X - self._mean[k]
-        L = np.linalg.cholesky(np.broadcast_to(T, (X.shape[0],) + T.shape[-2:]))
-        y = np.linalg.solve(L, d[:, :, None])[:, :, 0]
-        chi2 = (y**2).sum(axis=1)
-        return float(chi2[0]) if single else chi2
+        else:
+            T = self._covar[k] if S is None else self._covar[k] + S
+            L = np.linalg.cholesky(np.broadcast_to(T, (X.shape[0],) + T.shape[-2:]))
+            y = np.linalg.solve(L, (X - self._mean[k])[:, :, None])[:, :, 0]
+            out = (y**2).sum(axis=1)
+        return float(out[0]) if single else out
 
     def _mp_chunksize(self) -> tuple[int, int]:
         """pyGMMis's split of the components over CPUs, (n_chunks, chunksize); kept for code

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compiled, compiled_transforms
-from .stats import LOG_2PI, Components, SufficientStats, log_normalize
+from .stats import LOG_2PI, Components, SufficientStats, member_responsibilities
 
 # ---------------------------------------------------------------------------
 # structure-of-arrays linear algebra for per-sample noise: matrices (D, D, n)
@@ -182,12 +182,7 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
                                                 log_const, nbr, redo, c2)
         return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
     log_p, _, cache = _log_joint_chi2_cache(x, comps, S)
-    q_bg = None
-    if log_bg is None:
-        log_norm, q = log_normalize(log_p)
-    else:
-        log_norm, q = log_normalize(np.concatenate([log_p, log_bg[:, None]], axis=1))
-        q, q_bg = q[:, :K], q[:, K]
+    log_norm, q, q_bg = member_responsibilities(log_p, log_bg)
     if weight is not None:
         q *= weight[:, None]
         logL = float(weight @ log_norm)

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import compiled, compiled_projected
 from .compiled_transforms import deconvolve
-from .stats import LOG_2PI, Components, SufficientStats, log_normalize
+from .stats import LOG_2PI, Components, SufficientStats, member_responsibilities
 
 
 def _pair_terms(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, mean: np.ndarray,
@@ -107,12 +107,7 @@ def chunk_stats(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, comps: Compo
         chi2, log_det, Rt_u, RtTinvR = _pair_terms(y, R, S, comps.mean[k], comps.covar[k])
         log_p[:, k] = comps.log_amp[k] - 0.5 * (dy * LOG_2PI + log_det + chi2)
         cache.append((Rt_u, RtTinvR))
-    q_bg = None
-    if log_bg is None:
-        log_norm, q = log_normalize(log_p)
-    else:
-        log_norm, q = log_normalize(np.concatenate([log_p, log_bg[:, None]], axis=1))
-        q, q_bg = q[:, :K], q[:, K]
+    log_norm, q, q_bg = member_responsibilities(log_p, log_bg)
     w = np.ones(n) if weight is None else weight
     q = q * w[:, None]
     A = q.sum(axis=0)

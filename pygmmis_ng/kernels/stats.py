@@ -160,3 +160,25 @@ def log_normalize(log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         q /= s
         log_norm = np.log(s[:, 0]) + mx[:, 0]
     return log_norm, q
+
+
+def member_responsibilities(log_p: np.ndarray, log_bg: np.ndarray | None
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`log_normalize` over the K components and, if given, the background member.
+
+    Parameters
+    ----------
+    log_p : ndarray (n, K)  log a_k N_ik
+    log_bg : None or ndarray (n,)  log of the amplitude-weighted background density
+
+    Returns
+    -------
+    log_norm : ndarray (n,);  q : ndarray (n, K);  q_bg : ndarray (n,) or None
+    """
+    if log_bg is None:
+        log_norm, q = log_normalize(log_p)
+        return log_norm, q, None
+    K = log_p.shape[1]
+    log_norm, q = log_normalize(np.concatenate([log_p, log_bg[:, None]], axis=1))
+    return log_norm, q[:, :K], q[:, K]
+

@@ -80,7 +80,7 @@ def evaluate_selection(sel_callback: Callable, coords: np.ndarray, where: str) -
         raise ValueError(f"sel_callback must return the selection probability of each sample, "
                          f"shape ({n},); got shape {omega.shape} for {where}")
     lo, hi = (omega.min(), omega.max()) if n else (0.0, 1.0)   # NaN propagates into both
-    if np.isnan(lo) or np.isnan(hi) or np.isinf(lo) or np.isinf(hi):
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError(f"sel_callback returned NaN or inf for {where}")
     if lo < 0 or hi > 1:
         raise ValueError(f"sel_callback must return probabilities in [0, 1]; got values in "
