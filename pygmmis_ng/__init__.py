@@ -29,7 +29,7 @@ from .estimators.mixture import IncompleteGaussianMixture
 from .estimators.model_selection import KScan, scan_K
 from .execution import WorkerDied
 from .fitting import init
-from .fitting.diagnostics import FitWarning, ReseedWarning, RunawayError
+from .fitting.diagnostics import CollapseError, FitWarning, ReseedWarning, RunawayError
 from .fitting.fitter import fit
 from .fitting.init import INIT_METHODS
 from .fitting.neighborhoods import chi2_cutoff
@@ -53,7 +53,7 @@ __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeClassifier",
            "draw", "FitResult", "CallbackError", "WorkerDied", "FitWarning", "ReseedWarning",
-           "RunawayError",
+           "RunawayError", "CollapseError",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
            "compare", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",
            "stack_fit", "__version__", "initFromDataMinMax", "initFromDataAtRandom",

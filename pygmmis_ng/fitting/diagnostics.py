@@ -54,6 +54,26 @@ class RunawayError(ValueError):
     """A fit under a selection cannot be right: its estimated original size runs away."""
 
 
+class CollapseError(ValueError):
+    """Components keep collapsing onto single points: the likelihood is unbounded there."""
+
+
+#: a run re-seeds collapsed components at most this many times per component (plus
+#: COLLAPSE_EXTRA) before it raises :class:`CollapseError`
+COLLAPSE_PER_COMPONENT = 2
+COLLAPSE_EXTRA = 10
+
+
+def collapse_error(n: int, iterations: int) -> CollapseError:
+    # the first sentence is scikit-learn's (code written for GaussianMixture matches it)
+    return CollapseError(
+        "Fitting the mixture model failed because some components have ill-defined empirical "
+        "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+        "the number of components, increase reg_covar, or scale the input data. (Components "
+        f"collapsed {n} times in {iterations} iterations, also after re-seeding; w > 0 or "
+        "reg_covar > 0 keep every covariance away from singular.)")
+
+
 def ghosts(omega: np.ndarray, draws: np.ndarray) -> np.ndarray:
     """Components (K,) whose draws the selection keeps with a mean probability < GHOST_SELECTED.
 

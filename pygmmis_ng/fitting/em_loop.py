@@ -24,12 +24,21 @@ import numpy as np
 
 from .acceleration import Params, extrapolate
 from .convergence import RAMP_NOISE_TOL, check_convergence, params_of, remaining_gain
-from .diagnostics import GHOST_SELECTED, RunawayWatch, ghosts, no_selected_draws
+from .diagnostics import (
+    COLLAPSE_EXTRA,
+    COLLAPSE_PER_COMPONENT,
+    GHOST_SELECTED,
+    RunawayWatch,
+    collapse_error,
+    ghosts,
+    no_selected_draws,
+)
 from .estep import group_comps, imputed_stats, observed_stats
 from .init import stretched_identity
 from .mstep import (
     background_amp,
     collapsed,
+    constrain,
     m_step,
     pin_constant_axes,
     renormalize_free,
@@ -93,7 +102,8 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     if not np.isfinite(logL):
         raise FloatingPointError("the log-likelihood is not finite; check the data scale "
                                  "and the noise covariances")
-    amp, mean, covar = m_step(stats, st.amp, st.mean, st.covar, p.w, p.masks)
+    amp, mean, covar = m_step(stats, st.amp, st.mean, st.covar, p.w, p.masks,
+                              p.covariance_type, p.reg_covar)
     if p.const_axes is not None:
         pin_constant_axes(covar, p.const_axes, np.maximum(1e-6 * p.scale2, p.w**2),
                           ~p.masks["covar"])
@@ -117,6 +127,8 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
             amp[k] = 1.0 / K
     if (bad | ghost).any():
         renormalize_free(amp, p.masks["amp"])
+        free = ~p.masks["covar"]
+        covar[free] = constrain(covar, amp, p.covariance_type)[free]
     return Step(float(logL), N0, comps, State(amp, mean, covar, bg_amp, N0),
                 int((bad | ghost).sum()), ghost, logL_se)
 
@@ -172,7 +184,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     os_now = levels.pop(0)
     history: list[float] = []
     converged = False
-    n_reseeded = n_eval = 0
+    n_reseeded = n_eval = n_collapsed = 0
     prev = None         # (state, step) whose EM update is st: a plain pair, tested for convergence
     fallback = None     # (state, step) to return to if the extrapolated st turns out worse
     M = None
@@ -208,6 +220,9 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             st = prev[1].new
             continue
         n_reseeded += step.n_reseeded
+        n_collapsed += step.n_reseeded - (0 if step.ghosts is None else int(step.ghosts.sum()))
+        if n_collapsed > COLLAPSE_PER_COMPONENT * K + COLLAPSE_EXTRA:
+            raise collapse_error(n_collapsed, it + 1)
         if watch is not None:
             watch.update(step.N0, step.ghosts)
         fallback = None
@@ -218,8 +233,8 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         if prev is not None:
             done, stable, _, rate = check_convergence(p, prev[0], prev[1].logL, prev[1].N0, st,
                                                       step.logL, step.N0, step.new, rate,
-                                                      RAMP_NOISE_TOL * step.logL_se if os_now < p.oversampling
-                                                      else 0.0)
+                                                      RAMP_NOISE_TOL * step.logL_se
+                                                      if os_now < p.oversampling else 0.0)
         log_row(it, N, step.N0 - p.N_w if p.impute else None, step.N0 if p.impute else None,
                 st.bg_amp if fit_bg else None, step.logL, delta, stable)
         if done and it >= miniter and not levels:
@@ -236,7 +251,10 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             os_now, M, prev = levels.pop(0), None, None
             continue
         nxt = step.new
-        if p.accelerate and prev is not None and not (step.n_reseeded or prev[1].n_reseeded):
+        # no extrapolation into the last iteration: a run stopped by maxiter returns a plain
+        # EM update (maxiter=n means n EM steps, and warm starts of 1 step add up to n steps)
+        if p.accelerate and prev is not None and it < maxiter and \
+                not (step.n_reseeded or prev[1].n_reseeded):
             cand = extrapolate(params_of(prev[0]), params_of(st), params_of(step.new), p.scale2, valid)
             if cand is not None:
                 # frozen parameters stay bitwise what they were (the combination only rounds them)

@@ -23,7 +23,7 @@ from ..selection.background import Background
 from .diagnostics import FitWarning, ReseedWarning, RunawayError
 from .em_loop import oversampling_levels, run_em
 from .init import INIT_METHODS, takes_weight
-from .mstep import renormalize_free
+from .mstep import constrain, renormalize_free
 from .neighborhoods import neighborhoods
 from .options import FitOptions, Observations, check_fit
 from .prepare import initial_bg_amp, prepare_problem
@@ -43,9 +43,10 @@ START_BUDGET = 1
 def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "auto",
         w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
         oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
-        tol: float = 1e-4, miniter: int = 1, maxiter: int = 1000, frozen: Any = None,
+        tol: float = 1e-4, miniter: int | None = None, maxiter: int = 1000, frozen: Any = None,
         split_n_merge: int | bool = False, rng: Any = None, n_jobs: int = 1,
-        sample_weight: Any = None, n_init: int = 1, accelerate: bool = True) -> FitResult:
+        sample_weight: Any = None, n_init: int = 1, accelerate: bool = True,
+        covariance_type: str = "full", reg_covar: float = 0.0) -> FitResult:
     """Fit the GMM to (noisy, selected, contaminated) samples by EM, in place.
 
     Parameters
@@ -125,7 +126,9 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         :mod:`pygmmis_ng.fitting.convergence`.
     miniter, maxiter : int
         Minimum and maximum number of EM updates. A ConvergenceWarning is
-        issued when maxiter is reached without convergence.
+        issued when maxiter is reached without convergence. ``miniter=None``
+        (default) is 1, or 0 with ``maxiter=0``: the fit then returns the
+        initialization and its logL.
     frozen : None, sequence of int, or dict
         Components (or, as a dict with keys 'amp', 'mean', 'covar', single
         parameters of components) kept at the values the GMM has on entry.
@@ -161,6 +164,19 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         draws. Converges to the same fixed point in far fewer (and cheaper)
         iterations; ``False`` runs plain EM, one update per iteration, as
         pyGMMis does.
+    covariance_type : {'full', 'diag', 'tied', 'spherical'}
+        The covariance family, as in scikit-learn's GaussianMixture: full
+        matrices; diagonal ones; one full matrix shared by all components;
+        one variance per component. The constrained M-steps are exact for
+        every kind of data (noise, projections, missing values, imputation),
+        see :func:`~.mstep.m_step`. ``gmm.covar`` stays (K, D, D), full
+        matrices of the family; the initialization is projected onto it.
+        'tied' works with all or no covariances frozen and without
+        split'n'merge.
+    reg_covar : float >= 0
+        Added to every variance in each M-step (scikit-learn's ``reg_covar``;
+        its GaussianMixture default is 1e-6). Unlike ``w`` it shifts every
+        component, so the fit is no longer the likelihood maximum.
 
     Returns
     -------
@@ -172,7 +188,8 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         gmm, data, covar, R, sample_weight, rng, init_method=init_method, w=w, cutoff=cutoff,
         sel_callback=sel_callback, oversampling=oversampling, covar_callback=covar_callback,
         background=background, tol=tol, miniter=miniter, maxiter=maxiter, frozen=frozen,
-        split_n_merge=split_n_merge, n_jobs=n_jobs, n_init=n_init, accelerate=accelerate)
+        split_n_merge=split_n_merge, n_jobs=n_jobs, n_init=n_init, accelerate=accelerate,
+        covariance_type=covariance_type, reg_covar=reg_covar)
     problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
     seeds = gen.integers(0, 2**62, size=len(starts(opts, opts.n_init)))
     best, restarts_logL, n_reseeded, n_ghosts, chosen = run_restarts(gmm, obs, opts, problem, seeds)
@@ -192,6 +209,9 @@ def initial_state(gmm: GMM, obs: Observations, init: Any, opts: FitOptions, prob
             getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]
     if masks["amp"].any():
         renormalize_free(work.amp, masks["amp"])
+    if not masks["covar"].all():
+        free = ~masks["covar"]
+        work.covar[free] = constrain(work.covar, work.amp, opts.covariance_type)[free]
     try:
         work.validate()
     except ValueError as exc:
@@ -204,7 +224,7 @@ def starts(opts: FitOptions, n_seeds: int) -> list:
     """The initialization of each run: ``opts.init`` per restart, and under a selection a
     k-means start besides any other (see :func:`run_restarts`)."""
     inits = [opts.init] * n_seeds
-    if opts.impute and opts.init is not INIT_METHODS["kmeans"]:
+    if opts.impute and opts.init not in (INIT_METHODS["kmeans"], INIT_METHODS["warm"]):
         inits.append(INIT_METHODS["kmeans"])
     return inits
 
@@ -308,9 +328,12 @@ def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: P
     K, D = gmm.K, gmm.D
     if not best.converged and opts.maxiter > 0:
         h = best.history
-        warnings.warn(f"EM did not converge within maxiter={opts.maxiter} iterations (last change "
-                      f"of mean logL: {h[-1] - h[-2]:.3g}); increase maxiter or tol",
-                      ConvergenceWarning, stacklevel=3)
+        last = f"{h[-1] - h[-2]:.3g}" if len(h) > 1 else "n/a"
+        # the first sentence is scikit-learn's, which code written for GaussianMixture matches
+        warnings.warn("Best performing initialization did not converge. Try different init "
+                      "parameters, or increase max_iter, tol, or check for degenerate data. "
+                      f"(EM did not converge within maxiter={opts.maxiter} iterations; last "
+                      f"change of mean logL: {last})", ConvergenceWarning, stacklevel=3)
     elif best.converged:
         logger.info("converged after %d iterations: mean logL %.6f", best.n_iter, best.logL)
     _warn_reseeded(best)
@@ -328,7 +351,7 @@ def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: P
                      n_imputed=st.N0 - problem.N_w,
                      bg_amp=None if opts.background is None else st.bg_amp,
                      n_reseeded=n_reseeded, n_ghosts=n_ghosts, restarts_logL=restarts_logL, chosen=chosen,
-                     n_params=count_params(K, D, opts.masks, fit_bg_amp),
+                     n_params=count_params(K, D, opts.masks, fit_bg_amp, opts.covariance_type),
                      weight_sum=problem.N_w, elapsed=elapsed)
 
 
@@ -351,9 +374,14 @@ def _warn_reseeded(best: Run) -> None:
                       stacklevel=4)
 
 
-def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool) -> int:
+def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool,
+                 covariance_type: str = "full") -> int:
     """Free parameters of a fit: amplitudes (sum fixed), means, covariances, background."""
     free_amp = int((~masks["amp"]).sum())
-    n = max(free_amp - 1, 0) + D * int((~masks["mean"]).sum()) \
-        + D * (D + 1) // 2 * int((~masks["covar"]).sum())
+    free_covar = int((~masks["covar"]).sum())
+    per_covar = {"full": D * (D + 1) // 2, "diag": D, "spherical": 1, "tied": 0}[covariance_type]
+    n_covar = per_covar * free_covar
+    if covariance_type == "tied" and free_covar:
+        n_covar = D * (D + 1) // 2
+    n = max(free_amp - 1, 0) + D * int((~masks["mean"]).sum()) + n_covar
     return n + int(fit_bg_amp)

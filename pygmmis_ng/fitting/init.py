@@ -28,6 +28,15 @@ gmm         a short sklearn GaussianMixture run (at most 20 iterations,
             k-means++ start, seeded from rng) on the noisy data; with
             unequal weights on a weighted resample of the rows.
 none        keep the parameters the GMM already has (they are validated).
+warm        as 'none', and under a selection no k-means start competes: the
+            fit continues from exactly these parameters (a warm start).
+k-means++   means at k-means++ seeds, amplitudes and covariances of their
+            cells (scikit-learn's init_params='k-means++').
+random_from_data
+            means at K distinct samples drawn by weight, amplitudes and
+            covariances of their cells (scikit-learn's 'random_from_data').
+random_resp an M-step from random responsibilities (scikit-learn's
+            init_params='random'; pyGMMis's 'random' is the one above).
 ==========  ================================================================
 
 s is the "volume-filling" scale of pyGMMis: K balls of radius s fill the
@@ -223,6 +232,69 @@ def init_kmeans(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
     gmm.covar = _cluster_covariances(rows, w, labels, gmm.K)
 
 
+def _standardized(data: np.ndarray, sample_weight: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The weighted support (rows, weights) and its rows with every axis at unit variance."""
+    rows, w = weighted_support(data, sample_weight)
+    center, sd = np.average(rows, axis=0, weights=w), np.sqrt(axis_variances(rows, w))
+    return rows, w, (rows - center) / sd
+
+
+def _from_seeds(gmm: GMM, rows: np.ndarray, w: np.ndarray, std: np.ndarray,
+                idx: np.ndarray) -> None:
+    """Means at the rows ``idx``; amplitudes and covariances of their (standardized) Voronoi cells."""
+    d2 = ((std[:, None, :] - std[idx][None, :, :]) ** 2).sum(axis=2)
+    labels = np.argmin(d2, axis=1)
+    mass = np.maximum(np.bincount(labels, weights=w, minlength=gmm.K), w.min())
+    gmm.amp = mass / mass.sum()
+    gmm.mean = rows[idx].copy()
+    gmm.covar = _cluster_covariances(rows, w, labels, gmm.K)
+
+
+def init_kmeans_plusplus(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+                         sample_weight: np.ndarray | None = None) -> None:
+    """Means at k-means++ seeds (sklearn's ``kmeans_plusplus``, weighted, on standardized
+    axes), amplitudes and covariances of their cells (scikit-learn's 'k-means++')."""
+    from sklearn.cluster import kmeans_plusplus
+
+    rng = np.random.default_rng(rng)
+    rows, w, std = _standardized(data, sample_weight)
+    if len(rows) < gmm.K:
+        raise ValueError(f"'k-means++' needs at least K={gmm.K} distinct samples, got {len(rows)}")
+    _, idx = kmeans_plusplus(std, gmm.K, sample_weight=w, random_state=_seed(rng))
+    _from_seeds(gmm, rows, w, std, idx)
+
+
+def init_random_from_data(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+                          sample_weight: np.ndarray | None = None) -> None:
+    """Means at K distinct samples drawn by weight, amplitudes and covariances of their
+    cells (scikit-learn's 'random_from_data')."""
+    rng = np.random.default_rng(rng)
+    rows, w, std = _standardized(data, sample_weight)
+    if len(rows) < gmm.K:
+        raise ValueError(f"'random_from_data' needs at least K={gmm.K} distinct samples, got "
+                         f"{len(rows)}")
+    _from_seeds(gmm, rows, w, std, rng.choice(len(rows), size=gmm.K, replace=False, p=w / w.sum()))
+
+
+def init_random_resp(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+                     sample_weight: np.ndarray | None = None) -> None:
+    """An M-step from uniformly random responsibilities (scikit-learn's 'random'): all means
+    near the data mean, covariances near the data covariance."""
+    rng = np.random.default_rng(rng)
+    rows, w = weighted_support(data, sample_weight)
+    q = rng.random((len(rows), gmm.K))
+    q *= w[:, None] / q.sum(axis=1, keepdims=True)
+    A = q.sum(axis=0)
+    mean = (q.T @ rows) / A[:, None]
+    floor = 1e-6 * np.diag(axis_variances(rows, w))
+    covar = np.empty((gmm.K, gmm.D, gmm.D))
+    for k in range(gmm.K):
+        d = rows - mean[k]
+        covar[k] = (d * q[:, k:k + 1]).T @ d / A[k] + floor
+    gmm.amp, gmm.mean, gmm.covar = A / A.sum(), mean, covar
+
+
 def init_gmm(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
              max_iter: int = 20, sample_weight: np.ndarray | None = None) -> None:
     """A short sklearn GaussianMixture fit (noise ignored) as the starting point.
@@ -258,12 +330,26 @@ def init_none(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
         raise ValueError(f"init_method='none' needs an initialized GMM: {exc}") from None
 
 
+def init_warm(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+              sample_weight: np.ndarray | None = None) -> None:
+    """Continue from the current parameters (a warm start): as 'none', but also under a
+    selection no k-means start competes with it, so the fit continues the run it was given."""
+    try:
+        gmm.validate()
+    except ValueError as exc:
+        raise ValueError(f"init_method='warm' needs an initialized GMM: {exc}") from None
+
+
 INIT_METHODS: dict[str, InitCallback] = {
     "random": init_random,
     "minmax": init_minmax,
     "kmeans": init_kmeans,
     "gmm": init_gmm,
     "none": init_none,
+    "warm": init_warm,
+    "k-means++": init_kmeans_plusplus,
+    "random_from_data": init_random_from_data,
+    "random_resp": init_random_resp,
 }
 
 

@@ -9,10 +9,13 @@ from ..kernels.stats import SufficientStats
 #: samples, or whose covariance has an eigenvalue below this fraction of the
 #: data variance, has collapsed and is re-seeded
 COLLAPSE_EPS = 1e-12
+#: the covariance families of scikit-learn's GaussianMixture, all fitted by exact M-steps
+COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
 
 
 def m_step(stats: SufficientStats, amp: np.ndarray, mean: np.ndarray,
-           covar: np.ndarray, w: float, frozen: dict[str, np.ndarray]
+           covar: np.ndarray, w: float, frozen: dict[str, np.ndarray],
+           covariance_type: str = "full", reg_covar: float = 0.0
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """New GMM parameters from the sufficient statistics.
 
@@ -24,6 +27,14 @@ def m_step(stats: SufficientStats, amp: np.ndarray, mean: np.ndarray,
     (pyGMMis instead adds a prior, V_k = (C_k + w^2 (N/K + 1) I) / (A_k + 1),
     which shifts every component and, along directions a selection leaves
     poorly constrained, drags components far from the likelihood maximum.)
+    ``covariance_type`` restricts the covariances as in scikit-learn (see
+    :func:`constrain`): the expected complete-data log-likelihood of each
+    component is that of a Gaussian with scatter C_k / A_k, also when the
+    samples are noisy, projected, missing or imputed, so its maximum over
+    diagonal, isotropic or shared covariances is the projection of the
+    scatter onto the family: the constrained M-steps are exact and EM stays
+    monotone. ``reg_covar`` is then added to every variance (scikit-learn's
+    regularization), before the floor ``w``.
     Amplitudes are A_k / sum A (the GMM is the signal density; a background
     fraction is updated separately by :func:`background_amp`); with frozen
     amplitudes the free ones share what the frozen ones leave.
@@ -38,7 +49,12 @@ def m_step(stats: SufficientStats, amp: np.ndarray, mean: np.ndarray,
     new_mean[free_m] += delta[free_m]
     C = stats.Cc.copy()
     C[free_m] -= A[free_m, None, None] * delta[free_m, :, None] * delta[free_m, None, :]
-    V = C / A_safe[:, None, None]
+    if covariance_type == "tied":
+        V = np.broadcast_to(C.sum(axis=0) / max(A.sum(), np.finfo(float).tiny), C.shape).copy()
+    else:
+        V = constrain(C / A_safe[:, None, None], A, covariance_type)
+    if reg_covar > 0:
+        V = V + reg_covar * np.eye(V.shape[1])
     if w > 0:
         V = eigenvalue_floor(V, w**2)
     new_covar = covar.copy()
@@ -49,6 +65,30 @@ def m_step(stats: SufficientStats, amp: np.ndarray, mean: np.ndarray,
     else:
         new_amp[free_a] = A[free_a] / A[free_a].sum() * (1 - amp[~free_a].sum())
     return new_amp, new_mean, new_covar
+
+
+def constrain(V: np.ndarray, weight: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Covariances (K, D, D) projected onto a scikit-learn family, as full matrices.
+
+    'full': unchanged; 'diag': the diagonal of each; 'spherical': the mean
+    variance of each times I; 'tied': the ``weight``-weighted mean of all
+    (weights (K,), e.g. the amplitudes), one matrix shared by every component.
+    Each is the maximum-likelihood member of its family for a component whose
+    scatter is V_k (weighted by ``weight_k`` for 'tied').
+    """
+    if covariance_type == "full":
+        return V
+    K, D = V.shape[:2]
+    if covariance_type == "tied":
+        wt = np.asarray(weight, dtype=float)
+        shared = np.tensordot(wt / wt.sum(), V, axes=1) if wt.sum() > 0 else V.mean(axis=0)
+        return np.broadcast_to(0.5 * (shared + shared.T), V.shape).copy()
+    var = np.diagonal(V, axis1=1, axis2=2)
+    if covariance_type == "spherical":
+        var = np.repeat(var.mean(axis=1, keepdims=True), D, axis=1)
+    out = np.zeros_like(V)
+    out[:, np.arange(D), np.arange(D)] = var
+    return out
 
 
 def eigenvalue_floor(V: np.ndarray, floor: float) -> np.ndarray:

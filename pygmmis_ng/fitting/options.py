@@ -9,6 +9,7 @@ any random stream is touched.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ..model import GMM
 from ..selection.background import Background, check_background
 from ..selection.imputation import evaluate_selection
 from .init import InitCallback, resolve_init
+from .mstep import COVARIANCE_TYPES
 
 
 class Observations(NamedTuple):
@@ -82,6 +84,8 @@ class FitOptions:
     n_jobs: int
     n_init: int
     accelerate: bool
+    covariance_type: str = "full"
+    reg_covar: float = 0.0
 
     @property
     def impute(self) -> bool:
@@ -91,7 +95,8 @@ class FitOptions:
 def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any,
               init_method: Any, w: Any, cutoff: Any, sel_callback: Any, oversampling: Any,
               covar_callback: Any, background: Any, tol: Any, miniter: Any, maxiter: Any,
-              frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any
+              frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any,
+              covariance_type: Any = "full", reg_covar: Any = 0.0
               ) -> tuple[Observations, FitOptions, np.random.Generator]:
     """Validate every argument of a fit; see :func:`pygmmis_ng.fit` for their meaning.
 
@@ -114,8 +119,9 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     w = check_float(w, "w", minimum=0.0)
     tol = check_float(tol, "tol", minimum=0.0)
     cutoff = check_float(cutoff, "cutoff", minimum=0.0, strict=True, allow_none=True)
-    miniter = check_int(miniter, "miniter", minimum=0)
     maxiter = check_int(maxiter, "maxiter", minimum=0)
+    # miniter=None: one update, or none if maxiter=0 (then the fit returns the initialization)
+    miniter = min(1, maxiter) if miniter is None else check_int(miniter, "miniter", minimum=0)
     if miniter > maxiter:
         raise ValueError(f"miniter={miniter} must not exceed maxiter={maxiter}")
     oversampling = check_int(oversampling, "oversampling", minimum=1)
@@ -129,6 +135,8 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     check_frozen_params(gmm, masks)
     gen = check_rng(rng)
     attempts = _check_split_n_merge(split_n_merge, K)
+    reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
+    _check_covariance_type(covariance_type, masks, attempts)
     _check_combination(R, S, sel_callback, covar_callback, background)
     bg = check_background(background, X, D)
     log_omega_mean = _check_selection(sel_callback, X, weight, missing)
@@ -136,7 +144,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         init=init, w=w, cutoff=cutoff, sel_callback=sel_callback, covar_callback=covar_callback,
         background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
         masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
-        accelerate=bool(accelerate))
+        accelerate=bool(accelerate), covariance_type=covariance_type, reg_covar=reg_covar)
     return Observations(X, R, S, weight, Z, log_omega_mean), options, gen
 
 
@@ -157,15 +165,37 @@ def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D:
 
 
 def _check_split_n_merge(value: Any, K: int) -> int:
-    """Number of split'n'merge attempts: 0 for None/False, 3 for True, else an int >= 0."""
+    """Number of split'n'merge attempts: 0 for None/False, 3 for True, else an int >= 0.
+
+    A fractional count (pyGMMis's tests write ``K/3``, meant for Python 2) is rounded up: the
+    attempts pyGMMis makes while its count is still positive.
+    """
     if value is None or isinstance(value, (bool, np.bool_)):
         attempts = 3 if value else 0
+    elif isinstance(value, (float, np.floating)) and np.isfinite(value) and value > 0:
+        attempts = math.ceil(value)
     else:
         attempts = check_int(value, "split_n_merge", minimum=0)
     if attempts > 0 and K < 3:
         raise ValueError(f"split_n_merge needs K >= 3 components (it merges two and splits a "
                          f"third), got K={K}; pass split_n_merge=0")
     return attempts
+
+
+def _check_covariance_type(covariance_type: Any, masks: dict, attempts: int) -> None:
+    """A scikit-learn covariance family, and one the frozen parameters and split'n'merge allow."""
+    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
+                         f"{covariance_type!r}")
+    if covariance_type != "tied":
+        return
+    if 0 < masks["covar"].sum() < masks["covar"].size:
+        raise ValueError("covariance_type='tied' shares one covariance among all components: "
+                         "freeze the covariances of all components or of none")
+    if attempts > 0:
+        raise ValueError("split_n_merge is not available with covariance_type='tied' (a partial "
+                         "EM of three components would untie the shared covariance); pass "
+                         "split_n_merge=0")
 
 
 def _check_combination(R: Any, S: Any, sel_callback: Any, covar_callback: Any,
@@ -206,5 +236,8 @@ def _check_selection(sel_callback: Any, X: np.ndarray, weight: np.ndarray | None
         i = np.flatnonzero(omega == 0)
         raise ValueError(f"sel_callback gives Omega = 0 for {i.size} observed sample(s) (first: "
                          f"row {i[0]}): observed samples must have a non-zero selection "
-                         "probability; the callback is likely wrong")
+                         "probability; the callback is likely wrong. If it returns a random draw "
+                         "of the selection (pyGMMis's tests/test_3D.py: rng.rand(len(coords)) > "
+                         "coords[:, 0]), return the selection probability instead "
+                         "(np.clip(1 - coords[:, 0], 0, 1)): the fit draws from it itself")
     return float(np.average(np.log(omega), weights=weight))

@@ -53,8 +53,9 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         nbr=None if opts.cutoff is None else np.zeros((N, K), dtype=np.uint8),
         R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,
         Zc=None if Z is X else sorted_rows(layout.order, Z)[0] - center,
-        const_axes=_constant_axes(Z, weight, S, R),
-        reseed_index=reseed_index, reseed_cdf=np.cumsum(reseed_w))
+        const_axes=None if opts.covariance_type == "spherical" else _constant_axes(Z, weight, S, R),
+        reseed_index=reseed_index, reseed_cdf=np.cumsum(reseed_w),
+        covariance_type=opts.covariance_type, reg_covar=opts.reg_covar)
 
 
 def initial_bg_amp(opts: FitOptions) -> float:

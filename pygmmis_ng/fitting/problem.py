@@ -45,6 +45,8 @@ class Problem(NamedTuple):
     const_axes: np.ndarray | None = None   # (D,) bool: axes along which the data are constant
     reseed_index: np.ndarray | None = None  # (M,) sorted rows, one per distinct row (re-seeding)
     reseed_cdf: np.ndarray | None = None    # (M,) cumulative weights of those rows
+    covariance_type: str = "full"           # 'full', 'diag', 'tied' or 'spherical'
+    reg_covar: float = 0.0                  # added to every variance in the M-step
 
     @property
     def per_sample(self) -> bool:

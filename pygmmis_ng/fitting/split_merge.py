@@ -18,6 +18,7 @@ from scipy.special import logsumexp
 
 from .em_loop import run_em
 from .estep import observed_log_joint
+from .mstep import constrain
 from .problem import Problem, Run, State
 
 logger = logging.getLogger("pygmmis_ng")
@@ -154,6 +155,7 @@ def split_and_merge(p: Problem, run: Run, attempts: int, miniter: int, maxiter: 
         pos += 1
         used += 1
         st = apply(best.state, triple)
+        st = st._replace(covar=constrain(st.covar, st.amp, p.covariance_type))
         free = np.zeros(len(st.amp), dtype=bool)
         free[list(triple)] = True
         partial = p._replace(masks={key: mask | ~free for key, mask in p.masks.items()})
