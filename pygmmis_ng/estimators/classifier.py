@@ -13,6 +13,7 @@ The dispersion floor ``w`` of each class is chosen from its data by default
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,15 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         mean feature variance (see :mod:`pygmmis_ng.estimators.regularization`);
         0 for a class that needs no floor. A float is used for every class
         as given (0.0: no floor).
-    init_method, n_init, tol, max_iter, random_state, n_jobs
-        As in :class:`~pygmmis_ng.estimators.mixture.IncompleteGaussianMixture`.
+    covariance_type, init_params, n_init, tol, max_iter, random_state, verbose,
+    verbose_interval, n_jobs
+        As in :class:`~pygmmis_ng.estimators.mixture.IncompleteGaussianMixture`
+        (and scikit-learn's GaussianMixture), for every class.
+    reg_covar : float
+        Added to every variance in each M-step; 0 by default, since ``w``
+        ("auto") already regularizes each class as its data need.
+    init_method : None
+        Deprecated name of ``init_params``.
     priors : None or array-like (n_classes,)
         Class priors in the order of ``classes_``; None: the (weighted)
         class frequencies of the training data.
@@ -61,18 +69,25 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     """
 
-    def __init__(self, n_components: int = 1, *, w: float | str = "auto", init_method: Any = "kmeans",
-                 n_init: int = 1, tol: float = 1e-3, max_iter: int = 1000, priors: Any = None,
-                 random_state: Any = None, n_jobs: int = 1) -> None:
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
+                 w: float | str = "auto", init_params: Any = "kmeans", n_init: int = 1,
+                 tol: float = 1e-3, reg_covar: float = 0.0, max_iter: int = 1000,
+                 priors: Any = None, random_state: Any = None, verbose: int = 0,
+                 verbose_interval: int = 10, n_jobs: int = 1, init_method: Any = None) -> None:
         self.n_components = n_components
+        self.covariance_type = covariance_type
         self.w = w
-        self.init_method = init_method
+        self.init_params = init_params
         self.n_init = n_init
         self.tol = tol
+        self.reg_covar = reg_covar
         self.max_iter = max_iter
         self.priors = priors
         self.random_state = random_state
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
+        self.init_method = init_method
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -95,6 +110,11 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         w = self._check_w()
+        init = self.init_params
+        if self.init_method is not None:
+            warnings.warn("init_method is deprecated; use init_params (scikit-learn's name)",
+                          FutureWarning, stacklevel=2)
+            init = self.init_method
         S = check_noise(covar, X.shape[0], X.shape[1], observed=~np.isnan(X))
         self.estimators_ = []
         self.w_ = np.zeros(len(self.classes_))
@@ -105,9 +125,10 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
             Sc = S if S is None or S.ndim == 2 else S[rows]
             self.w_[c] = choose_w(X[rows], Sc, sw[rows]) if w is None else w
             est = IncompleteGaussianMixture(
-                min(self.n_components, int(rows.sum())), init_method=self.init_method,
-                n_init=self.n_init, tol=self.tol, max_iter=self.max_iter, w=float(self.w_[c]),
-                random_state=self.random_state, n_jobs=self.n_jobs)
+                min(self.n_components, int(rows.sum())), covariance_type=self.covariance_type,
+                init_params=init, n_init=self.n_init, tol=self.tol, reg_covar=self.reg_covar,
+                max_iter=self.max_iter, w=float(self.w_[c]), random_state=self.random_state,
+                verbose=self.verbose, verbose_interval=self.verbose_interval, n_jobs=self.n_jobs)
             est.fit(X[rows], covar=Sc, sample_weight=sw[rows])
             self.estimators_.append(est)
         self.n_iter_ = np.array([est.n_iter_ for est in self.estimators_])

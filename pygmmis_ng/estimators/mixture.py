@@ -1,14 +1,15 @@
 """scikit-learn estimator over :func:`pygmmis_ng.fit`: :class:`IncompleteGaussianMixture`.
 
 A thin shell: the parameters are those of ``fit`` under sklearn's names
-(``n_components``, ``max_iter``, ``random_state``), fitted attributes follow
-:class:`sklearn.mixture.GaussianMixture` (``weights_``, ``means_``,
-``covariances_``, ``converged_``, ``n_iter_``, ``lower_bound_``), and NaN in
+and meanings of :class:`sklearn.mixture.GaussianMixture` (``covariance_type``,
+``reg_covar``, ``*_init``, ``warm_start``, ``verbose`` ...), fitted attributes follow
+it (``weights_``, ``means_``, ``covariances_``, ``precisions_`` ...), and NaN in
 ``X`` marks missing features (exact marginals, see :mod:`pygmmis_ng.data.observed`).
 Per-sample noise and weights go to ``fit(X, covar=..., sample_weight=...)``.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,26 +18,85 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..data.observed import background_log_density_rows
+from ..data.validation import check_int
 from ..fitting.fitter import fit
+from ..fitting.init import resolve_init, takes_weight
+from ..fitting.mstep import COVARIANCE_TYPES, constrain
+from ..fitting.progress import verbose_output
 from ..model import GMM
 from ..selection.imputation import evaluate_selection
+from .gaussian_params import (
+    check_means_init,
+    check_weights_init,
+    covariances_from_precisions,
+    precisions,
+    precisions_cholesky,
+    sklearn_covariances,
+)
+
+#: scikit-learn's init_params and the initializations of :mod:`pygmmis_ng.fitting.init` they are
+SKLEARN_INIT = {"kmeans": "kmeans", "k-means++": "k-means++", "random": "random_resp",
+                "random_from_data": "random_from_data"}
+
+
+def _overridden(base: Any, weights: np.ndarray | None, means: np.ndarray | None,
+                covs: np.ndarray | None, covariance_type: str, reg_covar: float) -> Any:
+    """An init callback: ``base`` (its covariances in the family, plus ``reg_covar``), then the
+    given weights, means and covariances in their place (``base`` None: all three given)."""
+    def init(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
+             sample_weight: Any = None) -> None:
+        if base is not None:
+            extra = {"sample_weight": sample_weight} if takes_weight(base) else {}
+            base(gmm, data, covar=covar, rng=rng, **extra)
+            gmm.covar = constrain(gmm.covar, gmm.amp, covariance_type) + reg_covar * np.eye(gmm.D)
+        for name, value in (("amp", weights), ("mean", means), ("covar", covs)):
+            if value is not None:
+                setattr(gmm, name, value.copy())
+    init.__name__ = "init_params with weights/means/precisions_init"
+    return init
 
 
 class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture for noisy, incomplete (selected) and partly missing data.
 
+    The parameters of :class:`sklearn.mixture.GaussianMixture` come first and
+    mean what they mean there (differences: ``init_params`` also takes the
+    names of :func:`pygmmis_ng.fit` and callables, ``max_iter`` defaults to
+    1000, ``lower_bound_`` is the mean log-likelihood of the returned model,
+    see the README's "Coming from scikit-learn"); the others are those of
+    :func:`pygmmis_ng.fit`.
+
     Parameters
     ----------
     n_components : int
         Number of components K.
-    init_method : str or callable
-        Initialization (see :mod:`pygmmis_ng.fitting.init`); 'kmeans' by default.
+    covariance_type : {'full', 'diag', 'tied', 'spherical'}
+        The covariance family (exact constrained M-steps, also for noisy,
+        missing, selected or projected data).
+    tol : float
+        Convergence tolerance of the mean log-likelihood per sample (see
+        :mod:`pygmmis_ng.fitting.convergence`).
+    reg_covar : float
+        Added to every variance in each M-step and in the initialization.
+    max_iter : int
+        Maximum number of EM updates; 0 returns the initialization.
     n_init : int
         Initializations; the best final log-likelihood is kept.
-    tol : float
-        Relative convergence tolerance of the mean log-likelihood.
-    max_iter : int
-        Maximum number of EM iterations.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, a name of
+        :mod:`pygmmis_ng.fitting.init` ('minmax', 'gmm', ...), or a callable
+        'random' is scikit-learn's (random responsibilities), not pyGMMis's.
+    weights_init, means_init, precisions_init : None or array-like
+        Initial weights (K,), means (K, D) and precisions (shaped by
+        ``covariance_type`` as in scikit-learn); they replace what
+        ``init_params`` gives.
+    random_state : None, int or RandomState
+    warm_start : bool
+        Start each ``fit`` from the previous fit's parameters (one
+        initialization; under a selection no k-means start competes).
+    verbose : int
+        0 silent, 1 the fit's messages, 2 also every ``verbose_interval``-th
+        row of the iteration table (on ``sys.stdout``, via logging).
+    verbose_interval : int
     w : float
         Lower bound on the component dispersion (data units).
     cutoff : float or None
@@ -47,16 +107,24 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         the fitted fraction is ``background_amp_``.
     split_n_merge : int
         Split'n'merge attempts after convergence.
-    random_state : None, int or RandomState
     n_jobs : int
         Worker processes of the fit.
+    accelerate : bool
+        SQUAREM extrapolation (and the oversampling ramp) between EM updates;
+        a fit stopped by ``max_iter`` still returns a plain EM update.
+    init_method : None
+        Deprecated name of ``init_params``.
 
     Attributes
     ----------
-    weights_ : ndarray (K,);  means_ : ndarray (K, D);  covariances_ : ndarray (K, D, D)
+    weights_ : ndarray (K,);  means_ : ndarray (K, D)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shaped by ``covariance_type`` as in scikit-learn.
     converged_ : bool;  n_iter_ : int
     lower_bound_ : float
         Mean log-likelihood per sample of the fitted model (FitResult.logL).
+    lower_bounds_ : list of float
+        The mean log-likelihood of each iterate.
     background_amp_ : float or None
     gmm_ : GMM
         The fitted model (density, draws, conditioning ...).
@@ -74,16 +142,29 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     the identity in data units.
     """
 
-    def __init__(self, n_components: int = 1, *, init_method: Any = "kmeans", n_init: int = 1,
-                 tol: float = 1e-3, max_iter: int = 1000, w: float = 0.0,
-                 cutoff: float | None = None, sel_callback: Any = None, oversampling: int = 10,
-                 covar_callback: Any = None, background: Any = None, split_n_merge: int = 0,
-                 random_state: Any = None, n_jobs: int = 1) -> None:
+    def __init__(self, n_components: int = 1, *, covariance_type: str = "full",
+                 tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 1000,
+                 n_init: int = 1, init_params: Any = "kmeans", weights_init: Any = None,
+                 means_init: Any = None, precisions_init: Any = None, random_state: Any = None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
+                 oversampling: int = 10, covar_callback: Any = None, background: Any = None,
+                 split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool = True,
+                 init_method: Any = None) -> None:
         self.n_components = n_components
-        self.init_method = init_method
-        self.n_init = n_init
+        self.covariance_type = covariance_type
         self.tol = tol
+        self.reg_covar = reg_covar
         self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.w = w
         self.cutoff = cutoff
         self.sel_callback = sel_callback
@@ -91,8 +172,9 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         self.covar_callback = covar_callback
         self.background = background
         self.split_n_merge = split_n_merge
-        self.random_state = random_state
         self.n_jobs = n_jobs
+        self.accelerate = accelerate
+        self.init_method = init_method
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -115,26 +197,70 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                           ensure_min_samples=1)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        warm = self.warm_start and hasattr(self, "gmm_") and self.gmm_.K == self.n_components \
+            and self.gmm_.D == X.shape[1]
+        if warm:
+            gmm, init, n_init = self.gmm_.copy(), "warm", 1
+            background = None if self.background_ is None else self.background_.copy()
+        else:
+            gmm, init, n_init = GMM(self.n_components, X.shape[1]), self._init(X.shape[1]), self.n_init
+            background = None if self.background is None else self.background.copy()
         rng = check_random_state(self.random_state)
-        gmm = GMM(self.n_components, X.shape[1])
-        background = None if self.background is None else self.background.copy()
-        res = fit(gmm, X, covar=covar, init_method=self.init_method, w=self.w,
-                  cutoff=self.cutoff, sel_callback=self.sel_callback,
-                  oversampling=self.oversampling, covar_callback=self.covar_callback,
-                  background=background, tol=self.tol, maxiter=self.max_iter,
-                  split_n_merge=self.split_n_merge, rng=rng, n_jobs=self.n_jobs,
-                  sample_weight=sample_weight, n_init=self.n_init)
+        with verbose_output(self.verbose, self.verbose_interval):
+            res = fit(gmm, X, covar=covar, init_method=init, w=self.w, cutoff=self.cutoff,
+                      sel_callback=self.sel_callback, oversampling=self.oversampling,
+                      covar_callback=self.covar_callback, background=background, tol=self.tol,
+                      maxiter=self.max_iter, split_n_merge=self.split_n_merge, rng=rng,
+                      n_jobs=self.n_jobs, sample_weight=sample_weight, n_init=n_init,
+                      accelerate=self.accelerate, covariance_type=self.covariance_type,
+                      reg_covar=self.reg_covar)
+        self._set_fitted(gmm, res, background)
+        return self
+
+    def _init(self, D: int) -> Any:
+        """The initialization: ``init_params`` (or the deprecated ``init_method``), then
+        ``weights_init``, ``means_init`` and ``precisions_init``, checked before the fit."""
+        method = self.init_params
+        if self.init_method is not None:
+            warnings.warn("init_method is deprecated; use init_params (scikit-learn's name)",
+                          FutureWarning, stacklevel=3)
+            method = self.init_method
+        K = check_int(self.n_components, "n_components", minimum=1)
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
+                             f"{self.covariance_type!r}")
+        weights = None if self.weights_init is None else check_weights_init(self.weights_init, K)
+        means = None if self.means_init is None else check_means_init(self.means_init, K, D)
+        covs = None if self.precisions_init is None else covariances_from_precisions(
+            self.precisions_init, self.covariance_type, K, D)
+        if isinstance(method, str):
+            method = SKLEARN_INIT.get(method, method)
+        base = resolve_init(method)
+        if weights is None and means is None and covs is None:
+            return base
+        return _overridden(None if all(v is not None for v in (weights, means, covs)) else base,
+                           weights, means, covs, self.covariance_type, float(self.reg_covar))
+
+    def _set_fitted(self, gmm: GMM, res: Any, background: Any) -> None:
+        ct = self.covariance_type
         self.gmm_ = gmm
         self.fit_result_ = res
         self.background_ = background
         self.background_amp_ = None if background is None else background.amp
         self.weights_ = gmm.amp.copy()
         self.means_ = gmm.mean.copy()
-        self.covariances_ = gmm.covar.copy()
+        self.covariances_ = sklearn_covariances(gmm.covar, ct)
+        self.precisions_cholesky_ = precisions_cholesky(self.covariances_, ct)
+        self.precisions_ = precisions(self.precisions_cholesky_, ct)
         self.converged_ = bool(res.converged)
         self.n_iter_ = int(res.n_iter)
         self.lower_bound_ = float(res.logL)
-        return self
+        self.lower_bounds_ = [float(v) for v in res.history]
+
+    def fit_predict(self, X: Any, y: Any = None, covar: Any = None,
+                    sample_weight: Any = None) -> np.ndarray:
+        """Fit, then the most probable component of each sample of X, shape (N,)."""
+        return self.fit(X, covar=covar, sample_weight=sample_weight).predict(X, covar=covar)
 
     # -- evaluation ------------------------------------------------------------
     def _check(self, X: Any) -> np.ndarray:
@@ -180,13 +306,19 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         return self.predict_proba(X, covar=covar).argmax(axis=1)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draws from the fitted mixture (before selection, no noise) and their components."""
+        """Draws from the fitted mixture (before selection, no noise) and their components.
+
+        Returns X (n_samples, D) and y (n_samples,), the rows grouped by component
+        in increasing order (as scikit-learn's).
+        """
         check_is_fitted(self)
         if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires "
+                             "at least one sample.")
         rng = check_random_state(self.random_state)
         X, y = self.gmm_.draw(n_samples, rng=rng, return_component=True)
-        return X, y
+        order = np.argsort(y, kind="stable")         # grouped by component, as scikit-learn's
+        return X[order], y[order]
 
     def _n_parameters(self) -> int:
         return self.fit_result_.n_params
