@@ -1,7 +1,8 @@
-"""pyGMMis code runs with ``import pygmmis_ng as pygmmis`` (issue 15, first part).
+"""pyGMMis code runs with ``import pygmmis_ng as pygmmis`` (issue 15).
 
 Every call of pyGMMis's own tests/test.py (without its plots) is exercised on the
-paper's box-with-hole problem; the names are checked against their pyGMMis meanings.
+paper's box-with-hole problem, and every call of its tests/test_3D.py (name and keyword
+set) on small problems of our own; the names are checked against their pyGMMis meanings.
 """
 from __future__ import annotations
 
@@ -146,6 +147,177 @@ def test_integral_floats_count_as_integers_and_fractions_do_not():
     rb = pygmmis.fit(b, ds.data, split_n_merge=3, rng=0, maxiter=20)
     assert ra.logL == rb.logL
     np.testing.assert_array_equal(a.mean, b.mean)
-    with pytest.raises(ValueError, match="split_n_merge must be an integer, got 1.5"):
-        pygmmis.fit(pygmmis.GMM(3, 2), ds.data, split_n_merge=1.5)
     assert pygmmis.GMM(K=6 / 2, D=2.0).K == 3
+
+
+# -- tests/test_3D.py --------------------------------------------------------------------------
+# Its calls: chi2_cutoff(D, cutoff=); GMM(K=, D=) set in place (amp[:], mean[:, :], covar[k]) and
+# resized (amp = amp[safe]; amp /= amp.sum(); mean = ...; covar = ...); gmm.draw(N, rng=);
+# fit(gmm, data, init_method='minmax', w=, cutoff=, split_n_merge=K/3, rng=) and
+# fit(gmm, data, sel_callback=, init_method='none', w=, cutoff=, split_n_merge=K/3, rng=), both
+# unpacked as logL, U; gmm._mp_chunksize() and gmm.logL_k(k, coords, covar=None, chi2_only=True)
+# on a GMM sent to worker processes (parmap). rng is a numpy RandomState throughout.
+
+def _cube_mixture(K: int, rng: np.random.RandomState) -> pygmmis.GMM:
+    """A K-component 3D mixture inside the unit cube, set in place as test_3D.py does."""
+    g = pygmmis.GMM(K=K, D=3)
+    g.amp[:] = rng.dirichlet(np.full(K, 5.0))
+    g.mean[:, :] = 0.2 + 0.6 * rng.rand(K, 3)
+    for k in range(K):
+        Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        g.covar[k] = Q @ np.diag((0.02 + rng.rand(3) / 15) ** 2) @ Q.T
+    return g
+
+
+def _slope_omega(coords: np.ndarray) -> np.ndarray:
+    """Selection probability falling linearly in x: the one test_3D.py draws from."""
+    return np.clip(1 - coords[:, 0], 0, 1)
+
+
+def test_chi2_cutoff_is_the_chi2_quantile_of_the_1d_sigma_interval():
+    from scipy.stats import chi2, norm
+
+    assert pygmmis.chi2_cutoff(1, cutoff=2.5) == pytest.approx(2.5**2)
+    for D, c in ((2, 1.0), (3, 1.0), (3, 3.0), (5, 5.0)):
+        q = pygmmis.chi2_cutoff(D, cutoff=c)
+        assert chi2.cdf(q, D) == pytest.approx(norm.cdf(c) - norm.cdf(-c), rel=1e-9)
+    assert pygmmis.chi2_cutoff(3) == pytest.approx(chi2.ppf(norm.cdf(3) - norm.cdf(-3), 3))
+
+
+def test_logL_k_chi2_inside_chi2_cutoff_holds_the_1d_sigma_fraction():
+    # test_3D.py's insideComponent: the samples of component k within 1 sigma (in 3D) of it
+    g = pygmmis.GMM(K=2, D=3)
+    g.amp[:] = [0.5, 0.5]
+    g.mean[:, :] = [[0.0, 0.0, 0.0], [5.0, 5.0, 5.0]]
+    g.covar[0] = [[1.0, 0.4, 0.0], [0.4, 2.0, 0.3], [0.0, 0.3, 0.5]]
+    g.covar[1] = np.eye(3)
+    X = np.random.RandomState(4).multivariate_normal(g.mean[0], g.covar[0], size=40000)
+    inside = g.logL_k(0, X, covar=None, chi2_only=True) < pygmmis.chi2_cutoff(3, cutoff=1.0)
+    assert inside.mean() == pytest.approx(0.6827, abs=0.01)       # P(|z| < 1), 4 sigma wide
+    assert (g.logL_k(1, X, covar=None, chi2_only=True) > 10).all()  # far from component 1
+
+
+def test_gmm_set_in_place_then_resized_to_a_subset_is_that_submixture():
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.RandomState(2)
+    g = _cube_mixture(5, rng)
+    full = g.copy()
+    safe = np.array([True, False, True, True, False])
+    g.amp = g.amp[safe]
+    g.amp /= g.amp.sum()
+    g.mean = g.mean[safe]
+    g.covar = g.covar[safe]
+    assert (g.K, g.D) == (3, 3)
+    amp = full.amp[safe] / full.amp[safe].sum()
+    np.testing.assert_allclose(g.amp, amp)
+    X = rng.rand(50, 3)
+    expect = sum(a * multivariate_normal(m, C).pdf(X)
+                 for a, m, C in zip(amp, full.mean[safe], full.covar[safe]))
+    np.testing.assert_allclose(g(X), expect, rtol=1e-10)
+    np.testing.assert_allclose(g.logL_k(1, X), np.log(amp[1]) + multivariate_normal(
+        full.mean[2], full.covar[2]).logpdf(X), rtol=1e-10)
+
+
+def test_draw_with_a_randomstate_is_reproducible_and_has_the_mixture_moments():
+    g = _cube_mixture(4, np.random.RandomState(3))
+    a = g.draw(30000, rng=np.random.RandomState(5))
+    b = g.draw(30000, rng=np.random.RandomState(5))
+    np.testing.assert_array_equal(a, b)
+    rs = np.random.RandomState(5)
+    g.draw(10, rng=rs)
+    assert not np.array_equal(g.draw(30000, rng=rs), a)             # the RandomState advanced
+    mu = g.amp @ g.mean
+    cov = np.einsum("k,kij->ij", g.amp, g.covar + np.einsum("ki,kj->kij", g.mean, g.mean))
+    cov -= np.outer(mu, mu)
+    np.testing.assert_allclose(a.mean(axis=0), mu, atol=0.005)
+    np.testing.assert_allclose(np.cov(a.T), cov, atol=0.003)
+
+
+def test_the_3D_script_flow_corrects_for_the_selection_and_returns_neighborhoods():
+    rng = np.random.RandomState(0)
+    truth = _cube_mixture(6, rng)
+    X0 = truth.draw(4000, rng=rng)
+    data = X0[rng.rand(len(X0)) < _slope_omega(X0)]
+    K_ = truth.K
+    gmm = pygmmis.GMM(K=K_, D=3)
+    logL, U = pygmmis.fit(gmm, data, init_method="minmax", w=1e-3, cutoff=5,
+                          split_n_merge=K_ / 3, rng=rng)
+    gmm_ = pygmmis.GMM(K=K_, D=3)
+    gmm_.amp[:] = gmm.amp[:]
+    gmm_.mean[:, :] = gmm.mean[:, :]
+    gmm_.covar[:, :, :] = 2 * gmm.covar[:, :, :]
+    logL_, U_ = pygmmis.fit(gmm_, data, sel_callback=_slope_omega, init_method="none", w=1e-3,
+                            cutoff=5, split_n_merge=K_ / 3, rng=rng)
+    assert np.isfinite(logL) and np.isfinite(logL_)
+    # U: per component, the samples within the 5-sigma-equivalent chi^2 of the fitted component
+    q = pygmmis.chi2_cutoff(3, cutoff=5)
+    for fit_gmm, nbh in ((gmm, U), (gmm_, U_)):
+        assert len(nbh) == K_
+        for k in range(K_):
+            inside = np.zeros(len(data), dtype=bool)
+            inside[nbh[k]] = True
+            np.testing.assert_array_equal(inside, fit_gmm.logL_k(k, data, chi2_only=True) < q)
+
+    # the selection falls with x: the plain fit misses mass at large x, the imputation fit not
+    def mass(g):
+        return np.mean(g.draw(20000, rng=np.random.RandomState(1))[:, 0] > 0.5)
+    assert mass(gmm) < mass(truth) - 0.08
+    assert mass(gmm_) == pytest.approx(mass(truth), abs=0.05)
+
+
+def test_a_gmm_sent_to_worker_processes_evaluates_as_the_original(monkeypatch):
+    import os
+    import pickle
+
+    g = _cube_mixture(10, np.random.RandomState(6))
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert g._mp_chunksize() == (4, 2)          # pyGMMis: chunksize K // cpus, n_chunks <= cpus
+    g3 = pygmmis.GMM(3, 3)
+    assert g3._mp_chunksize() == (3, 1)
+    copy = pickle.loads(pickle.dumps(g))         # parmap pickles the GMM for its workers
+    X = np.random.RandomState(7).rand(30, 3)
+    for k in range(g.K):
+        np.testing.assert_array_equal(copy.logL_k(k, X, covar=None, chi2_only=True),
+                                      g.logL_k(k, X, covar=None, chi2_only=True))
+
+
+def _selected_sample(rng: np.random.RandomState) -> tuple[pygmmis.GMM, np.ndarray]:
+    g = _cube_mixture(3, rng)
+    X = g.draw(1500, rng=rng)
+    return g, X[rng.rand(len(X)) < _slope_omega(X)]
+
+
+def test_a_random_draw_as_sel_callback_is_refused_before_the_model_is_touched():
+    # test_3D.py passes its selection *draw* rng.rand(N) > x as the fit's sel_callback; at the
+    # observed samples it is then often False (Omega = 0), on which pyGMMis 1.2.3 warns and
+    # fills the model with NaN (and the script's try_forever retries for ever)
+    rng = np.random.RandomState(8)
+    g, data = _selected_sample(rng)
+    before = g.copy()
+    with pytest.raises(ValueError, match="Omega = 0"):
+        pygmmis.fit(g, data, sel_callback=lambda c: rng.rand(len(c)) > c[:, 0], init_method="none",
+                    w=1e-3, cutoff=5, rng=rng)
+    for name in ("amp", "mean", "covar"):
+        np.testing.assert_array_equal(getattr(g, name), getattr(before, name))
+
+
+def test_the_refusal_of_a_random_draw_says_to_return_the_probability():
+    rng = np.random.RandomState(8)
+    g, data = _selected_sample(rng)
+    with pytest.raises(ValueError, match=r"random draw.*return the selection probability"):
+        pygmmis.fit(g, data, sel_callback=lambda c: rng.rand(len(c)) > c[:, 0], init_method="none",
+                    w=1e-3, cutoff=5, rng=rng)
+
+
+def test_a_fractional_split_n_merge_makes_as_many_attempts_as_pygmmis_while_positive():
+    # test_3D.py passes K/3 (Python 2 division when written). pyGMMis 1.2.3 under Python 3
+    # never counts down to 0 and goes on until an attempt is rejected; ceil(K/3) attempts are
+    # the ones it makes while its count is positive
+    rng = np.random.RandomState(9)
+    _, data = _selected_sample(rng)
+    a, b = pygmmis.GMM(4, 3), pygmmis.GMM(4, 3)
+    ra = pygmmis.fit(a, data, split_n_merge=4 / 3, rng=0, maxiter=20)
+    rb = pygmmis.fit(b, data, split_n_merge=2, rng=0, maxiter=20)
+    assert ra.logL == rb.logL
+    np.testing.assert_array_equal(a.mean, b.mean)
