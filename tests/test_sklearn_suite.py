@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -31,6 +32,26 @@ DOCUMENTED = {
     "test_gaussian_mixture_precisions_init": "private API",
     # counts calls of scikit-learn's private _estimate_gaussian_parameters
     "test_gaussian_mixture_all_init_does_not_estimate_gaussian_parameters": "private function",
+}
+
+
+#: the tests that pass with scikit-learn 1.9 (those of its private helpers included): they must
+#: keep passing with any version that has them
+PASSING = {
+    "test_bic_1d_1component", "test_check_means", "test_check_precisions", "test_check_weights",
+    "test_compute_log_det_cholesky", "test_convergence_detected_with_warm_start",
+    "test_fitted_precision_covariance_concistency", "test_gaussian_mixture_aic_bic",
+    "test_gaussian_mixture_attributes", "test_gaussian_mixture_estimate_log_prob_resp",
+    "test_gaussian_mixture_fit", "test_gaussian_mixture_fit_best_params",
+    "test_gaussian_mixture_fit_convergence_warning", "test_gaussian_mixture_fit_predict",
+    "test_gaussian_mixture_fit_predict_n_init", "test_gaussian_mixture_log_probabilities",
+    "test_gaussian_mixture_n_parameters", "test_gaussian_mixture_precisions_init_diag",
+    "test_gaussian_mixture_predict_predict_proba", "test_gaussian_mixture_setting_best_params",
+    "test_gaussian_mixture_single_component_stable", "test_gaussian_mixture_verbose",
+    "test_gaussian_suffstat_sk_spherical", "test_init", "test_init_means_not_duplicated",
+    "test_max_iter_zero", "test_means_for_all_inits", "test_multiple_init", "test_sample",
+    "test_score", "test_score_samples", "test_suffstat_sk_diag", "test_suffstat_sk_full",
+    "test_suffstat_sk_tied", "test_warm_start",
 }
 
 
@@ -60,6 +81,12 @@ def test_sklearn_gaussian_mixture_suite_passes_but_the_documented_differences(tm
     outcomes = _outcomes(tmp_path)
     failed = {name for name, state in outcomes.items() if state == "failed"}
     passed = {name for name, state in outcomes.items() if state == "passed"}
-    assert failed == set(DOCUMENTED), f"unexpected: {failed ^ set(DOCUMENTED)}"
-    # the suite really ran: 35 of its 39 test functions (not counting the array-API ones) pass
-    assert len(passed) >= 30, sorted(passed)
+    assert not PASSING & failed, f"no longer passing: {sorted(PASSING & failed)}"
+    assert len(passed) >= 30, sorted(passed)           # the suite really ran
+    new = failed - set(DOCUMENTED) - PASSING
+    if sklearn.__version__.startswith("1.9."):
+        # the version these lists were made with: exactly the documented differences fail
+        assert failed == set(DOCUMENTED), f"unexpected: {sorted(failed ^ set(DOCUMENTED))}"
+    elif new:
+        warnings.warn(f"scikit-learn {sklearn.__version__}: tests new to us fail on "
+                      f"IncompleteGaussianMixture: {sorted(new)}", stacklevel=1)
