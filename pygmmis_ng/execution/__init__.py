@@ -8,7 +8,7 @@ manager with ``map(fn, tasks) -> list`` that returns ``fn(problem, task)`` for
 every task, in task order; the caller adds the partial sums in that order, so
 a fixed seed gives bit-identical fits with every executor. It lives for one
 fit and releases everything it holds on ``close`` (also after an exception or
-Ctrl-C).
+Ctrl-C; :mod:`.interrupts` holds Ctrl-C back while processes start or stop).
 """
 from __future__ import annotations
 

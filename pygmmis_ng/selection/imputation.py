@@ -56,8 +56,11 @@ class CallbackError(RuntimeError):
 
 
 def _call(callback: Callable, coords: np.ndarray, name: str, where: str) -> Any:
+    """``callback`` on a private copy of ``coords``: a callback that writes into its argument
+    changes neither the caller's data nor the fit's imputation draws (the copy costs far
+    less than the evaluation of the draws)."""
     try:
-        return callback(coords)
+        return callback(np.array(coords, dtype=np.float64, order="C"))
     except Exception as exc:  # re-raised with context, KeyboardInterrupt passes through
         raise CallbackError(f"{name} raised {type(exc).__name__}: {exc} (called on {where}, "
                             f"{len(coords)} coordinates)") from exc
@@ -108,6 +111,13 @@ def evaluate_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> 
         raise ValueError(f"covar_callback returned non-symmetric covariances for {where}")
     if (np.diagonal(S, axis1=-2, axis2=-1) < 0).any():
         raise ValueError(f"covar_callback returned negative variances for {where}")
+    Ssym = 0.5 * (S + St)
+    eig = np.linalg.eigvalsh(Ssym.reshape(-1, D, D))
+    scale = np.maximum(np.abs(eig).max(axis=1), np.finfo(float).tiny)
+    bad = np.flatnonzero(eig[:, 0] < -1e-10 * scale)
+    if bad.size:
+        raise ValueError(f"covar_callback returned {bad.size} covariance(s) that are not positive "
+                         f"semi-definite (smallest eigenvalue {eig[bad[0], 0]:.3g}) for {where}")
     return S
 
 
