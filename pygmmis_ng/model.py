@@ -7,18 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from . import model_files as mf
 from .conditioning import condition_params, marginal_params
 from .data.layout import eval_chunks
 from .data.observed import log_joint
-from .data.validation import (
-    as_float_array,
-    check_covariances,
-    check_data,
-    check_int,
-    check_noise,
-    check_observed,
-    check_rng,
-)
+from .data.validation import check_covariances, check_rng
 from .kernels import dense
 from .kernels.stats import log_normalize, prepare_components
 
@@ -42,6 +35,12 @@ class GMM:
     covar : ndarray (K, D, D)
         Component covariances, symmetric positive definite.
 
+    Raises
+    ------
+    ValueError
+        If K or D is not a positive integer, or the parameters would not fit
+        in a quarter of the physical memory.
+
     Notes
     -----
     A new GMM has ``amp = 0`` and zero means and covariances: it must be
@@ -54,8 +53,9 @@ class GMM:
     """
 
     def __init__(self, K: int = 1, D: int = 1) -> None:
-        K = check_int(K, "K", minimum=1)
-        D = check_int(D, "D", minimum=1)
+        K = mf.check_integer(K, "K", minimum=1)
+        D = mf.check_integer(D, "D", minimum=1)
+        mf.check_memory(mf.param_bytes(K, D), f"GMM(K={K}, D={D})")
         self._amp = np.zeros(K)
         self._mean = np.zeros((K, D))
         self._covar = np.zeros((K, D, D))
@@ -73,12 +73,14 @@ class GMM:
 
     def _set(self, name: str, value: Any, tail: tuple[int, ...]) -> None:
         """Replace a parameter by an array of shape (K', *tail); K' may differ from K."""
-        arr = as_float_array(value, name)
+        arr = mf.real_array(value, name)
         if arr.ndim != 1 + len(tail) or arr.shape[1:] != tail:
             want = ", ".join(["K"] + [str(t) for t in tail])
             raise ValueError(f"{name} must have shape ({want}{',' if not tail else ''}) for D={self.D}; "
                              f"got {arr.shape} (create a new GMM to change D)")
-        setattr(self, "_" + name, arr.copy())
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name} must have at least one component, got shape {arr.shape}")
+        setattr(self, "_" + name, arr)  # a new array: real_array copies
 
     def check_shapes(self) -> None:
         """Raise a ValueError unless amp, mean and covar hold the same number of components."""
@@ -145,25 +147,9 @@ class GMM:
     def _eval_inputs(self, coords: Any, covar: Any, R: Any = None
                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
         """Checked coords (N, D) or (N, dy), their noise and projections, and whether single."""
-        X = as_float_array(coords, "coords")
-        single = X.ndim == 1
-        if single:
-            if R is not None and np.ndim(R) != 2:
-                raise ValueError("a single point takes a single projection R of shape (dy, D), "
-                                 f"got shape {np.shape(R)}")
-            dy = self.D if R is None else np.shape(R)[0]
-            if X.shape[0] != dy:
-                raise ValueError(f"a single point must have {dy} coordinates, got {X.shape[0]}; "
-                                 "pass several points as an (N, D) array")
-            X = X[None]
-            if covar is not None and np.ndim(covar) == 2:
-                covar = np.asarray(covar, dtype=float)[None]  # its own: NaN allowed if missing
-        if R is None:
-            X = check_data(X, self.D, name="coords", allow_missing=True)
-            S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
-        else:
-            X, R, S = check_observed(X, covar, R, self.D)
+        X, S, R, single = mf.eval_inputs(coords, covar, R, self.D)
         self.validate()
+        mf.check_memory(24 * X.shape[0] * self.K, f"evaluating {X.shape[0]} coords, K={self.K}")
         return X, S, R, single
 
     def log_joint(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
@@ -227,7 +213,11 @@ class GMM:
         -------
         ndarray (N,), or a float for a single point of shape (D,)
         """
+        chi2_only = mf.check_flag(chi2_only, "chi2_only")
         X, S, R, single = self._eval_inputs(coords, covar)
+        k = mf.check_integer(k, "k")
+        if not -self.K <= k < self.K:
+            raise ValueError(f"k must be a component index in [{-self.K}, {self.K}), got {k}")
         if not chi2_only:
             out = self._log_joint(X, S, R)[:, k]
         elif np.isnan(X).any():
@@ -273,6 +263,7 @@ class GMM:
         -------
         ndarray (N,), or a float for a single point
         """
+        as_log = mf.check_flag(as_log, "as_log")
         log_p = self.logL(coords, covar=covar, R=R)
         return log_p if as_log else np.exp(log_p)
 
@@ -280,7 +271,7 @@ class GMM:
     def marginal(self, dims: Any) -> GMM:
         """The mixture of the dimensions ``dims`` (indices or a boolean mask), others integrated out."""
         self.validate()
-        amp, mean, covar = marginal_params(self._amp, self._mean, self._covar, dims)
+        amp, mean, covar = marginal_params(self._amp, self._mean, self._covar, mf.flat_index(dims))
         return GMM._from_params(amp, mean, covar)
 
     def condition(self, values: Any, dims: Any, noise: Any = None) -> GMM:
@@ -299,8 +290,14 @@ class GMM:
         its amplitudes are the posterior weights of the components.
         """
         self.validate()
-        amp, mean, covar = condition_params(self._amp, self._mean, self._covar, values, dims,
-                                            noise)
+        values = mf.real_array(values, "values")
+        noise = None if noise is None else mf.real_array(noise, "noise")
+        try:
+            amp, mean, covar = condition_params(self._amp, self._mean, self._covar, values,
+                                                mf.flat_index(dims), noise)
+        except np.linalg.LinAlgError:
+            raise ValueError("the covariances of the given dimensions (plus noise) are "
+                             "numerically singular") from None
         return GMM._from_params(amp, mean, covar)
 
     @staticmethod
@@ -327,12 +324,17 @@ class GMM:
         samples : ndarray (size, D)
         component : ndarray (size,) of int, only if ``return_component``
         """
-        size = check_int(size, "size", minimum=0)
+        size = mf.check_integer(size, "size", minimum=0)
+        return_component = mf.check_flag(return_component, "return_component")
         gen = check_rng(rng)
         self.validate()
+        mf.check_memory(8 * size * (2 * self.D + 2), f"draw(size={size}) with D={self.D}")
+        try:
+            chol = np.linalg.cholesky(self._covar)
+        except np.linalg.LinAlgError:
+            raise ValueError("GMM.covar is numerically singular: cannot draw from it") from None
         comp = gen.choice(self.K, size=size, p=self._amp / self._amp.sum())
         z = gen.standard_normal((size, self.D))
-        chol = np.linalg.cholesky(self._covar)
         samples = np.empty((size, self.D))
         for k in range(self.K):
             sel = comp == k
@@ -341,38 +343,57 @@ class GMM:
 
     # -- persistence --------------------------------------------------------
     def save(self, filename: str | os.PathLike, **kwargs: Any) -> None:
-        """Save to a numpy ``.npz`` file; extra keyword arrays are stored too."""
+        """Save to a numpy ``.npz`` file (``.npz`` is appended if missing).
+
+        Parameters
+        ----------
+        filename : str, os.PathLike or a binary file open for writing
+        **kwargs : arrays stored in the file too (not pickled: no object arrays)
+
+        Raises
+        ------
+        ValueError
+            If this GMM is invalid (could not be loaded again), an extra array is
+            named amp, mean or covar or holds objects, or filename is a directory.
+        """
         reserved = {"amp", "mean", "covar"} & set(kwargs)
         if reserved:
             raise ValueError(f"cannot store extra arrays named {sorted(reserved)}")
-        np.savez(filename, amp=self._amp, mean=self._mean, covar=self._covar, **kwargs)
+        extras = {key: mf.extra_array(value, key) for key, value in kwargs.items()}
+        try:
+            self.validate()
+        except ValueError as exc:
+            raise ValueError(f"cannot save this GMM, it could not be loaded again: {exc}") from None
+        mf.write_npz(filename, {"amp": self._amp, "mean": self._mean, "covar": self._covar, **extras})
 
     def load(self, filename: str | os.PathLike) -> None:
         """Replace the parameters (and K, D) by those saved in ``filename``.
 
-        Raises ValueError (and leaves this GMM unchanged) if the file holds no
-        valid mixture.
+        Parameters
+        ----------
+        filename : str, os.PathLike or a binary file open for reading
+            If no file ``filename`` exists, ``filename + '.npz'`` is tried
+            (as :meth:`save` writes it).
+
+        Raises
+        ------
+        ValueError
+            (leaving this GMM unchanged) if the file is no saved GMM or holds no
+            valid mixture, naming the file and key (see :mod:`.model_files`).
         """
-        with np.load(filename) as F:
-            missing = {"amp", "mean", "covar"} - set(F.files)
-            if missing:
-                raise ValueError(f"{filename} is not a saved GMM: missing {sorted(missing)}")
-            amp, mean, covar = (np.asarray(F[key], dtype=float) for key in ("amp", "mean", "covar"))
-        if amp.ndim != 1 or mean.ndim != 2 or covar.ndim != 3 or mean.shape[0] != amp.size \
-                or covar.shape != (amp.size, mean.shape[1], mean.shape[1]):
-            raise ValueError(f"{filename} holds inconsistent shapes amp {amp.shape}, "
-                             f"mean {mean.shape}, covar {covar.shape}")
+        label, params = mf.read_params(filename)
+        amp, mean, covar = params["amp"], params["mean"], params["covar"]
         loaded = GMM(K=amp.size, D=mean.shape[1])
         loaded._amp, loaded._mean, loaded._covar = amp, mean, covar
         try:
             loaded.validate()
         except ValueError as exc:
-            raise ValueError(f"{filename} does not hold a valid mixture: {exc}") from None
+            raise ValueError(f"{label} does not hold a valid mixture: {exc}") from None
         self._amp, self._mean, self._covar = amp, mean, covar
 
     @staticmethod
     def from_file(filename: str | os.PathLike) -> GMM:
-        """A new GMM with the parameters saved in ``filename``."""
+        """A new GMM with the parameters saved in ``filename`` (see :meth:`load`)."""
         gmm = GMM()
         gmm.load(filename)
         return gmm

@@ -20,7 +20,7 @@ NAME = PACKAGE.name
 #: the layers, lowest first; a module's layer is its subpackage (or its top-level name)
 LAYERS = ("kernels", "data", "model", "selection", "execution", "fitting", "estimators", "tools")
 #: top-level modules and the layer each belongs to; the package's __init__/__main__ may import anything
-TOP_LEVEL = {"model": "model", "conditioning": "model"}
+TOP_LEVEL = {"model": "model", "model_files": "model", "conditioning": "model"}
 ENTRY_POINTS = {NAME, f"{NAME}.__main__"}
 
 MAX_FUNCTION_LINES = 120      # lines of code, docstring, comments and blank lines aside
