@@ -103,7 +103,7 @@ def _fill_missing(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     counts = w @ obs
     empty = np.flatnonzero(counts <= 0)
     if empty.size:
-        raise ValueError(f"feature(s) {empty.tolist()} are missing (NaN) in every sample "
+        raise ValueError(f"data: feature(s) {empty.tolist()} are missing (NaN) in every sample "
                          "(with non-zero weight): their distribution cannot be fitted; "
                          "drop those columns")
     mu = (w @ np.where(obs, X, 0.0)) / counts

@@ -12,19 +12,10 @@ from typing import Any
 
 import numpy as np
 
-#: relative tolerance for symmetry of covariance matrices
+from .arrays import MAX_MAGNITUDE, as_float_array, check_magnitude, check_numeric  # noqa: F401
+
+#: relative tolerance for symmetry of covariance matrices (at least 64 ulp of their dtype)
 SYMMETRY_RTOL = 1e-8
-
-
-def as_float_array(a: Any, name: str) -> np.ndarray:
-    """Convert ``a`` to a float64 array or raise a ValueError naming ``name``."""
-    if np.iscomplexobj(a):
-        raise ValueError(f"{name} must be real-valued, got complex numbers")
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric (convertible to float64): {exc}") from None
-    return arr
 
 
 def check_int(value: Any, name: str, minimum: int | None = None) -> int:
@@ -32,9 +23,13 @@ def check_int(value: Any, name: str, minimum: int | None = None) -> int:
 
     An integral float (``K / 3`` with K = 9: 3.0) counts as that integer, as in pyGMMis.
     """
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
-            and np.isfinite(value) and float(value).is_integer():
-        value = int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        try:
+            as_float = float(value)
+        except (OverflowError, ValueError):
+            as_float = np.nan
+        if np.isfinite(as_float) and as_float.is_integer():
+            value = int(as_float)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     value = int(value)
@@ -102,6 +97,7 @@ def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = Fals
     if np.isinf(X).any():
         rows = np.flatnonzero(np.isinf(X).any(axis=1))
         raise ValueError(f"{name} contains inf in {rows.size} row(s) (first: row {rows[0]})")
+    check_magnitude(X, name)
     return X
 
 
@@ -121,6 +117,7 @@ def check_projection(R: Any, N: int, D: int) -> np.ndarray | None:
     if not np.isfinite(P).all():
         raise ValueError("R (projection) contains NaN or inf; mark a missing measurement by "
                          "NaN in data instead")
+    check_magnitude(P, "R (projection)")
     return P
 
 
@@ -184,6 +181,9 @@ def check_covariances(covar: Any, D: int, name: str, positive_definite: bool) ->
         True for model covariances (must be SPD), False for noise
         covariances, which may be singular (zero noise in some direction).
     """
+    given = getattr(covar, "dtype", None)
+    eps = np.finfo(given).eps if given is not None and np.dtype(given).kind == "f" else 0.0
+    rtol = max(SYMMETRY_RTOL, 64 * eps)
     C = as_float_array(covar, name)
     if C.ndim < 2 or C.shape[-2:] != (D, D):
         raise ValueError(f"{name} must have trailing shape ({D}, {D}), got shape {C.shape}")
@@ -191,7 +191,8 @@ def check_covariances(covar: Any, D: int, name: str, positive_definite: bool) ->
         raise ValueError(f"{name} contains NaN or inf")
     if C.size == 0:
         return C
-    bad = np.flatnonzero(_symmetry_error(C).reshape(-1) > SYMMETRY_RTOL)
+    check_magnitude(C, name)
+    bad = np.flatnonzero(_symmetry_error(C).reshape(-1) > rtol)
     if bad.size:
         raise ValueError(f"{name} is not symmetric ({bad.size} matrix/matrices, first: index {bad[0]})")
     C = 0.5 * (C + np.swapaxes(C, -1, -2))

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ..data.validation import check_noise
+from ..data.validation import check_noise, check_numeric
 from .mixture import IncompleteGaussianMixture
 from .regularization import choose_w
 
@@ -105,6 +105,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         covar : None, (D, D) or (N, D, D) noise of the samples
         sample_weight : None or (N,)
         """
+        check_numeric(X, "X")
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
         check_classification_targets(y)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -155,6 +156,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
 
     def _joint_log_likelihood(self, X: Any, covar: Any) -> np.ndarray:
         check_is_fitted(self)
+        check_numeric(X, "X")
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         with np.errstate(divide="ignore"):
             log_prior = np.log(self.class_prior_)

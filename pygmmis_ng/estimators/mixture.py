@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..data.observed import background_log_density_rows
-from ..data.validation import check_int
+from ..data.validation import check_int, check_numeric
 from ..fitting.fitter import fit
 from ..fitting.init import resolve_init, takes_weight
 from ..fitting.mstep import COVARIANCE_TYPES, constrain
@@ -193,6 +193,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         covar : None, (D, D) or (N, D, D) noise covariance of the samples
         sample_weight : None or (N,) non-negative weights
         """
+        self._check_params()
+        check_numeric(X, "X")
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
                           ensure_min_samples=1)
         if sample_weight is not None:
@@ -203,7 +205,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
             gmm, init, n_init = self.gmm_.copy(), "warm", 1
             background = None if self.background_ is None else self.background_.copy()
         else:
-            gmm, init, n_init = GMM(self.n_components, X.shape[1]), self._init(X.shape[1]), self.n_init
+            init = self._init(X.shape[1])
+            gmm, n_init = GMM(self.n_components, X.shape[1]), self.n_init
             background = None if self.background is None else self.background.copy()
         rng = check_random_state(self.random_state)
         with verbose_output(self.verbose, self.verbose_interval):
@@ -216,6 +219,14 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                       reg_covar=self.reg_covar)
         self._set_fitted(gmm, res, background)
         return self
+
+    def _check_params(self) -> None:
+        """The estimator's own switches (the fit checks the rest before it changes anything)."""
+        for name in ("warm_start", "accelerate"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_int(self.verbose, "verbose", minimum=0)
+        check_int(self.verbose_interval, "verbose_interval", minimum=1)
 
     def _init(self, D: int) -> Any:
         """The initialization: ``init_params`` (or the deprecated ``init_method``), then
@@ -265,6 +276,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     # -- evaluation ------------------------------------------------------------
     def _check(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
+        check_numeric(X, "X")
         return validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
                              reset=False)
 
@@ -312,6 +324,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         in increasing order (as scikit-learn's).
         """
         check_is_fitted(self)
+        n_samples = check_int(n_samples, "n_samples")
         if n_samples < 1:
             raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires "
                              "at least one sample.")
@@ -333,8 +346,14 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         X = self._check(X)
         log_p = self.score_samples(X, covar=covar)
         if self.sel_callback is not None:
-            with np.errstate(divide="ignore"):
-                log_p = log_p + np.log(evaluate_selection(self.sel_callback, X, "X"))
+            omega = evaluate_selection(self.sel_callback, X, "X")
+            if (omega == 0).any():
+                i = np.flatnonzero(omega == 0)
+                raise ValueError(f"sel_callback gives Omega = 0 for {i.size} sample(s) of X "
+                                 f"(first: row {i[0]}): under this selection they could not "
+                                 "have been observed, so the observed-data likelihood is 0 "
+                                 "(BIC/AIC infinite); score only samples the selection keeps")
+            log_p = log_p + np.log(omega)
             log_p = log_p - np.log(self.fit_result_.weight_sum / self.fit_result_.orig_size)
         return float(log_p.mean()), len(X)
 

@@ -20,6 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ..execution import make_executor
 from ..model import GMM
 from ..selection.background import Background
+from ..selection.imputation import CallbackError
 from .diagnostics import FitWarning, ReseedWarning, RunawayError
 from .em_loop import oversampling_levels, run_em
 from .init import INIT_METHODS, takes_weight
@@ -203,7 +204,13 @@ def initial_state(gmm: GMM, obs: Observations, init: Any, opts: FitOptions, prob
     masks = opts.masks
     work = gmm.copy()
     extra = {"sample_weight": obs.weight} if takes_weight(init) else {}
-    init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng, **extra)
+    try:
+        init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng, **extra)
+    except Exception as exc:      # a user's callable: re-raised with context (Ctrl-C passes)
+        if init in INIT_METHODS.values():
+            raise
+        raise CallbackError(f"init_method {getattr(init, '__name__', 'callable')!r} raised "
+                            f"{type(exc).__name__}: {exc}") from exc
     for key in ("amp", "mean", "covar"):
         if masks[key].any():
             getattr(work, key)[masks[key]] = getattr(gmm, key)[masks[key]]

@@ -10,6 +10,7 @@ any random stream is touched.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +31,14 @@ from ..data.validation import (
 from ..model import GMM
 from ..selection.background import Background, check_background
 from ..selection.imputation import evaluate_selection
+from .em_loop import MAX_DRAWS_PER_SAMPLE
 from .init import InitCallback, resolve_init
 from .mstep import COVARIANCE_TYPES
+
+#: most initializations a fit accepts
+MAX_N_INIT = 10_000
+#: w^2 and reg_covar may be at most this many times the data's largest variance
+MAX_FLOOR_RATIO = 1e6
 
 
 class Observations(NamedTuple):
@@ -126,9 +133,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         raise ValueError(f"miniter={miniter} must not exceed maxiter={maxiter}")
     oversampling = check_int(oversampling, "oversampling", minimum=1)
     n_init = check_int(n_init, "n_init", minimum=1)
-    n_jobs = check_int(n_jobs, "n_jobs")
-    if n_jobs == 0 or n_jobs < -1:
-        raise ValueError(f"n_jobs must be a positive int or -1 (all cores), got {n_jobs}")
+    n_jobs = _check_n_jobs(n_jobs)
     if not isinstance(accelerate, (bool, np.bool_)):
         raise TypeError(f"accelerate must be True or False, got {accelerate!r}")
     masks = check_frozen(frozen, K)
@@ -136,6 +141,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     gen = check_rng(rng)
     attempts = _check_split_n_merge(split_n_merge, K)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
+    _check_bounds(Z, K, w, reg_covar, n_init, oversampling, sel_callback is not None)
     _check_covariance_type(covariance_type, masks, attempts)
     _check_combination(R, S, sel_callback, covar_callback, background)
     bg = check_background(background, X, D)
@@ -180,6 +186,60 @@ def _check_split_n_merge(value: Any, K: int) -> int:
         raise ValueError(f"split_n_merge needs K >= 3 components (it merges two and splits a "
                          f"third), got K={K}; pass split_n_merge=0")
     return attempts
+
+
+def _check_n_jobs(n_jobs: Any) -> int:
+    """A positive int or -1; more workers than CPUs are capped at the CPU count, with a warning."""
+    n_jobs = check_int(n_jobs, "n_jobs")
+    if n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be a positive int or -1 (all cores), got {n_jobs}")
+    cpus = os.cpu_count() or 1
+    if n_jobs > cpus:
+        warnings.warn(f"n_jobs={n_jobs} exceeds the {cpus} CPUs of this machine: using "
+                      f"n_jobs={cpus} (more processes than cores only add overhead)",
+                      UserWarning, stacklevel=4)
+        n_jobs = cpus
+    return n_jobs
+
+
+def _check_bounds(Z: np.ndarray, K: int, w: float, reg_covar: float, n_init: int,
+                  oversampling: int, impute: bool) -> None:
+    """Sizes and scales that cannot give a meaningful fit (or would exhaust memory) are refused
+    before anything is allocated."""
+    if n_init > MAX_N_INIT:
+        raise ValueError(f"n_init={n_init} initializations is more than {MAX_N_INIT}: each runs "
+                         "a full EM; a few (or split_n_merge) find the optimum as well")
+    if oversampling > MAX_DRAWS_PER_SAMPLE:
+        raise ValueError(f"oversampling={oversampling} exceeds {MAX_DRAWS_PER_SAMPLE}, the most "
+                         "imputation draws a fit makes per observed sample and iteration; use "
+                         f"at most {MAX_DRAWS_PER_SAMPLE}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        var_max = float(np.nanmax(np.nanvar(Z, axis=0))) if Z.size else 0.0
+    if var_max > 0:
+        for name, value in (("w**2", w * w), ("reg_covar", reg_covar)):
+            if value > MAX_FLOOR_RATIO * var_max:
+                raise ValueError(f"{name}={value:.3g} exceeds {MAX_FLOOR_RATIO:.0e} times the "
+                                 f"data's largest variance ({var_max:.3g}): every component "
+                                 "would be far wider than the data; w and reg_covar are in "
+                                 "data units")
+    N, D = Z.shape
+    draws = min(oversampling, MAX_DRAWS_PER_SAMPLE) if impute else 0
+    need = 8.0 * (N * K * 4 + K * D * D * 8 + N * D * (D + 4) + N * draws * (D * D + 2 * D + K))
+    total = _physical_memory()
+    if total and need > total:
+        raise ValueError(f"this fit needs about {need / 2**30:.1f} GiB (N={N}, D={D}, K={K}"
+                         f"{f', oversampling={oversampling}' if impute else ''}) and the machine "
+                         f"has {total / 2**30:.1f} GiB: fewer components or samples, or a "
+                         "smaller oversampling")
+
+
+def _physical_memory() -> float:
+    """Bytes of physical memory (0 if unknown)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0.0
 
 
 def _check_covariance_type(covariance_type: Any, masks: dict, attempts: int) -> None:

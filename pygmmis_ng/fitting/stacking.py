@@ -112,9 +112,12 @@ def stack(gmms: Sequence[GMM], weights: Any) -> GMM:
     """One GMM holding all components of ``gmms``, amplitudes times ``weights`` (normalized)."""
     if len(gmms) == 0:
         raise ValueError("stack needs at least one GMM")
+    if any(not isinstance(g, GMM) for g in gmms):
+        bad = next(g for g in gmms if not isinstance(g, GMM))
+        raise TypeError(f"stack takes pygmmis_ng.GMM models, got a {type(bad).__name__}")
     D = gmms[0].D
-    if any(not isinstance(g, GMM) or g.D != D for g in gmms):
-        raise ValueError(f"all models must be pygmmis_ng.GMM with D={D}")
+    if any(g.D != D for g in gmms):
+        raise ValueError(f"all models must have D={D} (that of the first)")
     w = np.asarray(weights, dtype=float)
     if w.shape != (len(gmms),) or not np.all(np.isfinite(w)):
         raise ValueError(f"weights must be {len(gmms)} finite numbers, got {weights!r}")
