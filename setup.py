@@ -25,7 +25,9 @@ setup(
         "numba>=0.57",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5", "pandas>=1.3"],
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5", "pandas>=1.3",
+                 "dask[distributed]>=2023.1"],
+        "dask": ["dask[distributed]>=2023.1"],
         "plot": ["matplotlib>=3.5"],
         "bench": ["pygmmis==1.2.3"],
     },

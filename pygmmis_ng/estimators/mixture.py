@@ -109,6 +109,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         Split'n'merge attempts after convergence.
     n_jobs : int
         Worker processes of the fit.
+    client : None or dask.distributed.Client
+        Fit on this Dask cluster (see :func:`pygmmis_ng.fit`).
     accelerate : bool
         SQUAREM extrapolation (and the oversampling ramp) between EM updates;
         a fit stopped by ``max_iter`` still returns a plain EM update.
@@ -150,7 +152,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                  w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
                  oversampling: int = 10, covar_callback: Any = None, background: Any = None,
                  split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool = True,
-                 init_method: Any = None) -> None:
+                 client: Any = None, init_method: Any = None) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -174,6 +176,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         self.split_n_merge = split_n_merge
         self.n_jobs = n_jobs
         self.accelerate = accelerate
+        self.client = client
         self.init_method = init_method
 
     def __sklearn_tags__(self):
@@ -216,7 +219,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                       maxiter=self.max_iter, split_n_merge=self.split_n_merge, rng=rng,
                       n_jobs=self.n_jobs, sample_weight=sample_weight, n_init=n_init,
                       accelerate=self.accelerate, covariance_type=self.covariance_type,
-                      reg_covar=self.reg_covar)
+                      reg_covar=self.reg_covar, client=self.client)
         self._set_fitted(gmm, res, background)
         return self
 

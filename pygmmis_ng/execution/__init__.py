@@ -1,4 +1,4 @@
-"""Executors: run the tasks of one EM iteration, serially, in a process pool (or, later, on Dask).
+"""Executors: run the tasks of one EM iteration, serially, in a process pool or on Dask.
 
 A fit splits its work into fixed tasks -- chunks of the observed samples
 (:func:`pygmmis_ng.data.layout.eval_chunks`) and blocks of imputation draws
@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .cluster import DaskExecutor
 from .pool import PoolExecutor, WorkerDied
 from .serial import SerialExecutor
 
-__all__ = ["SerialExecutor", "PoolExecutor", "WorkerDied", "make_executor", "resolve_n_jobs"]
+__all__ = ["SerialExecutor", "PoolExecutor", "DaskExecutor", "WorkerDied", "make_executor", "resolve_n_jobs"]
 
 
 def resolve_n_jobs(n_jobs: int) -> int:
@@ -26,7 +27,10 @@ def resolve_n_jobs(n_jobs: int) -> int:
     return (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
 
 
-def make_executor(problem: Any, n_jobs: int) -> SerialExecutor | PoolExecutor:
-    """The executor for ``n_jobs`` workers (serial for 1)."""
+def make_executor(problem: Any, n_jobs: int, client: Any = None) -> Any:
+    """The executor: on the Dask cluster of ``client``, else for ``n_jobs`` workers (serial
+    for 1)."""
+    if client is not None:
+        return DaskExecutor(problem, client)
     n = resolve_n_jobs(n_jobs)
     return SerialExecutor(problem) if n == 1 else PoolExecutor(problem, n)

@@ -7,7 +7,7 @@ partial sums are added in task order, so every executor gives the same sums.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,7 +23,19 @@ def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray
             for grp in p.groups]
 
 
-def _observed_task(p: Problem, task: tuple) -> SufficientStats:
+class ObservedTask(NamedTuple):
+    """One chunk of observed samples: its group, rows (``sl``), components, log background
+    fraction and the components whose neighborhoods are recomputed. Executors that hold
+    the data chunk by chunk (Dask) recognize such tasks by ``sl``."""
+
+    g: int
+    sl: slice
+    comps: Any
+    log_alpha: float | None
+    redo: np.ndarray | None
+
+
+def _observed_task(p: Problem, task: ObservedTask) -> SufficientStats:
     """Statistics of one chunk of observed samples (a task for the executor)."""
     g, sl, comps, log_alpha, redo = task
     log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
@@ -43,7 +55,7 @@ def observed_stats(p: Problem, comps: list, bg_amp: float, ex: Any,
     K, D = comps[0].log_amp.size, p.center.size
     log_alpha = math.log(bg_amp) if bg_amp > 0 else None
     stats = SufficientStats.zeros(K, D)
-    tasks = [(g, sl, comps[g], log_alpha, redo)
+    tasks = [ObservedTask(g, sl, comps[g], log_alpha, redo)
              for g, grp in enumerate(p.groups) for sl in grp.chunks]
     for part in ex.map(_observed_task, tasks):
         stats += part

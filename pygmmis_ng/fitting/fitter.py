@@ -47,7 +47,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         tol: float = 1e-4, miniter: int | None = None, maxiter: int = 1000, frozen: Any = None,
         split_n_merge: int | bool = False, rng: Any = None, n_jobs: int = 1,
         sample_weight: Any = None, n_init: int = 1, accelerate: bool = True,
-        covariance_type: str = "full", reg_covar: float = 0.0) -> FitResult:
+        covariance_type: str = "full", reg_covar: float = 0.0, client: Any = None) -> FitResult:
     """Fit the GMM to (noisy, selected, contaminated) samples by EM, in place.
 
     Parameters
@@ -178,6 +178,11 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         Added to every variance in each M-step (scikit-learn's ``reg_covar``;
         its GaussianMixture default is 1e-6). Unlike ``w`` it shifts every
         component, so the fit is no longer the likelihood maximum.
+    client : None or dask.distributed.Client
+        Run the E-steps on this Dask cluster instead of ``n_jobs`` local
+        processes (``pip install "pygmmis_ng[dask]"``): the chunks of the data
+        go to the workers once, each iteration sends only parameters, and the
+        result is bit-identical to ``n_jobs=1``. Not yet with ``cutoff``.
 
     Returns
     -------
@@ -190,7 +195,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         sel_callback=sel_callback, oversampling=oversampling, covar_callback=covar_callback,
         background=background, tol=tol, miniter=miniter, maxiter=maxiter, frozen=frozen,
         split_n_merge=split_n_merge, n_jobs=n_jobs, n_init=n_init, accelerate=accelerate,
-        covariance_type=covariance_type, reg_covar=reg_covar)
+        covariance_type=covariance_type, reg_covar=reg_covar, client=client)
     problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
     seeds = gen.integers(0, 2**62, size=len(starts(opts, opts.n_init)))
     best, restarts_logL, n_reseeded, n_ghosts, chosen = run_restarts(gmm, obs, opts, problem, seeds)
@@ -270,7 +275,7 @@ def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem
     order = [len(inits) - 1] + list(range(len(inits) - 1)) if reference else range(len(inits))
     maxiter = opts.maxiter
     behind = None
-    with make_executor(problem, opts.n_jobs) as ex:      # one pool for all restarts
+    with make_executor(problem, opts.n_jobs, opts.client) as ex:   # one for all restarts
         for r in order:
             if len(inits) > 1:
                 logger.info("initialization %d of %d (%s)", r + 1, len(inits),

@@ -28,6 +28,7 @@ from ..data.validation import (
     check_rng,
     check_weights,
 )
+from ..execution.cluster import check_client
 from ..model import GMM
 from ..selection.background import Background, check_background
 from ..selection.imputation import evaluate_selection
@@ -93,6 +94,7 @@ class FitOptions:
     accelerate: bool
     covariance_type: str = "full"
     reg_covar: float = 0.0
+    client: Any = None
 
     @property
     def impute(self) -> bool:
@@ -103,7 +105,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
               init_method: Any, w: Any, cutoff: Any, sel_callback: Any, oversampling: Any,
               covar_callback: Any, background: Any, tol: Any, miniter: Any, maxiter: Any,
               frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any,
-              covariance_type: Any = "full", reg_covar: Any = 0.0
+              covariance_type: Any = "full", reg_covar: Any = 0.0, client: Any = None
               ) -> tuple[Observations, FitOptions, np.random.Generator]:
     """Validate every argument of a fit; see :func:`pygmmis_ng.fit` for their meaning.
 
@@ -143,6 +145,10 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     _check_bounds(Z, K, w, reg_covar, n_init, oversampling, sel_callback is not None)
     _check_covariance_type(covariance_type, masks, attempts)
+    client = check_client(client)
+    if client is not None and cutoff is not None:
+        raise ValueError("cutoff is not yet available with a dask client (the workers would "
+                         "have to keep the neighborhood flags); pass cutoff=None")
     _check_combination(R, S, sel_callback, covar_callback, background)
     bg = check_background(background, X, D)
     log_omega_mean = _check_selection(sel_callback, X, weight, missing)
@@ -150,7 +156,8 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         init=init, w=w, cutoff=cutoff, sel_callback=sel_callback, covar_callback=covar_callback,
         background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
         masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
-        accelerate=bool(accelerate), covariance_type=covariance_type, reg_covar=reg_covar)
+        accelerate=bool(accelerate), covariance_type=covariance_type, reg_covar=reg_covar,
+        client=client)
     return Observations(X, R, S, weight, Z, log_omega_mean), options, gen
 
 

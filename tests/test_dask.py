@@ -1,0 +1,133 @@
+"""Fits on a real Dask cluster (issue 17, first stage): the same answer as one process.
+
+A ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` -- real
+worker processes, no mocks. Every fit through ``client=`` must equal the
+``n_jobs=1`` fit bitwise, and leave no task, future or data on the cluster.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import pygmmis_ng as ng
+from pygmmis_ng import IncompleteGaussianMixture
+from pygmmis_ng.tools import datasets
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def scheduler_tasks(client) -> list:
+    return client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_on_the_cluster(client):
+    yield
+    deadline = time.monotonic() + 5
+    while scheduler_tasks(client) and time.monotonic() < deadline:
+        time.sleep(0.05)                      # releases reach the scheduler asynchronously
+    assert scheduler_tasks(client) == []
+
+
+def blobs(n=4000, D=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(0, 1, (n // 2, D)), rng.normal(4, 1, (n - n // 2, D))])
+    S = np.einsum("n,ab->nab", rng.uniform(0.1, 0.5, n), np.eye(D))
+    return X, S, rng
+
+
+def both(client, K, D, **kw):
+    a, b = ng.GMM(K, D), ng.GMM(K, D)
+    ra = ng.fit(a, rng=1, **kw)
+    rb = ng.fit(b, rng=1, client=client, **kw)
+    assert ra.logL == rb.logL and np.array_equal(ra.history, rb.history)
+    for name in ("amp", "mean", "covar"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    return rb
+
+
+def test_plain_and_deconvolution_with_missing_values_equal_one_process(client):
+    X, S, rng = blobs()
+    both(client, 3, 3, data=X)
+    Xn = X.copy()
+    Xn[rng.random(len(X)) < 0.2, 1] = np.nan
+    both(client, 3, 3, data=Xn, covar=S, sample_weight=rng.integers(1, 3, len(X)).astype(float))
+
+
+def test_projections_equal_one_process(client):
+    X, _, rng = blobs(3000)
+    R = rng.normal(size=(len(X), 2, 3))
+    Y = np.einsum("nij,nj->ni", R, X) + rng.normal(0, 0.1, (len(X), 2))
+    both(client, 2, 3, data=Y, R=R, covar=0.01 * np.eye(2), maxiter=30)
+
+
+def test_imputation_with_background_equals_one_process(client):
+    ds = datasets.paper_2d(N=1500, selection="box_with_hole", sigma=0.5, rng=3)
+    kw = dict(data=ds.data, covar=ds.covar, sel_callback=ds.sel_callback,
+              covar_callback=lambda c: ds.covar)             # a lambda: sent by cloudpickle
+    a, b = ng.GMM(3, 2), ng.GMM(3, 2)
+    bga, bgb = (ng.Background(np.array([[-5.0, -5.0], [15.0, 15.0]])) for _ in range(2))
+    ra = ng.fit(a, rng=2, background=bga, **kw)
+    rb = ng.fit(b, rng=2, background=bgb, client=client, **kw)
+    assert ra.logL == rb.logL and bga.amp == bgb.amp
+    assert np.array_equal(a.mean, b.mean) and np.array_equal(a.covar, b.covar)
+    assert rb.n_imputed > 0
+
+
+def test_dask_array_input_equals_numpy_input(client):
+    da = pytest.importorskip("dask.array")
+    X, S, _ = blobs(2000)
+    a, b = ng.GMM(2, 3), ng.GMM(2, 3)
+    ng.fit(a, X, covar=S, rng=0, client=client)
+    ng.fit(b, da.from_array(X, chunks=500), covar=da.from_array(S, chunks=500), rng=0,
+           client=client)
+    assert np.array_equal(a.mean, b.mean)
+
+
+def test_a_callback_error_on_a_worker_arrives_as_callback_error(client):
+    ds = datasets.paper_2d(N=500, selection="box_with_hole", sigma=0.5, rng=4)
+    calls = {"n": 0}
+
+    def sel(coords):
+        calls["n"] += 1                       # the check on the observed samples runs here
+        if calls["n"] > 1:
+            raise RuntimeError("selection lookup failed")
+        return ds.sel_callback(coords)
+
+    g = ng.GMM(3, 2)
+    before = g.copy()
+    with pytest.raises(ng.CallbackError, match="selection lookup failed"):
+        ng.fit(g, ds.data, sel_callback=sel, rng=0, client=client)
+    assert np.array_equal(g.mean, before.mean, equal_nan=True)
+
+
+def test_estimator_on_the_cluster_equals_the_local_one(client):
+    X, _, _ = blobs(2000, seed=5)
+    local = IncompleteGaussianMixture(2, covariance_type="diag", random_state=0).fit(X)
+    remote = IncompleteGaussianMixture(2, covariance_type="diag", random_state=0,
+                                       client=client).fit(X)
+    assert np.array_equal(local.means_, remote.means_)
+    assert local.lower_bound_ == remote.lower_bound_
+
+
+def test_what_is_not_there_yet_is_refused_clearly(client):
+    X, _, _ = blobs(500)
+    with pytest.raises(ValueError, match="cutoff is not yet available with a dask client"):
+        ng.fit(ng.GMM(2, 3), X, cutoff=5, client=client)
+    with pytest.raises(ValueError, match="client must be a dask.distributed.Client"):
+        ng.fit(ng.GMM(2, 3), X, client="tcp://localhost:8786")
