@@ -24,10 +24,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 #: the per-sample fields of the problem a chunk carries (rows of the pattern-sorted samples)
 ROW_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs", "nbr")
 #: large arrays only the fitting process uses
 PARENT_ONLY_FIELDS = ("Zc", "order", "reseed_index", "reseed_cdf")
+#: consecutive chunks are sent (and run) together, in about this many batches per worker: a
+#: task per chunk would cost the scheduler ~1 ms each
+BATCHES_PER_WORKER = 4
 
 
 def check_client(client: Any) -> Any:
@@ -60,10 +65,15 @@ def _run(fn: Callable, problem: Any, task: Any) -> Any:
     return fn(problem, task)
 
 
-def _run_chunk(fn: Callable, lite: Any, chunk: dict, task: Any) -> Any:
-    """``fn`` on the problem made of ``lite`` and one chunk's rows; the task's rows rebased."""
-    n = len(chunk["Xc"])
-    return fn(lite._replace(**chunk), task._replace(sl=slice(0, n)))
+def _run_batch(fn: Callable, lite: Any, batch: list, tasks: list) -> list:
+    """``fn`` on each chunk of a batch that has a task (``tasks[j]`` for ``batch[j]``, None:
+    no task), on the problem made of ``lite`` and the chunk's rows; the rows rebased."""
+    out = []
+    for chunk, task in zip(batch, tasks):
+        if task is not None:
+            n = len(chunk["Xc"])
+            out.append(fn(lite._replace(**chunk), task._replace(sl=slice(0, n))))
+    return out
 
 
 class DaskExecutor:
@@ -80,7 +90,8 @@ class DaskExecutor:
         self.client = client
         self.n_jobs = max(len(client.scheduler_info().get("workers", {})), 1)
         self._lite = None
-        self._chunks: dict[tuple[int, int], Any] = {}
+        self._batches: list = []                          # futures of the chunk batches
+        self._where: dict[tuple[int, int], tuple[int, int]] = {}   # chunk -> (batch, position)
         self._futures: list = []
         self._tag = uuid.uuid4().hex[:8]
         self._state = "new"
@@ -98,9 +109,15 @@ class DaskExecutor:
             lite = p._replace(**{f: None for f in (*fields, *PARENT_ONLY_FIELDS)})
             [self._lite] = self.client.scatter([lite], broadcast=True, hash=False)
             slices = [sl for grp in p.groups for sl in grp.chunks]
-            payloads = [{f: getattr(p, f)[sl].copy() for f in fields} for sl in slices]
-            futures = self.client.scatter(payloads, hash=False)
-            self._chunks = {(sl.start, sl.stop): f for sl, f in zip(slices, futures)}
+            n_batches = min(len(slices), BATCHES_PER_WORKER * self.n_jobs)
+            bounds = np.linspace(0, len(slices), n_batches + 1).round().astype(int)
+            payloads = []
+            for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+                payloads.append([{f: getattr(p, f)[sl].copy() for f in fields}
+                                 for sl in slices[lo:hi]])
+                for j, sl in enumerate(slices[lo:hi]):
+                    self._where[(sl.start, sl.stop)] = (b, j)
+            self._batches = self.client.scatter(payloads, hash=False)
         except BaseException:
             self.close()
             raise
@@ -113,30 +130,47 @@ class DaskExecutor:
         them (a callback's arrives as :class:`~pygmmis_ng.CallbackError`).
         """
         self.start()
-        futures = []
-        for i, task in enumerate(tasks):
-            sl = getattr(task, "sl", None)
-            if sl is not None:
-                key = f"pygmmis_ng-estep-{self._tag}-{uuid.uuid4().hex[:8]}-{i}"
-                fut = self.client.submit(_run_chunk, fn, self._lite,
-                                         self._chunks[(sl.start, sl.stop)], task, key=key,
-                                         pure=False)
-            else:
-                key = f"pygmmis_ng-impute-{self._tag}-{uuid.uuid4().hex[:8]}-{i}"
-                fut = self.client.submit(_run, fn, self._lite, task, key=key, pure=False)
-            futures.append(fut)
+        tasks = list(tasks)
+        tag = f"{self._tag}-{uuid.uuid4().hex[:8]}"
+        chunked = [t for t in tasks if getattr(t, "sl", None) is not None]
+        if chunked and len(chunked) != len(tasks):
+            raise ValueError("a map mixes chunk tasks and other tasks")
+        futures, order = [], []
+        if chunked:
+            per_batch: dict[int, list] = {}
+            for i, task in enumerate(tasks):
+                b, j = self._where[(task.sl.start, task.sl.stop)]
+                per_batch.setdefault(b, []).append((j, i, task))
+            for b, items in sorted(per_batch.items()):
+                slots: list = [None] * (max(j for j, _, _ in items) + 1)
+                for j, _, task in items:
+                    slots[j] = task
+                futures.append(self.client.submit(
+                    _run_batch, fn, self._lite, self._batches[b], slots,
+                    key=f"pygmmis_ng-estep-{tag}-{b}", pure=False))
+                order += [i for _, i, _ in sorted(items)]
+        else:
+            futures = [self.client.submit(_run, fn, self._lite, task, pure=False,
+                                          key=f"pygmmis_ng-impute-{tag}-{i}")
+                       for i, task in enumerate(tasks)]
         try:
-            return self.client.gather(futures)
+            results = self.client.gather(futures)
         finally:
             self.client.cancel(futures)
+        if not chunked:
+            return results
+        out: list = [None] * len(tasks)
+        for i, value in zip(order, (v for batch in results for v in batch)):
+            out[i] = value
+        return out
 
     def close(self) -> None:
         """Release everything the fit holds on the cluster."""
         if self._state == "closed":
             return
         self._state = "closed"
-        held = list(self._chunks.values()) + ([] if self._lite is None else [self._lite])
-        self._chunks, self._lite = {}, None
+        held = list(self._batches) + ([] if self._lite is None else [self._lite])
+        self._batches, self._lite = [], None
         if held:
             try:
                 self.client.cancel(held)
