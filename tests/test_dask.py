@@ -6,6 +6,10 @@ worker processes, no mocks. Every fit through ``client=`` must equal the
 """
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
 import time
 import warnings
 
@@ -17,6 +21,7 @@ from pygmmis_ng import IncompleteGaussianMixture
 from pygmmis_ng.tools import datasets
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +136,39 @@ def test_what_is_not_there_yet_is_refused_clearly(client):
         ng.fit(ng.GMM(2, 3), X, cutoff=5, client=client)
     with pytest.raises(ValueError, match="client must be a dask.distributed.Client"):
         ng.fit(ng.GMM(2, 3), X, client="tcp://localhost:8786")
+
+
+def test_a_worker_killed_mid_fit_does_not_change_the_answer(client):
+    X, S, _ = blobs(60000, seed=7)
+    ref = ng.GMM(3, 3)
+    ng.fit(ref, X, covar=S, rng=3, maxiter=30, tol=0)
+    victim = list(client.run(os.getpid).values())[0]
+    iterating = threading.Event()
+    handler = logging.Handler(level=logging.INFO)
+    handler.emit = lambda record: iterating.set() if "ITER" in record.getMessage() else None
+    logger = logging.getLogger("pygmmis_ng")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    killed_at: list = []
+
+    def kill():                     # SIGKILL a worker once the EM iterates (its data are there)
+        iterating.wait(60)
+        time.sleep(0.2)
+        os.kill(victim, signal.SIGKILL)
+        killed_at.append(time.monotonic())
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    try:
+        g = ng.GMM(3, 3)
+        ng.fit(g, X, covar=S, rng=3, maxiter=30, tol=0, client=client)
+        done_at = time.monotonic()
+    finally:
+        killer.join()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert killed_at and killed_at[0] < done_at           # the worker died during the fit
+    assert np.array_equal(g.mean, ref.mean) and np.array_equal(g.covar, ref.covar)
+    client.wait_for_workers(2, timeout=60)                 # the nanny restarts it
+    assert victim not in client.run(os.getpid).values()

@@ -14,7 +14,9 @@ cloudpickle (lambdas work). Tasks appear on the dashboard as
 ``pygmmis_ng-estep`` and ``pygmmis_ng-impute``. ``close`` releases every
 future, so nothing of the fit stays on the cluster.
 
-This first stage holds the chunks in the workers' memory as scattered data;
+The inputs are submitted as tasks (not scattered), so the scheduler can make
+a lost worker's chunks again on another worker and the fit goes on with the
+same answer. This stage takes numpy input (dask arrays are gathered first);
 ``cutoff`` (whose neighborhood flags the workers would keep) is not yet
 available with a client.
 """
@@ -59,6 +61,10 @@ def _row_fields(problem: Any) -> list[str]:
             continue
         out.append(field)
     return out
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _run(fn: Callable, problem: Any, task: Any) -> Any:
@@ -107,7 +113,10 @@ class DaskExecutor:
             p = self.problem
             fields = _row_fields(p)
             lite = p._replace(**{f: None for f in (*fields, *PARENT_ONLY_FIELDS)})
-            [self._lite] = self.client.scatter([lite], broadcast=True, hash=False)
+            # submitted, not scattered: the scheduler keeps each input's task, so the chunks
+            # of a worker that is lost are made again on another (the same bits: same answer)
+            self._lite = self.client.submit(_identity, lite, pure=False,
+                                            key=f"pygmmis_ng-problem-{self._tag}")
             slices = [sl for grp in p.groups for sl in grp.chunks]
             n_batches = min(len(slices), BATCHES_PER_WORKER * self.n_jobs)
             bounds = np.linspace(0, len(slices), n_batches + 1).round().astype(int)
@@ -117,7 +126,9 @@ class DaskExecutor:
                                  for sl in slices[lo:hi]])
                 for j, sl in enumerate(slices[lo:hi]):
                     self._where[(sl.start, sl.stop)] = (b, j)
-            self._batches = self.client.scatter(payloads, hash=False)
+            self._batches = [self.client.submit(_identity, payload, pure=False,
+                                                key=f"pygmmis_ng-data-{self._tag}-{b}")
+                             for b, payload in enumerate(payloads)]
         except BaseException:
             self.close()
             raise
