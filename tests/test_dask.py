@@ -172,3 +172,48 @@ def test_a_worker_killed_mid_fit_does_not_change_the_answer(client):
     assert np.array_equal(g.mean, ref.mean) and np.array_equal(g.covar, ref.covar)
     client.wait_for_workers(2, timeout=60)                 # the nanny restarts it
     assert victim not in client.run(os.getpid).values()
+
+
+def test_a_cluster_without_workers_ends_the_fit_with_a_clear_error(monkeypatch):
+    from pygmmis_ng.execution import cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "NO_WORKER_TIMEOUT", 1.0)
+    monkeypatch.setattr(cluster_module, "WAIT_POLL", 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lc = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                      dashboard_address=None)
+    c = distributed.Client(lc)
+    try:
+        X, S, _ = blobs(60000, seed=8)
+        iterating = threading.Event()
+        handler = logging.Handler(level=logging.INFO)
+        handler.emit = lambda record: iterating.set() if "ITER" in record.getMessage() else None
+        logger = logging.getLogger("pygmmis_ng")
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+
+        def shut_down():
+            iterating.wait(60)
+            lc.scale(0)                              # every worker leaves, none comes back
+
+        t = threading.Thread(target=shut_down)
+        t.start()
+        g = ng.GMM(3, 3)
+        before = g.copy()
+        try:
+            with pytest.raises(ng.ClusterLost, match="no worker"):
+                ng.fit(g, X, covar=S, rng=3, maxiter=10**4, tol=0, client=c)
+        finally:
+            t.join()
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        assert np.array_equal(g.mean, before.mean, equal_nan=True)    # the GMM: untouched
+        deadline = time.monotonic() + 5
+        while scheduler_tasks(c) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scheduler_tasks(c) == []
+    finally:
+        c.close()
+        lc.close()

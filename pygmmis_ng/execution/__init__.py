@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .cluster import DaskExecutor
+from .cluster import ClusterLost, DaskExecutor
 from .pool import PoolExecutor, WorkerDied
 from .serial import SerialExecutor
 
-__all__ = ["SerialExecutor", "PoolExecutor", "DaskExecutor", "WorkerDied", "make_executor", "resolve_n_jobs"]
+__all__ = ["SerialExecutor", "PoolExecutor", "DaskExecutor", "ClusterLost", "WorkerDied",
+           "make_executor", "resolve_n_jobs"]
 
 
 def resolve_n_jobs(n_jobs: int) -> int:

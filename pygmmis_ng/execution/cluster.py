@@ -22,6 +22,7 @@ available with a client.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +36,16 @@ PARENT_ONLY_FIELDS = ("Zc", "order", "reseed_index", "reseed_cdf")
 #: consecutive chunks are sent (and run) together, in about this many batches per worker: a
 #: task per chunk would cost the scheduler ~1 ms each
 BATCHES_PER_WORKER = 4
+
+
+#: seconds between checks on the cluster while waiting for an iteration's results
+WAIT_POLL = 1.0
+#: seconds without any worker after which a fit gives up
+NO_WORKER_TIMEOUT = 30.0
+
+
+class ClusterLost(RuntimeError):
+    """The Dask cluster of a fit has no worker left (for NO_WORKER_TIMEOUT seconds)."""
 
 
 def check_client(client: Any) -> Any:
@@ -165,6 +176,7 @@ class DaskExecutor:
                                           key=f"pygmmis_ng-impute-{tag}-{i}")
                        for i, task in enumerate(tasks)]
         try:
+            self._wait(futures)
             results = self.client.gather(futures)
         finally:
             self.client.cancel(futures)
@@ -174,6 +186,27 @@ class DaskExecutor:
         for i, value in zip(order, (v for batch in results for v in batch)):
             out[i] = value
         return out
+
+    def _wait(self, futures: list) -> None:
+        """Wait for ``futures``; raise if the cluster has had no worker for NO_WORKER_TIMEOUT s
+        (lost workers are otherwise replaced and their chunks made again)."""
+        from distributed import wait
+
+        alone_since = None
+        while True:
+            try:
+                wait(futures, timeout=WAIT_POLL)
+                return
+            except TimeoutError:
+                pass
+            if self.client.scheduler_info().get("workers"):
+                alone_since = None
+                continue
+            alone_since = alone_since or time.monotonic()
+            if time.monotonic() - alone_since > NO_WORKER_TIMEOUT:
+                raise ClusterLost(f"the Dask cluster has had no worker for {NO_WORKER_TIMEOUT:g} "
+                                  "s: the fit cannot continue (nothing of it is left on the "
+                                  "cluster); start workers, or fit without client")
 
     def close(self) -> None:
         """Release everything the fit holds on the cluster."""
