@@ -14,7 +14,7 @@ import scipy.stats
 from ..data.validation import check_int, check_rng
 from ..model import GMM
 from .background import Background
-from .imputation import add_noise, evaluate_noise, evaluate_selection
+from .imputation import evaluate_selection, noisy
 
 #: largest sample :func:`draw` generates at once
 MAX_DRAW = 1 << 25
@@ -29,8 +29,7 @@ def _draw_model(gmm: GMM, size: int, covar_callback: Callable | None, background
     x = x[gen.permutation(len(x))]
     S = None
     if covar_callback is not None:
-        S = evaluate_noise(covar_callback, x, "draws")
-        x = add_noise(x, S, gen.standard_normal(x.shape))
+        x, S = noisy(covar_callback, x, gen.standard_normal(x.shape), "draws")
     return x, S
 
 

@@ -91,13 +91,9 @@ def evaluate_selection(sel_callback: Callable, coords: np.ndarray, where: str) -
     return omega
 
 
-def evaluate_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> np.ndarray:
-    """Noise covariance(s) of imputed samples: (D, D) shared or (n, D, D), checked.
-
-    Raises
-    ------
-    CallbackError, ValueError
-    """
+def _callback_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> np.ndarray:
+    """covar_callback(coords), checked for shape, finiteness, symmetry and the sign of the
+    variances, and symmetrized (exactly symmetric results are returned as they are)."""
     n, D = coords.shape
     S = _call(covar_callback, coords, "covar_callback", where)
     S = as_float_array(S, "covar_callback(coords)")
@@ -111,40 +107,54 @@ def evaluate_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> 
         raise ValueError(f"covar_callback returned non-symmetric covariances for {where}")
     if (np.diagonal(S, axis1=-2, axis2=-1) < 0).any():
         raise ValueError(f"covar_callback returned negative variances for {where}")
-    Ssym = 0.5 * (S + St)
-    eig = np.linalg.eigvalsh(Ssym.reshape(-1, D, D))
-    scale = np.maximum(np.abs(eig).max(axis=1), np.finfo(float).tiny)
-    bad = np.flatnonzero(eig[:, 0] < -1e-10 * scale)
+    return 0.5 * (S + St)
+
+
+def _noise_eigh(S: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues and eigenvectors of (D, D) or (n, D, D) noise, refused unless PSD
+    (one decomposition serves the check and the noise root; a shared matrix's is cached)."""
+    val, vec = (_shared_noise_eigh(S.tobytes(), S.shape[0]) if S.ndim == 2
+                else np.linalg.eigh(S))
+    low = val.reshape(-1, val.shape[-1])
+    scale = np.maximum(np.abs(low).max(axis=1), np.finfo(float).tiny)
+    bad = np.flatnonzero(low[:, 0] < -1e-10 * scale)
     if bad.size:
         raise ValueError(f"covar_callback returned {bad.size} covariance(s) that are not positive "
-                         f"semi-definite (smallest eigenvalue {eig[bad[0], 0]:.3g}) for {where}")
-    return S
-
-
-def _noise_root(S: np.ndarray) -> np.ndarray:
-    """A matrix square root G with G G^T = S for (D, D) or (n, D, D) PSD S (eigh, clipped)."""
-    if S.ndim == 2:
-        return _shared_noise_root(S.tobytes(), S.shape[0])
-    val, vec = np.linalg.eigh(S)
-    return vec * np.sqrt(np.maximum(val, 0.0))[..., None, :]
+                         f"semi-definite (smallest eigenvalue {low[bad[0], 0]:.3g}) for {where}")
+    return val, vec
 
 
 @functools.lru_cache(maxsize=8)
-def _shared_noise_root(S_bytes: bytes, D: int) -> np.ndarray:
-    """:func:`_noise_root` of one (D, D) matrix, cached by value (a callback that returns
-    the same matrix on every iteration needs one eigendecomposition per fit)."""
+def _shared_noise_eigh(S_bytes: bytes, D: int) -> tuple[np.ndarray, np.ndarray]:
+    """``eigh`` of one (D, D) matrix, cached by value (a callback that returns the same
+    matrix on every iteration needs one eigendecomposition per fit)."""
     val, vec = np.linalg.eigh(np.frombuffer(S_bytes).reshape(D, D))
-    G = vec * np.sqrt(np.maximum(val, 0.0))[None, :]
-    G.flags.writeable = False
-    return G
+    val.flags.writeable = vec.flags.writeable = False
+    return val, vec
 
 
-def add_noise(x: np.ndarray, S: np.ndarray, eta: np.ndarray) -> np.ndarray:
-    """x + G eta with G G^T = S, for standard-normal variates eta of shape x.shape."""
-    G = _noise_root(S)
+def evaluate_noise(covar_callback: Callable, coords: np.ndarray, where: str) -> np.ndarray:
+    """Noise covariance(s) at ``coords``: (D, D) shared or (n, D, D), checked (also PSD).
+
+    Raises
+    ------
+    CallbackError, ValueError
+    """
+    S = _callback_noise(covar_callback, coords, where)
+    _noise_eigh(S, where)
+    return S
+
+
+def noisy(covar_callback: Callable, x: np.ndarray, eta: np.ndarray, where: str
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy draws ``x + G eta`` with ``G G^T = S = covar_callback(x)`` (checked as by
+    :func:`evaluate_noise`), for standard-normal variates ``eta`` of shape x.shape; and S."""
+    S = _callback_noise(covar_callback, x, where)
+    val, vec = _noise_eigh(S, where)
+    G = vec * np.sqrt(np.maximum(val, 0.0))[..., None, :]
     if S.ndim == 2:
-        return x + eta @ G.T
-    return x + np.einsum("nab,nb->na", G, eta)
+        return x + eta @ G.T, S
+    return x + np.einsum("nab,nb->na", G, eta), S
 
 
 class Block(NamedTuple):
@@ -246,8 +256,7 @@ class ImputationSampler:
         where = f"imputation draws (block {b})"
         S = None
         if covar_callback is not None:
-            S = evaluate_noise(covar_callback, x, where)
-            x = add_noise(x, S, eta)
+            x, S = noisy(covar_callback, x, eta, where)
         return Block(x, S, evaluate_selection(sel_callback, x, where), comp)
 
 
