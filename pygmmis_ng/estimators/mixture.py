@@ -21,7 +21,7 @@ from ..data.observed import background_log_density_rows
 from ..data.validation import check_int, check_numeric
 from ..fitting.fitter import fit
 from ..fitting.init import resolve_init, takes_weight
-from ..fitting.mstep import COVARIANCE_TYPES, constrain
+from ..fitting.mstep import check_covariance_type, constrain
 from ..fitting.progress import verbose_output
 from ..model import GMM
 from ..selection.imputation import evaluate_selection
@@ -240,9 +240,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                           FutureWarning, stacklevel=3)
             method = self.init_method
         K = check_int(self.n_components, "n_components", minimum=1)
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
-                             f"{self.covariance_type!r}")
+        check_covariance_type(self.covariance_type)
         weights = None if self.weights_init is None else check_weights_init(self.weights_init, K)
         means = None if self.means_init is None else check_means_init(self.means_init, K, D)
         covs = None if self.precisions_init is None else covariances_from_precisions(

@@ -13,6 +13,14 @@ COLLAPSE_EPS = 1e-12
 COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
 
 
+def check_covariance_type(covariance_type: object) -> str:
+    """One of :data:`COVARIANCE_TYPES`, else a ValueError naming them."""
+    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
+                         f"{covariance_type!r}")
+    return covariance_type
+
+
 def m_step(stats: SufficientStats, amp: np.ndarray, mean: np.ndarray,
            covar: np.ndarray, w: float, frozen: dict[str, np.ndarray],
            covariance_type: str = "full", reg_covar: float = 0.0

@@ -34,7 +34,7 @@ from ..selection.background import Background, check_background
 from ..selection.imputation import evaluate_selection
 from .em_loop import MAX_DRAWS_PER_SAMPLE
 from .init import InitCallback, resolve_init
-from .mstep import COVARIANCE_TYPES
+from .mstep import check_covariance_type
 
 #: most initializations a fit accepts
 MAX_N_INIT = 10_000
@@ -251,10 +251,7 @@ def _physical_memory() -> float:
 
 def _check_covariance_type(covariance_type: Any, masks: dict, attempts: int) -> None:
     """A scikit-learn covariance family, and one the frozen parameters and split'n'merge allow."""
-    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
-                         f"{covariance_type!r}")
-    if covariance_type != "tied":
+    if check_covariance_type(covariance_type) != "tied":
         return
     if 0 < masks["covar"].sum() < masks["covar"].size:
         raise ValueError("covariance_type='tied' shares one covariance among all components: "
