@@ -6,6 +6,7 @@ worker processes, no mocks. Every fit through ``client=`` must equal the
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -40,13 +41,42 @@ def scheduler_tasks(client) -> list:
     return client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
 
 
-@pytest.fixture(autouse=True)
-def nothing_left_on_the_cluster(client):
-    yield
+def assert_nothing_left(client) -> None:
     deadline = time.monotonic() + 5
     while scheduler_tasks(client) and time.monotonic() < deadline:
         time.sleep(0.05)                      # releases reach the scheduler asynchronously
     assert scheduler_tasks(client) == []
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_on_the_cluster(client):
+    yield
+    assert_nothing_left(client)
+
+
+@contextlib.contextmanager
+def once_iterating(action):
+    """Run ``action`` in a thread as soon as the fit logs its iteration table; join on exit."""
+    iterating = threading.Event()
+    handler = logging.Handler(level=logging.INFO)
+    handler.emit = lambda record: iterating.set() if "ITER" in record.getMessage() else None
+    logger = logging.getLogger("pygmmis_ng")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+
+    def run():
+        iterating.wait(60)
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def blobs(n=4000, D=3, seed=0):
@@ -143,31 +173,17 @@ def test_a_worker_killed_mid_fit_does_not_change_the_answer(client):
     ref = ng.GMM(3, 3)
     ng.fit(ref, X, covar=S, rng=3, maxiter=30, tol=0)
     victim = list(client.run(os.getpid).values())[0]
-    iterating = threading.Event()
-    handler = logging.Handler(level=logging.INFO)
-    handler.emit = lambda record: iterating.set() if "ITER" in record.getMessage() else None
-    logger = logging.getLogger("pygmmis_ng")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
     killed_at: list = []
 
     def kill():                     # SIGKILL a worker once the EM iterates (its data are there)
-        iterating.wait(60)
         time.sleep(0.2)
         os.kill(victim, signal.SIGKILL)
         killed_at.append(time.monotonic())
 
-    killer = threading.Thread(target=kill)
-    killer.start()
-    try:
+    with once_iterating(kill):
         g = ng.GMM(3, 3)
         ng.fit(g, X, covar=S, rng=3, maxiter=30, tol=0, client=client)
         done_at = time.monotonic()
-    finally:
-        killer.join()
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert killed_at and killed_at[0] < done_at           # the worker died during the fit
     assert np.array_equal(g.mean, ref.mean) and np.array_equal(g.covar, ref.covar)
     client.wait_for_workers(2, timeout=60)                 # the nanny restarts it
@@ -186,34 +202,14 @@ def test_a_cluster_without_workers_ends_the_fit_with_a_clear_error(monkeypatch):
     c = distributed.Client(lc)
     try:
         X, S, _ = blobs(60000, seed=8)
-        iterating = threading.Event()
-        handler = logging.Handler(level=logging.INFO)
-        handler.emit = lambda record: iterating.set() if "ITER" in record.getMessage() else None
-        logger = logging.getLogger("pygmmis_ng")
-        level = logger.level
-        logger.setLevel(logging.INFO)
-        logger.addHandler(handler)
-
-        def shut_down():
-            iterating.wait(60)
-            lc.scale(0)                              # every worker leaves, none comes back
-
-        t = threading.Thread(target=shut_down)
-        t.start()
         g = ng.GMM(3, 3)
         before = g.copy()
-        try:
+        # every worker leaves once the EM iterates, and none comes back
+        with once_iterating(lambda: lc.scale(0)):
             with pytest.raises(ng.ClusterLost, match="no worker"):
                 ng.fit(g, X, covar=S, rng=3, maxiter=10**4, tol=0, client=c)
-        finally:
-            t.join()
-            logger.removeHandler(handler)
-            logger.setLevel(level)
         assert np.array_equal(g.mean, before.mean, equal_nan=True)    # the GMM: untouched
-        deadline = time.monotonic() + 5
-        while scheduler_tasks(c) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert scheduler_tasks(c) == []
+        assert_nothing_left(c)
     finally:
         c.close()
         lc.close()

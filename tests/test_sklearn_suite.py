@@ -63,17 +63,15 @@ def _outcomes(tmp_path: Path) -> dict[str, str]:
            "no:cacheprovider", f"--rootdir={SUITE.parent.parent.parent}", "-o", "addopts=",
            f"--junitxml={xml}", str(SUITE)]
     subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    out: dict[str, str] = {}
+    states: dict[str, set] = {}
     for case in ET.parse(xml).getroot().iter("testcase"):
-        name = case.get("name").split("[")[0]
         kinds = {child.tag for child in case}
         state = "failed" if kinds & {"failure", "error"} else \
             "skipped" if "skipped" in kinds else "passed"
-        # a test fails if any of its parametrizations fails
-        if out.get(name) != "failed":
-            out[name] = state if out.get(name) in (None, "skipped") or state == "failed" \
-                else out[name]
-    return out
+        states.setdefault(case.get("name").split("[")[0], set()).add(state)
+    # a test fails if any of its parametrizations fails, passes if any other one ran
+    return {name: next(s for s in ("failed", "passed", "skipped") if s in seen)
+            for name, seen in states.items()}
 
 
 @pytest.mark.skipif(not SUITE.exists(), reason="scikit-learn installed without its tests")
