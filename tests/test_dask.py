@@ -1,4 +1,4 @@
-"""Fits on a real Dask cluster (issue 17, first stage): the same answer as one process.
+"""Fits on a real Dask cluster (issue 17): the same answer as one process.
 
 A ``LocalCluster(n_workers=2, threads_per_worker=1, processes=True)`` -- real
 worker processes, no mocks. Every fit through ``client=`` must equal the
@@ -124,14 +124,126 @@ def test_imputation_with_background_equals_one_process(client):
     assert rb.n_imputed > 0
 
 
-def test_dask_array_input_equals_numpy_input(client):
+def lazy(*arrays, rows=5000):
     da = pytest.importorskip("dask.array")
-    X, S, _ = blobs(2000)
-    a, b = ng.GMM(2, 3), ng.GMM(2, 3)
-    ng.fit(a, X, covar=S, rng=0, client=client)
-    ng.fit(b, da.from_array(X, chunks=500), covar=da.from_array(S, chunks=500), rng=0,
-           client=client)
-    assert np.array_equal(a.mean, b.mean)
+    return [None if a is None else da.from_array(a, chunks=(rows,) + a.shape[1:]) for a in arrays]
+
+
+def same_fit(client, data, lazy_data, K=3, **kw):
+    """The fit of numpy ``data`` (one process) and of dask ``lazy_data`` (on the cluster)."""
+    a, b = ng.GMM(K, 3), ng.GMM(K, 3)
+    bg = kw.pop("background", None)            # the fit adjusts its amp: one each
+    ra = ng.fit(a, *data, rng=4, background=bg and bg.copy(), **kw)
+    rb = ng.fit(b, *lazy_data, rng=4, client=client, background=bg and bg.copy(), **kw)
+    assert ra.logL == rb.logL and np.array_equal(ra.history, rb.history)
+    for name in ("amp", "mean", "covar"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    return rb
+
+
+def test_dask_array_input_equals_numpy_input(client):
+    X, S, rng = blobs(2000)
+    same_fit(client, (X, S), lazy(X, S, rows=500), K=2)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["kept-on-workers", "streamed"])
+def test_dask_arrays_kept_or_streamed_equal_numpy_with_weights_and_imputation(
+        client, monkeypatch, streamed):
+    from pygmmis_ng.execution import cluster as cluster_module
+
+    if streamed:     # every E-step reads the rows again, in batches of ~1 MB (many batches)
+        monkeypatch.setattr(cluster_module, "PERSIST_SHARE", 0.0)
+        monkeypatch.setattr(cluster_module, "STREAM_BATCH_BYTES", 1 << 20)
+    X, S, rng = blobs(60000, seed=11)
+    weight = rng.uniform(0.5, 2.0, len(X))
+    r = same_fit(client, (X, S), lazy(X, S), sample_weight=weight, maxiter=15, tol=0)
+    assert r.n_iter == 15
+    keep = X[:, 0] < 5.0                                      # a selection, with imputation
+    Xs, Ss = X[keep], S[keep]
+
+    def sel(c):
+        return (c[:, 0] < 5.0).astype(float)
+    kw = dict(sel_callback=sel, covar_callback=lambda c: np.eye(3) * 0.3, maxiter=6, tol=0,
+              background=ng.Background(np.array([[-6.0] * 3, [10.0] * 3])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        same_fit(client, (Xs, Ss), lazy(Xs, Ss), **kw)
+
+
+def test_a_sample_of_large_data_starts_the_fit_the_same_from_numpy_and_dask(client, monkeypatch):
+    from pygmmis_ng.data import lazy as lazy_module
+
+    monkeypatch.setattr(lazy_module, "SAMPLE_ROWS", 3000)   # "large": more rows than that
+    X, S, _ = blobs(20000, seed=12)
+    same_fit(client, (X, S), lazy(X, S), maxiter=10)
+
+
+def _on_a_worker_only(block):
+    distributed.get_worker()           # raises ValueError outside a worker
+    return block
+
+
+def test_cluster_data_are_read_on_the_workers_only(client, monkeypatch):
+    from pygmmis_ng.execution import cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "PERSIST_SHARE", 0.0)
+    X, S, _ = blobs(30000, seed=13)
+    Xd, Sd = lazy(X, S)
+    Xd = Xd.map_blocks(_on_a_worker_only, dtype=float)
+    with pytest.raises(ValueError, match="No worker found"):
+        np.asarray(Xd[:10].compute(scheduler="sync"))          # the guard works here
+    g = ng.GMM(3, 3)
+    r = ng.fit(g, Xd, covar=Sd, rng=0, client=client, maxiter=5)
+    assert r.n_iter >= 1 and np.isfinite(r.logL)
+
+
+def test_bad_values_in_a_dask_array_are_found_on_the_workers(client):
+    X, S, _ = blobs(4000, seed=14)
+    bad = X.copy()
+    bad[3210, 1] = np.inf
+    g = ng.GMM(2, 3)
+    before = g.copy()
+    with pytest.raises(ValueError, match=r"inf.*rows 0\.\.3999"):
+        ng.fit(g, *lazy(bad, S, rows=1000), client=client)
+    bad[3210, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN .*pass data.compute"):
+        ng.fit(g, *lazy(bad, S, rows=1000), client=client)
+    S_bad = S.copy()
+    S_bad[17] = -np.eye(3)
+    with pytest.raises(ValueError, match="covar"):
+        ng.fit(g, *lazy(X, S_bad, rows=1000), client=client)
+    with pytest.raises(ValueError, match="negative"):
+        ng.fit(g, *lazy(X, S), sample_weight=lazy(-np.ones(len(X)))[0], client=client)
+    for kw in (dict(cutoff=3.0), dict(split_n_merge=2), dict(R=np.eye(3))):
+        with pytest.raises(ValueError, match="cannot be used with data that stay on the Dask"):
+            ng.fit(ng.GMM(3, 3), *lazy(X, S), client=client, **kw)
+    assert np.array_equal(g.mean, before.mean, equal_nan=True)
+
+
+def test_cutoff_on_the_cluster_equals_one_process(client):
+    X, S, _ = blobs(40000, seed=15)
+    both(client, 4, 3, data=X, covar=S, cutoff=3.0, maxiter=25, tol=0)
+    assert not any(client.run(_flags_held).values())            # the flags left with the fit
+
+
+def _flags_held():
+    from pygmmis_ng.execution import cluster as cluster_module
+    return len(cluster_module._FLAGS)
+
+
+def _forget_flags():
+    from pygmmis_ng.execution import cluster as cluster_module
+    cluster_module._FLAGS.clear()
+
+
+def test_neighborhood_flags_lost_mid_fit_are_made_again_the_same(client):
+    X, S, _ = blobs(60000, seed=16)
+    ref = ng.GMM(4, 3)
+    ng.fit(ref, X, covar=S, cutoff=3.0, rng=3, maxiter=25, tol=0)
+    with once_iterating(lambda: (time.sleep(0.3), client.run(_forget_flags))):
+        g = ng.GMM(4, 3)
+        ng.fit(g, X, covar=S, cutoff=3.0, rng=3, maxiter=25, tol=0, client=client)
+    assert np.array_equal(g.mean, ref.mean) and np.array_equal(g.covar, ref.covar)
 
 
 def test_a_callback_error_on_a_worker_arrives_as_callback_error(client):
@@ -160,10 +272,8 @@ def test_estimator_on_the_cluster_equals_the_local_one(client):
     assert local.lower_bound_ == remote.lower_bound_
 
 
-def test_what_is_not_there_yet_is_refused_clearly(client):
+def test_a_client_that_is_not_one_is_refused_clearly(client):
     X, _, _ = blobs(500)
-    with pytest.raises(ValueError, match="cutoff is not yet available with a dask client"):
-        ng.fit(ng.GMM(2, 3), X, cutoff=5, client=client)
     with pytest.raises(ValueError, match="client must be a dask.distributed.Client"):
         ng.fit(ng.GMM(2, 3), X, client="tcp://localhost:8786")
 

@@ -97,6 +97,14 @@ class Layout(NamedTuple):
     groups: tuple
 
 
+def single_group_layout(N: int, S: np.ndarray | None, K: int, D: int) -> Layout:
+    """The layout of N complete samples without projections (one group, rows unchanged), as
+    :func:`make_layout` makes it, from the shapes alone (``S``: None, (D, D) or (N, D, D))."""
+    per_sample = S is not None and S.ndim == 3
+    return Layout(None, (Group(slice(0, N), None, None, None if per_sample else S,
+                               tuple(eval_chunks(N, K, D, per_sample)), D),))
+
+
 def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
                 allow_masked: bool = False) -> Layout:
     """Group the samples of data X (N, dy) by missingness pattern.

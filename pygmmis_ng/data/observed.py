@@ -143,6 +143,22 @@ def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | No
     return out
 
 
+def lazy_background_log_density(bg, X, S):
+    """:func:`background_log_density` of complete samples in a dask array X (N, D), lazily:
+    block by block on the workers (S: None, (D, D) or a dask (N, D, D) in X's row chunks)."""
+    import dask.array as da
+
+    if S is not None and S.ndim == 3:
+        return da.blockwise(_log_density_block, "i", X, "ij", S, "ijk", bg, None,
+                            dtype=float, concatenate=True, meta=np.empty(0))
+    return da.blockwise(_log_density_block, "i", X, "ij", S, None, bg, None,
+                        dtype=float, concatenate=True, meta=np.empty(0))
+
+
+def _log_density_block(x: np.ndarray, S: np.ndarray | None, bg) -> np.ndarray:
+    return bg.log_density(x, S)
+
+
 def background_log_density_rows(bg, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:
     """:func:`background_log_density` for samples in any order (grouped here), (N,)."""
     layout = make_layout(X, None, S, 1, X.shape[1])

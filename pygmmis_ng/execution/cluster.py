@@ -16,9 +16,21 @@ future, so nothing of the fit stays on the cluster.
 
 The inputs are submitted as tasks (not scattered), so the scheduler can make
 a lost worker's chunks again on another worker and the fit goes on with the
-same answer. This stage takes numpy input (dask arrays are gathered first);
-``cutoff`` (whose neighborhood flags the workers would keep) is not yet
-available with a client.
+same answer.
+
+Samples in dask arrays (:mod:`pygmmis_ng.fitting.out_of_core`) never come to
+the client: each batch of chunks is a task reading its rows of the arrays.
+If all of them take at most :data:`PERSIST_SHARE` of the workers' memory,
+the batches are computed once and kept on the workers; otherwise every
+E-step reads them again (from zarr, HDF5, ...), a batch of about
+:data:`STREAM_BATCH_BYTES` at a time, so a worker holds a few batches,
+not the data.
+
+With ``cutoff``, the neighborhood flags of each chunk stay on the worker
+that ran it (:func:`_run_batch`), tagged with the pass that made them; a
+chunk whose flags are missing or of another pass makes them again from the
+components the fit sends along (:class:`pygmmis_ng.fitting.estep.ObservedTask`),
+so a lost worker does not change the answer here either.
 """
 from __future__ import annotations
 
@@ -29,13 +41,21 @@ from typing import Any
 
 import numpy as np
 
+from ..data.lazy import chunk_bytes, is_lazy
+
 #: the per-sample fields of the problem a chunk carries (rows of the pattern-sorted samples)
-ROW_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs", "nbr")
+ROW_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs")
 #: large arrays only the fitting process uses
-PARENT_ONLY_FIELDS = ("Zc", "order", "reseed_index", "reseed_cdf")
+PARENT_ONLY_FIELDS = ("reseed_points", "order", "reseed_index", "reseed_cdf", "nbr")
 #: consecutive chunks are sent (and run) together, in about this many batches per worker: a
 #: task per chunk would cost the scheduler ~1 ms each
 BATCHES_PER_WORKER = 4
+#: dask-array samples are kept on the workers if they take at most this share of their memory
+PERSIST_SHARE = 0.5
+#: ... else streamed each E-step, in batches of about this many bytes
+STREAM_BATCH_BYTES = 64 << 20
+#: neighborhood flags of the chunks a worker ran: (fit tag, first row) -> (pass, flags)
+_FLAGS: dict = {}
 
 
 #: seconds between checks on the cluster while waiting for an iteration's results
@@ -82,15 +102,50 @@ def _run(fn: Callable, problem: Any, task: Any) -> Any:
     return fn(problem, task)
 
 
-def _run_batch(fn: Callable, lite: Any, batch: list, tasks: list) -> list:
+def _run_batch(fn: Callable, lite: Any, batch: list, tasks: list, tag: str) -> list:
     """``fn`` on each chunk of a batch that has a task (``tasks[j]`` for ``batch[j]``, None:
-    no task), on the problem made of ``lite`` and the chunk's rows; the rows rebased."""
+    no task), on the problem made of ``lite`` and the chunk's rows; the rows rebased. A
+    task with neighborhoods (``redo``) gets the chunk's flags kept on this worker, or new
+    ones with ``rebuild`` if those are missing or not of its pass ``nb_version``."""
     out = []
     for chunk, task in zip(batch, tasks):
-        if task is not None:
-            n = len(chunk["Xc"])
+        if task is None:
+            continue
+        n = len(chunk["Xc"])
+        redo = getattr(task, "redo", None)
+        if redo is None:
             out.append(fn(lite._replace(**chunk), task._replace(sl=slice(0, n))))
+            continue
+        key = (tag, task.sl.start)
+        version, flags = _FLAGS.pop(key, (None, None))
+        fresh = flags is None or version != task.nb_version
+        if fresh:
+            flags = np.zeros((n, len(redo)), dtype=np.uint8)
+        out.append(fn(lite._replace(**chunk, nbr=flags),
+                      task._replace(sl=slice(0, n), rebuild=fresh)))
+        _FLAGS[key] = (task.nb_version + 1, flags)
     return out
+
+
+def _chunk_payload(fields: dict, rows: list) -> list:
+    """A batch's chunks (dicts of their rows of each field) from the batch's rows ``fields``;
+    ``rows``: each chunk's (start, stop) within the batch. Copies, like the chunks of numpy
+    input: the kernels' sums can depend on where in memory the rows start."""
+    return [{f: a[lo:hi].copy() for f, a in fields.items()} for lo, hi in rows]
+
+
+def _slots(items: list) -> list:
+    """A batch's tasks by position in the batch (None: no task for that chunk)."""
+    slots: list = [None] * (max(j for j, _, _ in items) + 1)
+    for j, _, task in items:
+        slots[j] = task
+    return slots
+
+
+def _drop_flags(tag: str) -> None:
+    """Forget the neighborhood flags of a fit (on a worker)."""
+    for key in [k for k in _FLAGS if k[0] == tag]:
+        del _FLAGS[key]
 
 
 class DaskExecutor:
@@ -112,6 +167,8 @@ class DaskExecutor:
         self._futures: list = []
         self._tag = uuid.uuid4().hex[:8]
         self._state = "new"
+        self._payloads: list = []        # per batch: its chunks, or the task reading them
+        self.streamed = False            # dask-array rows read again each E-step
 
     def start(self) -> None:
         """Send the problem and the chunks to the workers (once)."""
@@ -129,20 +186,74 @@ class DaskExecutor:
             self._lite = self.client.submit(_identity, lite, pure=False,
                                             key=f"pygmmis_ng-problem-{self._tag}")
             slices = [sl for grp in p.groups for sl in grp.chunks]
+            lazy = [f for f in fields if is_lazy(getattr(p, f))]
             n_batches = min(len(slices), BATCHES_PER_WORKER * self.n_jobs)
+            if lazy:
+                n_rows = max(1, STREAM_BATCH_BYTES // max(chunk_bytes(
+                    [getattr(p, f) for f in fields], 1), 1))
+                self.streamed = not self._fits_in_memory(chunk_bytes(
+                    [getattr(p, f) for f in fields], p.Xc.shape[0]))
+                if self.streamed:
+                    n_batches = max(n_batches, min(len(slices), -(-p.Xc.shape[0] // n_rows)))
             bounds = np.linspace(0, len(slices), n_batches + 1).round().astype(int)
-            payloads = []
             for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-                payloads.append([{f: getattr(p, f)[sl].copy() for f in fields}
-                                 for sl in slices[lo:hi]])
                 for j, sl in enumerate(slices[lo:hi]):
                     self._where[(sl.start, sl.stop)] = (b, j)
-            self._batches = [self.client.submit(_identity, payload, pure=False,
-                                                key=f"pygmmis_ng-data-{self._tag}-{b}")
-                             for b, payload in enumerate(payloads)]
+                self._payloads.append(self._payload(fields, slices[lo:hi], b, bool(lazy)))
+            if lazy and not self.streamed:
+                self._batches = self.client.compute(self._payloads)
+            elif not lazy:
+                self._batches = [self.client.submit(_identity, payload, pure=False,
+                                                    key=f"pygmmis_ng-data-{self._tag}-{b}")
+                                 for b, payload in enumerate(self._payloads)]
+            if not self.streamed:
+                self._payloads = []
         except BaseException:
             self.close()
             raise
+
+    def _payload(self, fields: list, slices: list, b: int, lazy: bool) -> Any:
+        """Batch b's chunks: a list of dicts of numpy rows; lazy: the task making it (kept
+        on the workers), or when streamed, the rows (dask) and chunks it is made of."""
+        p = self.problem
+        if not lazy:
+            return [{f: getattr(p, f)[sl].copy() for f in fields} for sl in slices]
+        import dask
+
+        lo, hi = slices[0].start, slices[-1].stop
+        parts = ({f: getattr(p, f)[lo:hi] for f in fields},
+                 [(sl.start - lo, sl.stop - lo) for sl in slices])
+        if self.streamed:
+            return parts
+        return dask.delayed(_chunk_payload, pure=False)(
+            *parts, dask_key_name=f"pygmmis_ng-data-{self._tag}-{b}")
+
+    def _fits_in_memory(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` take at most PERSIST_SHARE of the workers' memory (no limit: yes)."""
+        limits = [w.get("memory_limit") or 0
+                  for w in self.client.scheduler_info().get("workers", {}).values()]
+        if not limits or min(limits) == 0:
+            return True
+        return nbytes <= PERSIST_SHARE * sum(limits)
+
+    def _batch_tasks(self, fn: Callable, per_batch: dict, tag: str) -> list:
+        """The futures of one E-step's batches (reading the rows again when streamed)."""
+        if not self.streamed:
+            return [self.client.submit(_run_batch, fn, self._lite, self._batches[b],
+                                       _slots(items), self._tag,
+                                       key=f"pygmmis_ng-estep-{tag}-{b}", pure=False)
+                    for b, items in sorted(per_batch.items())]
+        import dask
+
+        graphs = []
+        for b, items in sorted(per_batch.items()):
+            fields, rows = self._payloads[b]
+            payload = dask.delayed(_chunk_payload, pure=False)(
+                fields, rows, dask_key_name=f"pygmmis_ng-data-{tag}-{b}")
+            graphs.append(dask.delayed(_run_batch, pure=False)(
+                fn, self._lite, payload, dask.delayed(_slots(items), traverse=False),
+                self._tag, dask_key_name=f"pygmmis_ng-estep-{tag}-{b}"))
+        return self.client.compute(graphs)
 
     def map(self, fn: Callable, tasks: Sequence) -> list:
         """``[fn(problem, task) for task in tasks]`` on the workers, in task order.
@@ -163,13 +274,8 @@ class DaskExecutor:
             for i, task in enumerate(tasks):
                 b, j = self._where[(task.sl.start, task.sl.stop)]
                 per_batch.setdefault(b, []).append((j, i, task))
-            for b, items in sorted(per_batch.items()):
-                slots: list = [None] * (max(j for j, _, _ in items) + 1)
-                for j, _, task in items:
-                    slots[j] = task
-                futures.append(self.client.submit(
-                    _run_batch, fn, self._lite, self._batches[b], slots,
-                    key=f"pygmmis_ng-estep-{tag}-{b}", pure=False))
+            futures = self._batch_tasks(fn, per_batch, tag)
+            for _, items in sorted(per_batch.items()):
                 order += [i for _, i, _ in sorted(items)]
         else:
             futures = [self.client.submit(_run, fn, self._lite, task, pure=False,
@@ -214,12 +320,14 @@ class DaskExecutor:
             return
         self._state = "closed"
         held = list(self._batches) + ([] if self._lite is None else [self._lite])
-        self._batches, self._lite = [], None
-        if held:
-            try:
+        self._batches, self._lite, self._payloads = [], None, []
+        try:
+            if held:
                 self.client.cancel(held)
-            except Exception:      # noqa: BLE001 - a cluster already gone holds nothing
-                pass
+            if self.problem.nbr is not None:
+                self.client.run(_drop_flags, self._tag)
+        except Exception:      # noqa: BLE001 - a cluster already gone holds nothing
+            pass
 
     def __enter__(self) -> DaskExecutor:
         self.start()

@@ -89,7 +89,7 @@ def _noise_hint(p: Any) -> str:
     """A sentence on covar_callback if its noise dwarfs the data, else ''."""
     if p.covar_callback is None:
         return ""
-    rows = p.Xc[:min(len(p.Xc), 100)] + p.center
+    rows = p.reseed_points[:100] + p.center
     S = evaluate_noise(p.covar_callback, rows, "the observed samples (diagnosis)")
     noise = float(np.median(np.trace(np.broadcast_to(S, (len(rows),) + S.shape[-2:]),
                                      axis1=1, axis2=2)))

@@ -33,7 +33,7 @@ from .diagnostics import (
     ghosts,
     no_selected_draws,
 )
-from .estep import group_comps, imputed_stats, observed_stats
+from .estep import NeighborhoodHistory, group_comps, imputed_stats, observed_stats
 from .init import stretched_identity
 from .mstep import (
     background_amp,
@@ -72,8 +72,8 @@ class Step(NamedTuple):
 
 
 def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generator,
-            ex: Any, redo: np.ndarray | None = None, reseedable: np.ndarray | None = None
-            ) -> Step:
+            ex: Any, redo: np.ndarray | None = None, reseedable: np.ndarray | None = None,
+            history: NeighborhoodHistory | None = None) -> Step:
     """logL at ``st`` and the EM update of ``st`` (with M imputation draws if imputing).
 
     ``reseedable`` (K,) bool: the components that are re-seeded if they turn
@@ -81,7 +81,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     """
     K, D = st.mean.shape
     comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
-    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, redo)
+    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, redo, history)
     logL = stats.logL / p.N_w
     N0 = p.N_w
     ghost = np.zeros(K, dtype=bool)
@@ -120,7 +120,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
             logger.warning("component %d is a ghost of the selection (its draws are selected "
                            "with probability < %g); re-seeding it at a random sample", k,
                            GHOST_SELECTED)
-        mean[k] = (p.Xc if p.Zc is None else p.Zc)[reseed_row(p, gen)]
+        mean[k] = p.reseed_points[reseed_row(p, gen)]
         # the volume-filling scale, stretched along each axis as the data are
         covar[k] = p.reseed_scale**2 * stretched_identity(p.scale2)
         if not p.masks["amp"][k]:
@@ -134,7 +134,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
 
 
 def reseed_row(p: Problem, gen: np.random.Generator) -> int:
-    """A (sorted) row drawn by weight from the distinct rows: the same draw for an integer
+    """A row of ``p.reseed_points`` drawn by weight from the distinct rows: the same draw for an integer
     weight as for the row repeated, and for any order of the rows."""
     j = int(np.searchsorted(p.reseed_cdf, gen.random() * p.reseed_cdf[-1], side="right"))
     return int(p.reseed_index[min(j, len(p.reseed_index) - 1)])
@@ -190,6 +190,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     M = None
     rate = 0.0          # the EM map's rate measured at the last convergence check
     nb_ref = None       # component means and Cholesky factors when their neighborhoods were made
+    nb_history = NeighborhoodHistory() if p.nbr is not None else None
     watch = RunawayWatch(p, K) if p.impute else None
     it = 0
     while True:
@@ -205,7 +206,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             redo, nb_ref = stale_neighborhoods(nb_ref, st)
         try:
             step = em_step(p, st, fit_bg, M, gen, ex, redo,
-                           None if watch is None else watch.reseedable)
+                           None if watch is None else watch.reseedable, nb_history)
         except (FloatingPointError, np.linalg.LinAlgError):
             if fallback is None:
                 raise

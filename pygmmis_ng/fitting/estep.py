@@ -26,39 +26,79 @@ def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray
 class ObservedTask(NamedTuple):
     """One chunk of observed samples: its group, rows (``sl``), components, log background
     fraction and the components whose neighborhoods are recomputed. Executors that hold
-    the data chunk by chunk (Dask) recognize such tasks by ``sl``."""
+    the data chunk by chunk (Dask) recognize such tasks by ``sl``; with neighborhoods
+    (``redo`` not None) they keep the chunk's flags between passes, and a chunk whose
+    flags are not those of pass ``nb_version`` (a worker lost, or a task moved) gets
+    ``rebuild``: its flags are made again from ``nb_comps`` first."""
 
     g: int
     sl: slice
     comps: Any
     log_alpha: float | None
     redo: np.ndarray | None
+    nb_version: int = 0
+    nb_comps: Any = None
+    rebuild: bool = False
+
+
+class NeighborhoodHistory:
+    """What the stored neighborhood flags are a function of: per group, the components as of
+    each one's last neighborhood pass, and the number of passes made (``version``).
+
+    The flags of component k are those of its last pass (a redo), so flags made
+    at once from these components equal the ones kept pass by pass, bit for bit.
+    """
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.comps: list | None = None
+
+    def update(self, comps: list, redo: np.ndarray) -> None:
+        """After a pass with ``comps`` (per group) that redid the components ``redo``."""
+        r = redo.astype(bool)
+        if self.comps is None or r.all():
+            self.comps = list(comps)
+        else:
+            self.comps = [type(old)(*[None if a is None else np.where(
+                r.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a) for a, b in zip(old, new)])
+                for old, new in zip(self.comps, comps)]
+        self.version += 1
 
 
 def _observed_task(p: Problem, task: ObservedTask) -> SufficientStats:
     """Statistics of one chunk of observed samples (a task for the executor)."""
-    g, sl, comps, log_alpha, redo = task
+    g, sl, comps, log_alpha, redo = task[:5]
     log_bg = None if log_alpha is None else p.log_bg_obs[sl] + log_alpha
-    return observed.chunk_stats(p.groups[g], sl, p.Xc, p.S, p.R, comps,
-                                None if p.weight is None else p.weight[sl], log_bg,
-                                None if p.nbr is None else p.nbr[sl], redo)
+    weight = None if p.weight is None else p.weight[sl]
+    nbr = None if p.nbr is None else p.nbr[sl]
+    if task.rebuild and nbr is not None and task.nb_comps is not None and not redo.all():
+        nbr[:] = 0
+        observed.chunk_stats(p.groups[g], sl, p.Xc, p.S, p.R, task.nb_comps, weight, log_bg,
+                             nbr, np.ones_like(redo))
+    return observed.chunk_stats(p.groups[g], sl, p.Xc, p.S, p.R, comps, weight, log_bg, nbr, redo)
 
 
 def observed_stats(p: Problem, comps: list, bg_amp: float, ex: Any,
-                   redo: np.ndarray | None = None) -> SufficientStats:
+                   redo: np.ndarray | None = None,
+                   history: NeighborhoodHistory | None = None) -> SufficientStats:
     """Statistics of all observed samples: chunk tasks on the executor, summed in order.
 
     ``comps`` holds the components of each group (:func:`group_comps`). With
     neighborhoods (``p.nbr``), ``redo`` flags the components whose
-    neighborhoods are recomputed in this pass.
+    neighborhoods are recomputed in this pass, and ``history`` what the
+    stored flags are (updated here).
     """
     K, D = comps[0].log_amp.size, p.center.size
     log_alpha = math.log(bg_amp) if bg_amp > 0 else None
     stats = SufficientStats.zeros(K, D)
-    tasks = [ObservedTask(g, sl, comps[g], log_alpha, redo)
+    version, hist = (0, None) if history is None else (history.version, history.comps)
+    tasks = [ObservedTask(g, sl, comps[g], log_alpha, redo, version,
+                          None if hist is None else hist[g])
              for g, grp in enumerate(p.groups) for sl in grp.chunks]
     for part in ex.map(_observed_task, tasks):
         stats += part
+    if history is not None and redo is not None:
+        history.update(comps, redo)
     return stats
 
 

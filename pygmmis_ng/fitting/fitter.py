@@ -205,12 +205,13 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
 
 def initial_state(gmm: GMM, obs: Observations, init: Any, opts: FitOptions, problem: Problem,
                   rng: np.random.Generator) -> State:
-    """A restart's initialization: ``init`` on the latent points, frozen parameters kept."""
+    """A restart's initialization: ``init`` on the latent points of the initialization rows
+    (all rows, or a sample of large data: :mod:`pygmmis_ng.data.lazy`), frozen parameters kept."""
     masks = opts.masks
     work = gmm.copy()
-    extra = {"sample_weight": obs.weight} if takes_weight(init) else {}
+    extra = {"sample_weight": obs.Z_weight} if takes_weight(init) else {}
     try:
-        init(work, obs.Z, covar=obs.S if obs.Z is obs.X else None, rng=rng, **extra)
+        init(work, obs.Z, covar=obs.Z_covar, rng=rng, **extra)
     except Exception as exc:      # a user's callable: re-raised with context (Ctrl-C passes)
         if init in INIT_METHODS.values():
             raise

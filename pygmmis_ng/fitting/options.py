@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..data.latent import fill_latent
+from ..data.lazy import block_bounds, block_sum, ordered_sum, sample_index, total_weight
 from ..data.validation import (
     check_float,
     check_frozen,
@@ -35,6 +36,7 @@ from ..selection.imputation import evaluate_selection
 from .em_loop import MAX_DRAWS_PER_SAMPLE
 from .init import InitCallback, resolve_init
 from .mstep import check_covariance_type
+from .out_of_core import check_lazy_input, log_terms, uses_cluster_data
 
 #: most initializations a fit accepts
 MAX_N_INIT = 10_000
@@ -48,23 +50,40 @@ class Observations(NamedTuple):
     Attributes
     ----------
     X : ndarray (N, D), or (N, dy) with projections; NaN marks a missing value
+        (a dask array when the samples stay on the cluster, see ``on_cluster``)
     R : None, ndarray (dy, D) or (N, dy, D)
     S : None, ndarray (D, D) or (N, D, D) (dy instead of D with R)
     weight : None or ndarray (N,)
-    Z : ndarray (N, D)
-        Latent points for the initialization and re-seeding: ``X`` itself
-        for complete data without projections, else each sample's measured
-        values completed by :func:`pygmmis_ng.data.latent.fill_latent`.
+    Z : ndarray (n, D)
+        Latent points of the initialization rows (all rows, or a sample, see
+        :mod:`pygmmis_ng.data.lazy`): the initialization, the data's centre and
+        scales and the re-seeding see these. ``X`` itself for complete data
+        without projections, else each sample's measured values completed by
+        :func:`pygmmis_ng.data.latent.fill_latent`.
     log_omega_mean : float
         Weighted mean of log Omega over the samples (0 without selection).
+    N_w : float
+        The summed weight of all samples (N without weights).
+    Z_weight : None or ndarray (n,)
+        Weights of the initialization rows.
+    Z_covar : None, ndarray (D, D) or (n, D, D)
+        Noise of the initialization rows, for the initialization (None when
+        ``Z`` are latent points rather than the data).
+    on_cluster : bool
+        The samples are dask arrays that stay on the cluster
+        (:mod:`.out_of_core`).
     """
 
-    X: np.ndarray
+    X: Any
     R: np.ndarray | None
-    S: np.ndarray | None
-    weight: np.ndarray | None
+    S: Any
+    weight: Any
     Z: np.ndarray
     log_omega_mean: float
+    N_w: float
+    Z_weight: np.ndarray | None
+    Z_covar: Any
+    on_cluster: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,10 +139,6 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
     gmm.check_shapes()
     K, D = gmm.K, gmm.D
-    X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D)
-    # latent points (this raises if the projections or missing values leave a direction unseen)
-    missing = bool(np.isnan(X).any())
-    Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
     init = resolve_init(init_method)
     w = check_float(w, "w", minimum=0.0)
     tol = check_float(tol, "tol", minimum=0.0)
@@ -143,22 +158,54 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     gen = check_rng(rng)
     attempts = _check_split_n_merge(split_n_merge, K)
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
-    _check_bounds(Z, K, w, reg_covar, n_init, oversampling, sel_callback is not None)
     _check_covariance_type(covariance_type, masks, attempts)
     client = check_client(client)
-    if client is not None and cutoff is not None:
-        raise ValueError("cutoff is not yet available with a dask client (the workers would "
-                         "have to keep the neighborhood flags); pass cutoff=None")
-    _check_combination(R, S, sel_callback, covar_callback, background)
-    bg = check_background(background, X, D)
-    log_omega_mean = _check_selection(sel_callback, X, weight, missing)
+    impute = sel_callback is not None
+    if uses_cluster_data(data, client):
+        _check_combination(R, covar, sel_callback, covar_callback, background)
+        bg = check_background(background, None, D)
+        lazy = check_lazy_input(data, covar, R, sample_weight, K, D, client, sel_callback,
+                                None if bg is None else bg.footprint, gen,
+                                {"cutoff": cutoff is not None, "split_n_merge": attempts > 0})
+        X, S, weight, N_w, log_omega_mean = lazy[:5]
+        R = None
+        _check_bounds(lazy.sample[0], X.shape[0], K, w, reg_covar, n_init, oversampling, impute,
+                      on_cluster=True)
+        obs = Observations(X, None, S, weight, lazy.sample[0], log_omega_mean, N_w,
+                           lazy.sample[2], lazy.sample[1], on_cluster=True)
+    else:
+        X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D)
+        # latent points (this raises if the projections or missing values leave a direction unseen)
+        missing = bool(np.isnan(X).any())
+        Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
+        _check_bounds(Z, X.shape[0], K, w, reg_covar, n_init, oversampling, impute)
+        _check_combination(R, S, sel_callback, covar_callback, background)
+        bg = check_background(background, X, D)
+        log_omega_mean = _check_selection(sel_callback, X, weight, missing)
+        obs = _sampled(X, R, S, weight, Z, log_omega_mean, gen)
     options = FitOptions(
         init=init, w=w, cutoff=cutoff, sel_callback=sel_callback, covar_callback=covar_callback,
         background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
         masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
         accelerate=bool(accelerate), covariance_type=covariance_type, reg_covar=reg_covar,
         client=client)
-    return Observations(X, R, S, weight, Z, log_omega_mean), options, gen
+    return obs, options, gen
+
+
+def _sampled(X: np.ndarray, R: Any, S: Any, weight: Any, Z: np.ndarray, log_omega_mean: float,
+             gen: np.random.Generator) -> Observations:
+    """The observations with their initialization rows (all, or a sample drawn from ``gen``)."""
+    N = X.shape[0]
+    idx = sample_index(N, gen)
+    covar = S if Z is X else None
+    if idx is not None:
+        Z = Z[idx]
+        weight_s = None if weight is None else weight[idx]
+        covar = covar[idx] if covar is not None and covar.ndim == 3 else covar
+    else:
+        weight_s = weight
+    return Observations(X, R, S, weight, Z, log_omega_mean, total_weight(weight, N),
+                        weight_s, covar)
 
 
 def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D: int) -> tuple:
@@ -209,10 +256,11 @@ def _check_n_jobs(n_jobs: Any) -> int:
     return n_jobs
 
 
-def _check_bounds(Z: np.ndarray, K: int, w: float, reg_covar: float, n_init: int,
-                  oversampling: int, impute: bool) -> None:
+def _check_bounds(Z: np.ndarray, N: int, K: int, w: float, reg_covar: float, n_init: int,
+                  oversampling: int, impute: bool, on_cluster: bool = False) -> None:
     """Sizes and scales that cannot give a meaningful fit (or would exhaust memory) are refused
-    before anything is allocated."""
+    before anything is allocated. ``Z``: the latent points of (all or a sample of) the N
+    samples; with ``on_cluster`` the samples are not held here, so memory is not checked."""
     if n_init > MAX_N_INIT:
         raise ValueError(f"n_init={n_init} initializations is more than {MAX_N_INIT}: each runs "
                          "a full EM; a few (or split_n_merge) find the optimum as well")
@@ -230,7 +278,9 @@ def _check_bounds(Z: np.ndarray, K: int, w: float, reg_covar: float, n_init: int
                                  f"data's largest variance ({var_max:.3g}): every component "
                                  "would be far wider than the data; w and reg_covar are in "
                                  "data units")
-    N, D = Z.shape
+    if on_cluster:
+        return
+    D = Z.shape[1]
     draws = min(oversampling, MAX_DRAWS_PER_SAMPLE) if impute else 0
     need = 8.0 * (N * K * 4 + K * D * D * 8 + N * D * (D + 4) + N * draws * (D * D + 2 * D + K))
     total = _physical_memory()
@@ -304,4 +354,5 @@ def _check_selection(sel_callback: Any, X: np.ndarray, weight: np.ndarray | None
                          "of the selection (pyGMMis's tests/test_3D.py: rng.rand(len(coords)) > "
                          "coords[:, 0]), return the selection probability instead "
                          "(np.clip(1 - coords[:, 0], 0, 1)): the fit draws from it itself")
-    return float(np.average(np.log(omega), weights=weight))
+    return ordered_sum(block_sum(log_terms(omega[lo:hi], None if weight is None else weight[lo:hi]))
+                       for lo, hi in block_bounds(len(omega))) / total_weight(weight, len(omega))

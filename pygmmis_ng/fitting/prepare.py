@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.layout import make_layout, sorted_rows
-from ..data.observed import background_log_density
+from ..data.layout import make_layout, single_group_layout, sorted_rows
+from ..data.lazy import exact_average
+from ..data.observed import background_log_density, lazy_background_log_density
 from ..selection.imputation import ImputationSampler
 from .init import axis_variances, constant_axes, support_index, volume_filling_scale
 from .neighborhoods import chi2_cutoff, neighborhood_chi2
@@ -23,37 +24,44 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
     """
     X, R, S, weight, Z = obs.X, obs.R, obs.S, obs.weight, obs.Z
     N = X.shape[0]
-    center = np.average(Z, axis=0, weights=weight)
-    layout = make_layout(X, R, S, K, D, allow_masked=True)
+    center = exact_average(Z, obs.Z_weight)
+    bg = opts.background
+    if obs.on_cluster:
+        layout = single_group_layout(N, S, K, D)
+        Xs, Ss, Rs, ws = X, S, None, weight
+        Xc = X - center                      # lazily, on the workers (the same bits)
+        log_bg_obs = None if bg is None else lazy_background_log_density(bg, X, S)
+    else:
+        layout = make_layout(X, R, S, K, D, allow_masked=True)
+        Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
+        if R is None:
+            Xc = Xs - center
+        else:
+            Xc = Xs - (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
+        log_bg_obs = None if bg is None else background_log_density(bg, layout, Xs, Ss)
     if opts.cutoff is not None:
         layout = layout._replace(groups=tuple(
             g._replace(c2=neighborhood_chi2(g.dy, opts.cutoff)) for g in layout.groups))
-    Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
-    if R is None:
-        Xc = Xs - center
-    else:
-        Xc = Xs - (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
     sampler = None
     if opts.impute:
         sampler = ImputationSampler(int(gen.integers(2**62)), D, opts.background is not None,
                                     opts.covar_callback is not None)
     # collapsed components are re-seeded at a row drawn by weight from the distinct rows
-    reseed_index, reseed_w = support_index(sorted_rows(layout.order, Z)[0], ws)
-    bg = opts.background
+    reseed_index, reseed_w = support_index(Z, obs.Z_weight)
+    Zw = obs.Z_weight
     return Problem(
-        Xc=Xc, center=center, S=Ss, weight=ws,
-        N_w=float(N if weight is None else weight.sum()), groups=layout.groups,
-        log_bg_obs=None if bg is None else background_log_density(bg, layout, Xs, Ss),
-        log_omega_mean=obs.log_omega_mean, sel_callback=opts.sel_callback,
+        Xc=Xc, center=center, S=Ss, weight=ws, N_w=obs.N_w, groups=layout.groups,
+        log_bg_obs=log_bg_obs, log_omega_mean=obs.log_omega_mean, sel_callback=opts.sel_callback,
         covar_callback=opts.covar_callback, oversampling=opts.oversampling, sampler=sampler,
         bg=bg, w=opts.w, tol=opts.tol, masks=opts.masks,
-        scale2=axis_variances(Z, weight),
-        reseed_scale=volume_filling_scale(Z if weight is None else Z[weight > 0], K),
+        scale2=axis_variances(Z, Zw),
+        reseed_scale=volume_filling_scale(Z if Zw is None else Z[Zw > 0], K),
         shift_limit=chi2_cutoff(D, 0.1), accelerate=opts.accelerate,
         nbr=None if opts.cutoff is None else np.zeros((N, K), dtype=np.uint8),
         R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,
-        Zc=None if Z is X else sorted_rows(layout.order, Z)[0] - center,
-        const_axes=None if opts.covariance_type == "spherical" else _constant_axes(Z, weight, S, R),
+        reseed_points=Z - center,
+        const_axes=None if opts.covariance_type == "spherical" else _constant_axes(
+            Z, Zw, S, R),
         reseed_index=reseed_index, reseed_cdf=np.cumsum(reseed_w),
         covariance_type=opts.covariance_type, reg_covar=opts.reg_covar)
 

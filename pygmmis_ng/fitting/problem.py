@@ -41,9 +41,9 @@ class Problem(NamedTuple):
     nbr: np.ndarray | None = None          # (N, K) uint8 neighborhood flags (with cutoff)
     R: np.ndarray | None = None            # (N, dy, D) per-sample projections (sorted rows)
     order: np.ndarray | None = None        # sorted row r is the data's row order[r]
-    Zc: np.ndarray | None = None           # (N, D) latent points for re-seeding (with R or NaN)
+    reseed_points: np.ndarray | None = None  # (n, D) centred latent points of the init rows
     const_axes: np.ndarray | None = None   # (D,) bool: axes along which the data are constant
-    reseed_index: np.ndarray | None = None  # (M,) sorted rows, one per distinct row (re-seeding)
+    reseed_index: np.ndarray | None = None  # (M,) rows of reseed_points, one per distinct row
     reseed_cdf: np.ndarray | None = None    # (M,) cumulative weights of those rows
     covariance_type: str = "full"           # 'full', 'diag', 'tied' or 'spherical'
     reg_covar: float = 0.0                  # added to every variance in the M-step

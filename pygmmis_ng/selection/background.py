@@ -167,8 +167,9 @@ class Background:
         return lo + (hi - lo) * gen.random((size, self.D))
 
 
-def check_background(background: Any, X: np.ndarray, D: int) -> Any:
-    """A validated copy of the fit's background (or None); it must cover some data."""
+def check_background(background: Any, X: np.ndarray | None, D: int) -> Any:
+    """A validated copy of the fit's background (or None); it must cover some data (unless
+    ``X`` is None: the caller checks that)."""
     if background is None:
         return None
     if not isinstance(background, Background):
@@ -177,7 +178,7 @@ def check_background(background: Any, X: np.ndarray, D: int) -> Any:
         raise ValueError(f"background footprint has D={background.D} dimensions, the model D={D}")
     background.validate()
     lo, hi = background.footprint
-    if not (((X > lo) & (X < hi)) | np.isnan(X)).all(axis=1).any():
+    if X is not None and not (((X > lo) & (X < hi)) | np.isnan(X)).all(axis=1).any():
         raise ValueError("the background footprint contains none of the data: it must cover the "
                          "region where background samples can be observed")
     return background.copy()
