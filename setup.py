@@ -26,10 +26,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5", "pandas>=1.3",
-                 "dask[distributed]>=2023.1"],
+                 "dask[distributed]>=2023.1", "zarr>=2.11"],
         "dask": ["dask[distributed]>=2023.1"],
         "plot": ["matplotlib>=3.5"],
-        "bench": ["pygmmis==1.2.3"],
+        "bench": ["pygmmis==1.2.3", "zarr>=2.11", "psutil>=5"],
     },
     entry_points={"console_scripts": ["pygmmis_ng=pygmmis_ng.__main__:main"]},
     classifiers=[

@@ -48,10 +48,18 @@ def assert_nothing_left(client) -> None:
     assert scheduler_tasks(client) == []
 
 
+def our_segments() -> set:
+    shm = "/dev/shm"
+    return {f for f in os.listdir(shm) if f.startswith("pygmmis_ng")} if os.path.isdir(shm) \
+        else set()
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_on_the_cluster(client):
+    before = our_segments()
     yield
     assert_nothing_left(client)
+    assert our_segments() <= before                 # no shared-memory segment either
 
 
 @contextlib.contextmanager
@@ -270,6 +278,10 @@ def test_estimator_on_the_cluster_equals_the_local_one(client):
                                        client=client).fit(X)
     assert np.array_equal(local.means_, remote.means_)
     assert local.lower_bound_ == remote.lower_bound_
+    from_dask = IncompleteGaussianMixture(2, covariance_type="diag", random_state=0,
+                                          client=client).fit(*lazy(X, rows=500))
+    assert np.array_equal(local.means_, from_dask.means_) and from_dask.n_features_in_ == 3
+    assert np.array_equal(local.predict(X), from_dask.predict(X))
 
 
 def test_a_client_that_is_not_one_is_refused_clearly(client):

@@ -43,3 +43,10 @@ def test_seed003_pygmmis_readme():
     assert abs(r["orig_size"] / r["true_orig_size"] - 1) < 0.1
     assert np.isfinite(r["bg_amp"]) and abs(r["bg_amp"] - r["true_bg_amp"]) < 0.05
     assert r["largest_mean_error"] < 0.6
+
+
+def test_dask_cluster_from_zarr():
+    r = run("dask_cluster")
+    assert r["equal_to_local"] is True                      # bit for bit the one-process fit
+    assert r["largest_mean_error"] < 0.15
+    np.testing.assert_allclose(r["amp"], [0.4, 0.3, 0.2, 0.1], atol=0.02)

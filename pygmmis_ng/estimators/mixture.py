@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ..data.lazy import is_lazy
 from ..data.observed import background_log_density_rows
 from ..data.validation import check_int, check_numeric
 from ..fitting.fitter import fit
@@ -191,17 +192,21 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like (N, D)
+        X : array-like (N, D), or with ``client`` a dask array (kept on the cluster)
         y : ignored
         covar : None, (D, D) or (N, D, D) noise covariance of the samples
         sample_weight : None or (N,) non-negative weights
         """
         self._check_params()
-        check_numeric(X, "X")
-        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
-                          ensure_min_samples=1)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        on_cluster = self.client is not None and is_lazy(X)
+        if not on_cluster:      # a dask array stays on the cluster: the fit checks it there
+            check_numeric(X, "X")
+            X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
+                              ensure_min_samples=1)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        elif X.ndim != 2:
+            raise ValueError(f"X must have shape (n_samples, n_features), got {X.shape}")
         warm = self.warm_start and hasattr(self, "gmm_") and self.gmm_.K == self.n_components \
             and self.gmm_.D == X.shape[1]
         if warm:
@@ -221,6 +226,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                       accelerate=self.accelerate, covariance_type=self.covariance_type,
                       reg_covar=self.reg_covar, client=self.client)
         self._set_fitted(gmm, res, background)
+        if on_cluster:
+            self.n_features_in_ = gmm.D
         return self
 
     def _check_params(self) -> None:

@@ -284,8 +284,10 @@ class DaskExecutor:
         try:
             self._wait(futures)
             results = self.client.gather(futures)
-        finally:
-            self.client.cancel(futures)
+        except BaseException:
+            self.client.cancel(futures)       # stop what still runs
+            raise
+        del futures                           # released (keys shared with the data: not cancelled)
         if not chunked:
             return results
         out: list = [None] * len(tasks)

@@ -179,10 +179,10 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         its GaussianMixture default is 1e-6). Unlike ``w`` it shifts every
         component, so the fit is no longer the likelihood maximum.
     client : None or dask.distributed.Client
-        Run the E-steps on this Dask cluster instead of ``n_jobs`` local
-        processes (``pip install "pygmmis_ng[dask]"``): the chunks of the data
-        go to the workers once, each iteration sends only parameters, and the
-        result is bit-identical to ``n_jobs=1``. Not yet with ``cutoff``.
+        Run the E-steps on this Dask cluster (``pip install "pygmmis_ng[dask]"``):
+        each iteration sends only parameters; bit-identical to ``n_jobs=1``.
+        ``data``, ``covar`` and ``sample_weight`` may be dask arrays (e.g.
+        ``da.from_zarr``), never gathered here: see :mod:`.out_of_core`.
 
     Returns
     -------

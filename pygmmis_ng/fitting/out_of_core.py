@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
+import uuid
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -152,17 +153,25 @@ def _summaries(client: Any, X: Any, S: Any, weight: Any, D: int, sel_callback: A
     import dask
 
     shared = S if S is None or np.ndim(S) == 2 else None
+    tag = uuid.uuid4().hex[:8]           # the callbacks are part of the task: keys of its own
     tasks = []
     for lo, hi in block_bounds(X.shape[0]):
         tasks.append(dask.delayed(check_block, pure=True)(
             lo, X[lo:hi], shared if shared is not None or S is None else S[lo:hi],
             None if weight is None else weight[lo:hi], D, sel_callback, footprint,
-            dask_key_name=f"pygmmis_ng-check-{dask.base.tokenize(X, S, weight, lo)}"))
-    futures = client.compute(tasks)
+            dask_key_name=f"pygmmis_ng-check-{tag}-{lo}"))
+    return _compute(client, tasks)
+
+
+def _compute(client: Any, collections: list) -> list:
+    """``collections`` computed on the cluster and gathered; their futures released after
+    (cancelled only on an error: the keys of the data are shared with other computations)."""
+    futures = client.compute(collections)
     try:
         return client.gather(futures)
-    finally:
+    except BaseException:
         client.cancel(futures)
+        raise
 
 
 def _check_summaries(parts: list[BlockSummary], N: int, weighted: bool, footprint: Any) -> float:
@@ -187,12 +196,8 @@ def _gather_sample(client: Any, X: Any, S: Any, weight: Any, idx: np.ndarray | N
     def rows(a: Any) -> Any:
         return a if idx is None else a[idx]
     lazy = [rows(X)] + [rows(a) for a in (S, weight) if a is not None and is_lazy(a)]
-    futures = client.compute(lazy)
-    try:
-        # copied: arrays received from a worker can start at any byte, numpy's own at 16
-        got = iter([np.array(a) for a in client.gather(futures)])
-    finally:
-        client.cancel(futures)
+    # copied: arrays received from a worker can start at any byte, numpy's own at 16
+    got = iter([np.array(a) for a in _compute(client, lazy)])
     Xs = next(got)
     Ss = next(got) if S is not None and is_lazy(S) else S
     ws = next(got) if weight is not None else None
