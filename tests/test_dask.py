@@ -312,6 +312,24 @@ def test_a_worker_killed_mid_fit_does_not_change_the_answer(client):
     assert victim not in client.run(os.getpid).values()
 
 
+def test_a_worker_killed_mid_fit_with_dask_array_data_does_not_change_the_answer(client):
+    X, S, _ = blobs(60000, seed=17)
+    ref = ng.GMM(3, 3)
+    ng.fit(ref, X, covar=S, rng=3, maxiter=30, tol=0)
+    victim = list(client.run(os.getpid).values())[1]
+
+    def kill():                     # the batches it keeps are read again from the dask arrays
+        time.sleep(0.2)
+        os.kill(victim, signal.SIGKILL)
+
+    with once_iterating(kill):
+        g = ng.GMM(3, 3)
+        ng.fit(g, *lazy(X, S), rng=3, maxiter=30, tol=0, client=client)
+    assert np.array_equal(g.mean, ref.mean) and np.array_equal(g.covar, ref.covar)
+    client.wait_for_workers(2, timeout=60)
+    assert victim not in client.run(os.getpid).values()
+
+
 def test_a_cluster_without_workers_ends_the_fit_with_a_clear_error(monkeypatch):
     from pygmmis_ng.execution import cluster as cluster_module
 
