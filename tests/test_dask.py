@@ -222,6 +222,10 @@ def test_bad_values_in_a_dask_array_are_found_on_the_workers(client):
         ng.fit(g, *lazy(X, S_bad, rows=1000), client=client)
     with pytest.raises(ValueError, match="negative"):
         ng.fit(g, *lazy(X, S), sample_weight=lazy(-np.ones(len(X)))[0], client=client)
+    with pytest.raises(ValueError, match=r"covar .*got shape \(10, 3, 3\)"):
+        ng.fit(g, lazy(X)[0], covar=S[:10], client=client)
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(4000,\)"):
+        ng.fit(g, lazy(X)[0], covar=S, sample_weight=np.ones(7), client=client)
     for kw in (dict(cutoff=3.0), dict(split_n_merge=2), dict(R=np.eye(3))):
         with pytest.raises(ValueError, match="cannot be used with data that stay on the Dask"):
             ng.fit(ng.GMM(3, 3), *lazy(X, S), client=client, **kw)

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..data.arrays import as_float_array
 from ..data.lazy import block_bounds, block_sum, is_lazy, ordered_sum, sample_index
 from ..data.validation import check_data, check_noise
 from ..selection.imputation import evaluate_selection
@@ -83,21 +84,21 @@ def check_lazy_input(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, 
     rows = X.chunks[0]
     S = covar
     if covar is not None and (is_lazy(covar) or np.ndim(covar) == 3):
-        S = _lazy_float(covar, "covar") if is_lazy(covar) else da.from_array(
-            np.asarray(covar, dtype=float), chunks=(rows, D, D))
+        S = _lazy_float(covar, "covar") if is_lazy(covar) else as_float_array(covar, "covar")
         if S.shape != (N, D, D):
             raise ValueError(f"covar (noise covariance) must be None, shape ({D}, {D}) shared by "
                              f"all samples or ({N}, {D}, {D}) one per sample; got shape {S.shape}")
-        S = S.rechunk((rows, D, D))
+        S = S.rechunk((rows, D, D)) if is_lazy(S) else da.from_array(S, chunks=(rows, D, D))
     elif covar is not None:
         S = check_noise(covar, N, D)
     weight = None
     if sample_weight is not None:
         weight = _lazy_float(sample_weight, "sample_weight") if is_lazy(sample_weight) else \
-            da.from_array(np.asarray(sample_weight, dtype=float), chunks=(rows,))
+            as_float_array(sample_weight, "sample_weight")
         if weight.shape != (N,):
             raise ValueError(f"sample_weight must have shape ({N},), got {weight.shape}")
-        weight = weight.rechunk((rows,))
+        weight = weight.rechunk((rows,)) if is_lazy(weight) else da.from_array(weight,
+                                                                                chunks=(rows,))
     parts = _summaries(client, X, S, weight, D, sel_callback, footprint)
     N_w = _check_summaries(parts, N, weight is not None, footprint)
     log_omega_mean = ordered_sum(p.log_omega for p in parts) / N_w if sel_callback else 0.0
