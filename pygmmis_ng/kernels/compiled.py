@@ -19,7 +19,14 @@ import os
 
 import numpy as np
 
-from .compiled_transforms import compile_kernel, deconvolve, mirror_upper
+from .compiled_d3 import stats_per_sample_d3
+from .compiled_transforms import (
+    compile_kernel,
+    deconvolve,
+    keep_member,
+    mirror_upper,
+    weigh_members,
+)
 
 try:  # numba is a dependency, but the numpy path must keep working without it
     import numba
@@ -47,28 +54,6 @@ def use_for(D: int, per_sample: bool = False) -> bool:
     cache). No or shared noise: for D <= :data:`MAX_D`.
     """
     return ENABLED and (per_sample or D <= MAX_D)
-
-
-def _normalize_py(lp, K, has_bg, log_bg, i, mx):
-    """Members' densities relative to the largest, in place; returns their sum.
-
-    lp[:K] holds log a_k N_ik (-inf for skipped pairs); the background member
-    log_bg[i] goes to lp[K] (0 after the call without background), and the
-    largest log density to lp[K + 1]. Returns 0 if every member is -inf.
-    """
-    lp[K] = -np.inf
-    if has_bg:
-        lp[K] = log_bg[i]
-        if lp[K] > mx:
-            mx = lp[K]
-    lp[K + 1] = mx
-    if mx == -np.inf:
-        return 0.0
-    tot = 0.0
-    for k in range(K + 1):
-        lp[k] = np.exp(lp[k] - mx)
-        tot += lp[k]
-    return tot
 
 
 def _lower_inverse_py(L, n, out):
@@ -148,23 +133,13 @@ def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr,
                     for b in range(a + 1):
                         s += prec_chol[k, a, b] * d[k, b]
                     chi2 += s * s
-                if use_nbr and redo[k] == 1:
-                    nbr[i, k] = 1 if chi2 < c2 else 0
-                    if attempt == 0 and chi2 >= c2:
-                        lp[k] = -np.inf
-                        continue
-                lp[k] = log_const[k] - 0.5 * chi2
-                if lp[k] > mx:
-                    mx = lp[k]
+                log_p = log_const[k] - 0.5 * chi2
+                mx = keep_member(lp, k, log_p, chi2, use_nbr, redo, nbr, i, c2, attempt, mx)
             if mx > -np.inf or not use_nbr:
                 break
-        tot = _normalize(lp, K, has_bg, log_bg, i, mx)
+        tot, scale, logL, B = weigh_members(lp, K, has_bg, log_bg, i, mx, wi, logL, B)
         if tot == 0.0:                      # no member can produce this sample
-            logL = -np.inf
             continue
-        logL += wi * (lp[K + 1] + np.log(tot))
-        scale = wi / tot
-        B += lp[K] * scale
         for k in range(K):
             q = lp[k] * scale
             if q == 0.0:                    # outside the neighborhood (or underflow): adds 0
@@ -235,24 +210,14 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
                         s -= Ls[k, a, c] * ys[k, c]
                     ys[k, a] = s / Ls[k, a, a]
                     chi2 += ys[k, a] * ys[k, a]
-                if use_nbr and redo[k] == 1:
-                    nbr[i, k] = 1 if chi2 < c2 else 0
-                    if attempt == 0 and chi2 >= c2:
-                        lp[k] = -np.inf
-                        continue
-                lp[k] = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
-                if lp[k] > mx:
-                    mx = lp[k]
+                log_p = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
+                mx = keep_member(lp, k, log_p, chi2, use_nbr, redo, nbr, i, c2, attempt, mx)
             if mx > -np.inf or not use_nbr or attempt == 1:
                 break
             attempt = 1                 # outside every neighborhood: evaluate all components
-        tot = _normalize(lp, K, has_bg, log_bg, i, mx)
+        tot, scale, logL, B = weigh_members(lp, K, has_bg, log_bg, i, mx, wi, logL, B)
         if tot == 0.0:                      # no member can produce this sample
-            logL = -np.inf
             continue
-        logL += wi * (lp[K + 1] + np.log(tot))
-        scale = wi / tot
-        B += lp[K] * scale
         for k in range(K):
             if lp[k] < Q_NEGLIGIBLE * tot:  # responsibility < 1e-13 (or outside the neighborhood)
                 continue
@@ -271,7 +236,6 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
     return logL, B, 0
 
 
-_normalize = compile_kernel(_normalize_py, inline=True)
 _lower_inverse = compile_kernel(_lower_inverse_py, inline=True)
 _back_solve = compile_kernel(_back_solve_py, inline=True)
 _inverse_gram = compile_kernel(_inverse_gram_py, inline=True)
@@ -339,10 +303,13 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
     w = np.ones(n) if weight is None else np.ascontiguousarray(weight, dtype=float)
     bg = np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float)
     nbr, redo = _nbr_args(nbr, redo, K)
-    logL, B, bad = _stats_per_sample_jit(
-        np.ascontiguousarray(x), np.ascontiguousarray(S), w, bg, int(log_bg is not None),
-        np.ascontiguousarray(mean), np.ascontiguousarray(covar), np.ascontiguousarray(log_amp),
-        nbr, redo, float(c2), A, SU, SUU, STinv)
+    args = (np.ascontiguousarray(x), np.ascontiguousarray(S), w, bg, int(log_bg is not None),
+            np.ascontiguousarray(mean), np.ascontiguousarray(covar),
+            np.ascontiguousarray(log_amp), nbr, redo, float(c2))
+    if D == 3:          # closed form (kernels/compiled_d3.py)
+        logL, B, bad = stats_per_sample_d3(*args, Q_NEGLIGIBLE, A, SU, SUU, STinv)
+    else:
+        logL, B, bad = _stats_per_sample_jit(*args, A, SU, SUU, STinv)
     if bad:
         raise np.linalg.LinAlgError(f"V_k + S_i is not positive definite for sample {bad - 1} "
                                     "of a chunk")

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled import Q_NEGLIGIBLE, _back_solve, _inverse_gram, _lower_inverse, _normalize
-from .compiled_transforms import compile_kernel, deconvolve, mirror_upper
+from .compiled import Q_NEGLIGIBLE, _back_solve, _inverse_gram, _lower_inverse
+from .compiled_transforms import compile_kernel, deconvolve, mirror_upper, weigh_members
 
 
 def _stats_masked_py(x, S, s_per_sample, weight, log_bg, has_bg, mean, covar, log_amp,
@@ -91,13 +91,9 @@ def _stats_masked_py(x, S, s_per_sample, weight, log_bg, has_bg, mean, covar, lo
             lp[k] = log_amp[k] - 0.5 * (dy * log2pi + 2.0 * logdets[k] + chi2)
             if lp[k] > mx:
                 mx = lp[k]
-        tot = _normalize(lp, K, has_bg, log_bg, i, mx)
-        if tot == 0.0:
-            logL = -np.inf
+        tot, scale, logL, B = weigh_members(lp, K, has_bg, log_bg, i, mx, wi, logL, B)
+        if tot == 0.0:                      # no member can produce this sample
             continue
-        logL += wi * (lp[K + 1] + np.log(tot))
-        scale = wi / tot
-        B += lp[K] * scale
         for k in range(K):
             if lp[k] < Q_NEGLIGIBLE * tot:
                 continue

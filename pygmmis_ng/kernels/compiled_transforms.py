@@ -150,3 +150,56 @@ def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.nda
     Cc_out += A[:, None, None] * post
     Cc_out = 0.5 * (Cc_out + np.swapaxes(Cc_out, 1, 2))
     return Mc_out, Cc_out
+
+
+def _normalize_py(lp, K, has_bg, log_bg, i, mx):
+    """Members' densities relative to the largest, in place; returns their sum.
+
+    lp[:K] holds log a_k N_ik (-inf for skipped pairs); the background member
+    log_bg[i] goes to lp[K] (0 after the call without background), and the
+    largest log density to lp[K + 1]. Returns 0 if every member is -inf.
+    """
+    lp[K] = -np.inf
+    if has_bg:
+        lp[K] = log_bg[i]
+        if lp[K] > mx:
+            mx = lp[K]
+    lp[K + 1] = mx
+    if mx == -np.inf:
+        return 0.0
+    tot = 0.0
+    for k in range(K + 1):
+        lp[k] = np.exp(lp[k] - mx)
+        tot += lp[k]
+    return tot
+
+
+def _weigh_members_py(lp, K, has_bg, log_bg, i, mx, wi, logL, B):
+    """Normalize sample i's members (:func:`_normalize_py`) and add it to logL and B.
+
+    Returns (tot, scale, logL, B): tot = 0 when no member can produce the sample
+    (logL is then -inf), scale = wi / tot turns lp[k] into w_i q_ik.
+    """
+    tot = _normalize(lp, K, has_bg, log_bg, i, mx)
+    if tot == 0.0:
+        return 0.0, 0.0, -np.inf, B
+    scale = wi / tot
+    return tot, scale, logL + wi * (lp[K + 1] + np.log(tot)), B + lp[K] * scale
+
+
+def _keep_member_py(lp, k, log_p, chi2, use_nbr, redo, nbr, i, c2, attempt, mx):
+    """lp[k] = log_p for pair (i, k), and the new largest member; with neighborhoods the
+    flag of a component being remade (``redo[k]``) is rewritten as chi2 < c2 first, and a
+    pair outside it is skipped (-inf) on the first attempt."""
+    if use_nbr and redo[k] == 1:
+        nbr[i, k] = 1 if chi2 < c2 else 0
+        if attempt == 0 and chi2 >= c2:
+            lp[k] = -np.inf
+            return mx
+    lp[k] = log_p
+    return log_p if log_p > mx else mx
+
+
+_normalize = compile_kernel(_normalize_py, inline=True)
+keep_member = compile_kernel(_keep_member_py, inline=True)
+weigh_members = compile_kernel(_weigh_members_py, inline=True)
