@@ -146,12 +146,12 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         None and the ``numpy.random`` module (pyGMMis's default) draw from
         numpy's global state, as pyGMMis and scikit-learn do.
     n_jobs : int
-        Worker processes (-1: one per CPU). With more than one, the samples
-        and imputation draws are processed in fixed chunks by a process pool
-        over shared memory that lives for this fit; the result is identical
-        for every n_jobs. Pays off from about 10^5 samples (or 10^5
-        imputation draws) per iteration; user callbacks then run in the
-        workers (inherited by fork on Linux, else they must be picklable).
+        Worker processes (-1: one per CPU). 1: this process, its chunks of
+        samples on one thread per core (``PYGMMIS_NG_THREADS`` sets how many).
+        More: a process pool over shared memory for this fit, which pays off
+        for imputation draws (callbacks run in the workers, inherited by fork
+        on Linux, else picklable). The result is identical for every n_jobs
+        and number of threads.
     sample_weight : None or array-like (N,)
         Non-negative per-sample weights (an integer weight counts a sample
         that many times).
