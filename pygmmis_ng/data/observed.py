@@ -148,11 +148,9 @@ def lazy_background_log_density(bg, X, S):
     block by block on the workers (S: None, (D, D) or a dask (N, D, D) in X's row chunks)."""
     import dask.array as da
 
-    if S is not None and S.ndim == 3:
-        return da.blockwise(_log_density_block, "i", X, "ij", S, "ijk", bg, None,
-                            dtype=float, concatenate=True, meta=np.empty(0))
-    return da.blockwise(_log_density_block, "i", X, "ij", S, None, bg, None,
-                        dtype=float, concatenate=True, meta=np.empty(0))
+    per_sample = S is not None and S.ndim == 3
+    return da.blockwise(_log_density_block, "i", X, "ij", S, "ijk" if per_sample else None,
+                        bg, None, dtype=float, concatenate=True, meta=np.empty(0))
 
 
 def _log_density_block(x: np.ndarray, S: np.ndarray | None, bg) -> np.ndarray:

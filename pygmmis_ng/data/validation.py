@@ -255,10 +255,7 @@ def check_weights(sample_weight: Any, N: int) -> np.ndarray | None:
     w = as_float_array(sample_weight, "sample_weight")
     if w.shape != (N,):
         raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
-    if not np.isfinite(w).all():
-        raise ValueError("sample_weight contains NaN or inf")
-    if (w < 0).any():
-        raise ValueError("sample_weight must be non-negative")
+    check_weight_values(w)
     with np.errstate(over="ignore"):
         total = w.sum()
     if not np.isfinite(total):
@@ -266,6 +263,23 @@ def check_weights(sample_weight: Any, N: int) -> np.ndarray | None:
     if total <= 0:
         raise ValueError("sample_weight sums to zero: nothing to fit")
     return w
+
+
+def check_weight_values(w: np.ndarray) -> None:
+    """Sample weights must be finite and non-negative (their sum is checked by the caller)."""
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or inf")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+
+
+def check_spread(span: np.ndarray) -> None:
+    """The extent (max - min) of each column must be representable in covariances: those
+    that vary lie within 1e-100..1e100."""
+    span = span[span > 0]
+    if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
+        raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
+                         "where covariances cannot be represented in float64: rescale the data")
 
 
 def check_rng(rng: Any) -> np.random.Generator:

@@ -42,11 +42,10 @@ from typing import Any
 import numpy as np
 
 from ..data.lazy import chunk_bytes, is_lazy
+from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
 
-#: the per-sample fields of the problem a chunk carries (rows of the pattern-sorted samples)
-ROW_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs")
-#: large arrays only the fitting process uses
-PARENT_ONLY_FIELDS = ("reseed_points", "order", "reseed_index", "reseed_cdf", "nbr")
+#: not sent with the problem: the neighborhood flags stay on the workers (see _run_batch)
+NOT_SENT = (*PARENT_ONLY_FIELDS, FLAG_FIELD)
 #: consecutive chunks are sent (and run) together, in about this many batches per worker: a
 #: task per chunk would cost the scheduler ~1 ms each
 BATCHES_PER_WORKER = 4
@@ -164,7 +163,6 @@ class DaskExecutor:
         self._lite = None
         self._batches: list = []                          # futures of the chunk batches
         self._where: dict[tuple[int, int], tuple[int, int]] = {}   # chunk -> (batch, position)
-        self._futures: list = []
         self._tag = uuid.uuid4().hex[:8]
         self._state = "new"
         self._payloads: list = []        # per batch: its chunks, or the task reading them
@@ -180,7 +178,7 @@ class DaskExecutor:
         try:
             p = self.problem
             fields = _row_fields(p)
-            lite = p._replace(**{f: None for f in (*fields, *PARENT_ONLY_FIELDS)})
+            lite = p._replace(**{f: None for f in (*fields, *NOT_SENT)})
             # submitted, not scattered: the scheduler keeps each input's task, so the chunks
             # of a worker that is lost are made again on another (the same bits: same answer)
             self._lite = self.client.submit(_identity, lite, pure=False,
@@ -189,11 +187,10 @@ class DaskExecutor:
             lazy = [f for f in fields if is_lazy(getattr(p, f))]
             n_batches = min(len(slices), BATCHES_PER_WORKER * self.n_jobs)
             if lazy:
-                n_rows = max(1, STREAM_BATCH_BYTES // max(chunk_bytes(
-                    [getattr(p, f) for f in fields], 1), 1))
-                self.streamed = not self._fits_in_memory(chunk_bytes(
-                    [getattr(p, f) for f in fields], p.Xc.shape[0]))
+                row_bytes = max(chunk_bytes([getattr(p, f) for f in fields], 1), 1)
+                self.streamed = not self._fits_in_memory(row_bytes * p.Xc.shape[0])
                 if self.streamed:
+                    n_rows = max(1, STREAM_BATCH_BYTES // row_bytes)
                     n_batches = max(n_batches, min(len(slices), -(-p.Xc.shape[0] // n_rows)))
             bounds = np.linspace(0, len(slices), n_batches + 1).round().astype(int)
             for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):

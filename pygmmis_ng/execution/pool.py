@@ -51,16 +51,15 @@ from typing import Any
 
 import numpy as np
 
+from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
 from .interrupts import sigint_deferred
 
 logger = logging.getLogger("pygmmis_ng")
 
 #: the problem's arrays that go to shared memory (fields of fitting.problem.Problem)
-SHARED_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs", "nbr")
-#: large arrays only the parent process uses (not sent to the workers)
-PARENT_ONLY_FIELDS = ("reseed_points", "order", "reseed_index", "reseed_cdf")
+SHARED_FIELDS = (*ROW_FIELDS, FLAG_FIELD)
 #: those the workers write to (each task only its own chunk's rows)
-WRITABLE_FIELDS = ("nbr",)
+WRITABLE_FIELDS = (FLAG_FIELD,)
 #: prefix of our shared-memory segment names (tests look for leftovers by it)
 SEGMENT_PREFIX = "pygmmis_ng_"
 #: seconds the workers get to exit after SIGTERM before they are killed (SIGKILL)

@@ -27,6 +27,7 @@ from ..data.validation import (
     check_int,
     check_observed,
     check_rng,
+    check_spread,
     check_weights,
 )
 from ..execution.cluster import check_client
@@ -36,7 +37,7 @@ from ..selection.imputation import evaluate_selection
 from .em_loop import MAX_DRAWS_PER_SAMPLE
 from .init import InitCallback, resolve_init
 from .mstep import check_covariance_type
-from .out_of_core import check_lazy_input, log_terms, uses_cluster_data
+from .out_of_core import check_lazy_input, check_observed_omega, log_terms, uses_cluster_data
 
 #: most initializations a fit accepts
 MAX_N_INIT = 10_000
@@ -166,7 +167,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         bg = check_background(background, None, D)
         lazy = check_lazy_input(data, covar, R, sample_weight, K, D, client, sel_callback,
                                 None if bg is None else bg.footprint, gen,
-                                {"cutoff": cutoff is not None, "split_n_merge": attempts > 0})
+                                cutoff is not None, attempts > 0)
         X, S, weight, N_w, log_omega_mean = lazy[:5]
         R = None
         _check_bounds(lazy.sample[0], X.shape[0], K, w, reg_covar, n_init, oversampling, impute,
@@ -217,10 +218,7 @@ def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns: fill_latent says so
         span = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
-    span = span[span > 0]
-    if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
-        raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
-                         "where covariances cannot be represented in float64: rescale the data")
+    check_spread(span)
     return X, R, S, check_weights(sample_weight, N)
 
 
@@ -346,13 +344,6 @@ def _check_selection(sel_callback: Any, X: np.ndarray, weight: np.ndarray | None
     omega = evaluate_selection(sel_callback, X, "the observed samples" + (
         " (NaN marks their missing features: the selection probability must follow from "
         "the measured ones)" if missing else ""))
-    if (omega == 0).any():
-        i = np.flatnonzero(omega == 0)
-        raise ValueError(f"sel_callback gives Omega = 0 for {i.size} observed sample(s) (first: "
-                         f"row {i[0]}): observed samples must have a non-zero selection "
-                         "probability; the callback is likely wrong. If it returns a random draw "
-                         "of the selection (pyGMMis's tests/test_3D.py: rng.rand(len(coords)) > "
-                         "coords[:, 0]), return the selection probability instead "
-                         "(np.clip(1 - coords[:, 0], 0, 1)): the fit draws from it itself")
+    check_observed_omega(omega)
     return ordered_sum(block_sum(log_terms(omega[lo:hi], None if weight is None else weight[lo:hi]))
                        for lo, hi in block_bounds(len(omega))) / total_weight(weight, len(omega))

@@ -27,10 +27,8 @@ import numpy as np
 
 from ..data.arrays import as_float_array
 from ..data.lazy import block_bounds, block_sum, is_lazy, ordered_sum, sample_index
-from ..data.validation import check_data, check_noise
+from ..data.validation import check_data, check_noise, check_spread, check_weight_values
 from ..selection.imputation import evaluate_selection
-
-REFUSED = ("R (projections)", "cutoff", "split_n_merge")
 
 
 class BlockSummary(NamedTuple):
@@ -61,14 +59,11 @@ def uses_cluster_data(data: Any, client: Any) -> bool:
 
 def check_lazy_input(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D: int,
                      client: Any, sel_callback: Any, footprint: Any, gen: np.random.Generator,
-                     refused: dict) -> LazyInput:
-    """Dask-array samples checked on the cluster (see the module docstring).
-
-    ``refused`` maps the names in :data:`REFUSED` to whether the fit asks for them.
-    """
-    asked = [name for name in REFUSED if refused.get(name)]
-    if R is not None:
-        asked.insert(0, REFUSED[0])
+                     cutoff: bool, split_n_merge: bool) -> LazyInput:
+    """Dask-array samples checked on the cluster (see the module docstring); ``cutoff`` and
+    ``split_n_merge``: whether the fit asks for them (refused, as projections ``R`` are)."""
+    asked = [name for name, on in (("R (projections)", R is not None), ("cutoff", cutoff),
+                                   ("split_n_merge", split_n_merge)) if on]
     if asked:
         raise ValueError(f"{', '.join(asked)} cannot be used with data that stay on the Dask "
                          "cluster (a dask array with client=): pass data.compute() (numpy) if "
@@ -124,15 +119,12 @@ def check_block(lo: int, X: np.ndarray, S: Any, weight: np.ndarray | None, D: in
                              "array; pass data.compute() (numpy) with client=")
         if S is not None and np.ndim(S) == 3:
             check_noise(S, len(X), D)
-        if weight is not None and not (np.isfinite(weight).all() and (weight >= 0).all()):
-            raise ValueError("sample_weight contains NaN, inf or negative values")
+        if weight is not None:
+            check_weight_values(weight)
         log_omega = 0.0
         if sel_callback is not None:
             omega = evaluate_selection(sel_callback, X, "the observed samples")
-            if (omega == 0).any():
-                raise ValueError(f"sel_callback gives Omega = 0 for {(omega == 0).sum()} "
-                                 "observed sample(s): observed samples must have a non-zero "
-                                 "selection probability; the callback is likely wrong")
+            check_observed_omega(omega, lo)
             log_omega = block_sum(log_terms(omega, weight))
     except ValueError as exc:
         raise ValueError(f"{exc} (in {where})") from None
@@ -141,6 +133,19 @@ def check_block(lo: int, X: np.ndarray, S: Any, weight: np.ndarray | None, D: in
         inside = bool(((X > footprint[0]) & (X < footprint[1])).all(axis=1).any())
     return BlockSummary(block_sum(weight) if weight is not None else float(len(X)),
                         X.min(axis=0), X.max(axis=0), inside, log_omega)
+
+
+def check_observed_omega(omega: np.ndarray, first_row: int = 0) -> None:
+    """Omega at the observed samples (rows from ``first_row``) must be > 0."""
+    zero = np.flatnonzero(omega == 0)
+    if zero.size:
+        raise ValueError(f"sel_callback gives Omega = 0 for {zero.size} observed sample(s) (first: "
+                         f"row {first_row + zero[0]}): observed samples must have a non-zero "
+                         "selection probability; the callback is likely wrong. If it returns a "
+                         "random draw of the selection (pyGMMis's tests/test_3D.py: "
+                         "rng.rand(len(coords)) > coords[:, 0]), return the selection "
+                         "probability instead (np.clip(1 - coords[:, 0], 0, 1)): the fit draws "
+                         "from it itself")
 
 
 def log_terms(omega: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
@@ -181,11 +186,7 @@ def _check_summaries(parts: list[BlockSummary], N: int, weighted: bool, footprin
     if weighted and not (math.isfinite(N_w) and N_w > 0):
         raise ValueError("sample_weight sums to zero: nothing to fit" if N_w == 0 else
                          "sample_weight sums to inf: rescale the weights")
-    span = np.max([p.hi for p in parts], axis=0) - np.min([p.lo for p in parts], axis=0)
-    span = span[span > 0]
-    if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
-        raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
-                         "where covariances cannot be represented in float64: rescale the data")
+    check_spread(np.max([p.hi for p in parts], axis=0) - np.min([p.lo for p in parts], axis=0))
     if footprint is not None and not any(p.in_footprint for p in parts):
         raise ValueError("the background footprint contains none of the data: it must cover the "
                          "region where background samples can be observed")
