@@ -23,6 +23,7 @@ setup(
         "scikit-learn>=1.1",
         "parmap>=1.5",
         "numba>=0.57",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5", "pandas>=1.3",

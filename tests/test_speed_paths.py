@@ -162,7 +162,7 @@ def numpy_kernels(monkeypatch):
     return switch
 
 
-@pytest.mark.parametrize("D", [1, 2, 3, 6])
+@pytest.mark.parametrize("D", range(1, 9))
 @pytest.mark.parametrize("variant", ["plain", "shared_noise", "weights_bg", "per_sample",
                                      "per_sample_weights_bg"])
 def test_fused_chunk_stats_equal_numpy(numpy_kernels, D, variant):
@@ -186,9 +186,15 @@ def test_fused_chunk_stats_equal_numpy(numpy_kernels, D, variant):
         numpy_kernels(on)
         out[on] = dense.chunk_stats(x, comps, S, weight, log_bg)
     a, b = out[True], out[False]
-    np.testing.assert_allclose(a.A, b.A, rtol=1e-11)
-    np.testing.assert_allclose(a.Mc, b.Mc, rtol=1e-9, atol=1e-9 * np.abs(b.Mc).max())
-    np.testing.assert_allclose(a.Cc, b.Cc, rtol=1e-9, atol=1e-9 * np.abs(b.Cc).max())
+    # the per-sample kernel drops responsibilities below Q_NEGLIGIBLE = 1e-13: at most that
+    # much of each sample's weight and moments
+    drop = compiled.Q_NEGLIGIBLE * n if S is not None else 0.0
+    scale = np.abs(x).max() + np.abs(mean).max()
+    np.testing.assert_allclose(a.A, b.A, rtol=1e-11, atol=drop)
+    np.testing.assert_allclose(a.Mc, b.Mc, rtol=1e-10,
+                               atol=max(1e-10 * np.abs(b.Mc).max(), drop * scale))
+    np.testing.assert_allclose(a.Cc, b.Cc, rtol=1e-10,
+                               atol=max(1e-10 * np.abs(b.Cc).max(), drop * scale**2))
     assert a.logL == pytest.approx(b.logL, rel=1e-12)
     assert a.weight == pytest.approx(b.weight, rel=1e-12)
     assert a.B == pytest.approx(b.B, rel=1e-11, abs=1e-12)

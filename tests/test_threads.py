@@ -50,7 +50,7 @@ def test_any_number_of_threads_gives_the_same_bits(monkeypatch, case):
 
 
 def test_chunks_run_on_threads_and_callbacks_on_the_calling_thread(monkeypatch):
-    X, S, _ = _data(20000, seed=1)
+    X, S, _ = _data(60000, seed=1)      # more than one chunk after the selection
     seen_chunks, seen_callbacks = set(), set()
     task_fn = serial.SerialExecutor.map
 

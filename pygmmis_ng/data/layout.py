@@ -32,9 +32,10 @@ import numpy as np
 
 from ..kernels import compiled
 
-#: doubles of per-chunk working memory (measured: the GEMM path of plain/shared
-#: noise is fastest when a chunk stays in L2, the per-sample path with longer rows)
-_CHUNK_BUDGET = {"shared": 1 << 17, "per_sample": 1 << 20}
+#: doubles of per-chunk working memory (measured on 2 threads: the quadratic-feature
+#: GEMMs of plain/shared noise are 10-20% faster with 3000-9000-row chunks than with
+#: 800-2000, and 2-4x faster than with 250; the per-sample path likes long rows)
+_CHUNK_BUDGET = {"shared": 1 << 19, "per_sample": 1 << 20}
 
 
 def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool) -> list[slice]:

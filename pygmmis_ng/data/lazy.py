@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels.compiled_transforms import column_sums
+
 #: rows of the blocks over which whole-data sums are taken (and added in block order)
 REDUCE_ROWS = 1 << 16
 #: most rows the initialization, the data's scales and the re-seeding see
@@ -63,14 +65,13 @@ def block_sum(values: np.ndarray) -> float:
     return math.fsum(values)
 
 
-def exact_average(values: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-    """The (weighted) average of the rows of ``values`` (n, D) -> (D,), each column's sums
-    correctly rounded: numpy's average depends on where in memory the values lie (an array
+def stable_average(values: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """The (weighted) average of the rows of ``values`` (n, D) -> (D,), summed row by row
+    with compensation: numpy's average depends on where in memory the values lie (an array
     received from a Dask worker can start at any byte), this does not."""
     if weight is None:
-        return np.array([math.fsum(values[:, d]) for d in range(values.shape[1])]) / len(values)
-    total = math.fsum(weight)
-    return np.array([math.fsum(values[:, d] * weight) for d in range(values.shape[1])]) / total
+        return column_sums(values) / len(values)
+    return column_sums(values, weight) / math.fsum(weight)
 
 
 def sample_index(N: int, gen: np.random.Generator) -> np.ndarray | None:

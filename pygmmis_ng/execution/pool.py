@@ -53,6 +53,7 @@ import numpy as np
 
 from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
 from .interrupts import sigint_deferred
+from .serial import single_threaded_blas
 
 logger = logging.getLogger("pygmmis_ng")
 
@@ -144,6 +145,7 @@ def _worker(conn: connection.Connection, lite: Any, specs: dict, inherited: list
     for other in inherited:      # the parent's ends of earlier workers' pipes (fork): a worker
         other.close()            # must see EOF when the parent goes away
     problem, _segments = _rebuild(lite, specs)
+    single_threaded_blas().__enter__()                   # one worker per core: for its life
     while True:
         try:
             fn, index, task = conn.recv()

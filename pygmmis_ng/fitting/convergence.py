@@ -39,7 +39,10 @@ RATE_MAX = 1.0 - 1e-9
 
 
 def _tail(step: float, q: float) -> float:
-    """Sum of the steps still to come after ``step`` if each is ``q`` times the one before."""
+    """Sum of the steps still to come after ``step`` if each is ``q`` times the one before
+    (0 after a step of 0: an exact fixed point, whatever rate the iterates before it showed)."""
+    if not step > 0:
+        return 0.0
     if not q < RATE_MAX:
         return np.inf
     return max(step, 0.0) * q / (1.0 - q)

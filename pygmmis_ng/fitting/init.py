@@ -52,7 +52,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.special
 
-from ..data.lazy import exact_average
+from ..data.lazy import stable_average
 from ..model import GMM
 
 InitCallback = Callable[..., None]
@@ -75,7 +75,7 @@ def axis_variances(data: np.ndarray, weight: np.ndarray | None = None) -> np.nda
     Axes along which the data do not vary get the geometric mean of the
     others (1 if none varies), so every unit is positive.
     """
-    var = exact_average((data - exact_average(data, weight)) ** 2, weight)
+    var = stable_average((data - stable_average(data, weight)) ** 2, weight)
     pos = ~constant_axes(data, weight)
     fill = float(np.exp(np.log(var[pos]).mean())) if pos.any() else 1.0
     return np.where(pos, var, fill)
@@ -90,8 +90,8 @@ def stretched_identity(var: np.ndarray) -> np.ndarray:
 def constant_axes(data: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """Axes (D,) bool along which the data do not vary (spread at the rounding level of
     the values counts as none)."""
-    mean = exact_average(data, weight)
-    var = exact_average((data - mean) ** 2, weight)
+    mean = stable_average(data, weight)
+    var = stable_average((data - mean) ** 2, weight)
     return ~(var > 1e-24 * np.maximum(mean**2, np.finfo(float).tiny))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.layout import make_layout, single_group_layout, sorted_rows
-from ..data.lazy import exact_average
+from ..data.lazy import stable_average
 from ..data.observed import background_log_density, lazy_background_log_density
 from ..selection.imputation import ImputationSampler
 from .init import axis_variances, constant_axes, support_index, volume_filling_scale
@@ -24,7 +24,7 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
     """
     X, R, S, weight, Z = obs.X, obs.R, obs.S, obs.weight, obs.Z
     N = X.shape[0]
-    center = exact_average(Z, obs.Z_weight)
+    center = stable_average(Z, obs.Z_weight)
     bg = opts.background
     if obs.on_cluster:
         layout = single_group_layout(N, S, K, D)

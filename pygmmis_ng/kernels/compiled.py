@@ -39,10 +39,11 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 Q_NEGLIGIBLE = 1e-13
 #: whether :mod:`pygmmis_ng.kernels.dense` uses the compiled kernels
 ENABLED = numba is not None and os.environ.get("PYGMMIS_NG_NUMBA", "1") != "0"
-#: largest dimension for which the fused E-step is used: measured against the
-#: numpy kernels on 20k samples (2 cores), it is 1.7-3.6x faster for D <= 3 and
-#: any K up to 20, 1.2-1.4x at D = 5, slower at D = 8, where the numpy kernel's
-#: threaded GEMM wins
+#: largest dimension for which the fused E-step without per-sample noise serves
+#: (when the quadratic-feature GEMMs of :mod:`.quadratic` cannot: see
+#: :func:`pygmmis_ng.kernels.dense.kernel_path`): measured against the numpy
+#: kernels on 20k samples (2 cores), it is 1.7-3.6x faster for D <= 3 and any K
+#: up to 20, 1.2-1.4x at D = 5, slower at D = 8
 MAX_D = 3
 
 

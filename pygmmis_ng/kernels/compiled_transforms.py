@@ -71,6 +71,23 @@ def _matvec_py(G, v, out):
             out[k, a] = s
 
 
+def _column_sums_py(values, weight, has_weight, out):
+    """out[d] = sum_i w_i values[i, d], rows in order, compensated (Neumaier)."""
+    n, D = values.shape
+    for d in range(D):
+        s = 0.0
+        c = 0.0
+        for i in range(n):
+            v = values[i, d] * weight[i] if has_weight else values[i, d]
+            t = s + v
+            if abs(s) >= abs(v):
+                c += (s - t) + v
+            else:
+                c += (v - t) + s
+            s = t
+        out[d] = s + c
+
+
 def compile_kernel(fn, inline: bool = False):
     """``fn`` compiled by numba (cached on disk, GIL released), or ``fn`` itself without numba.
 
@@ -83,6 +100,7 @@ def compile_kernel(fn, inline: bool = False):
 
 
 _sandwich = compile_kernel(_sandwich_py)
+_column_sums = compile_kernel(_column_sums_py)
 _matvec = compile_kernel(_matvec_py)
 _draw_transform_jit = compile_kernel(_draw_transform_py)
 
@@ -113,6 +131,16 @@ def draw_transform(u: np.ndarray, z: np.ndarray, v: np.ndarray | None, cum: np.n
                         np.ascontiguousarray(lo, dtype=float), np.ascontiguousarray(hi, dtype=float),
                         x, comp)
     return x, comp
+
+
+def column_sums(values: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """sum_i w_i values[i] (D,) of an (n, D) array: compensated, rows in order, so
+    accurate to a few ulp and the same bits wherever the arrays lie in memory
+    (numpy's sums use SIMD loops whose order depends on the alignment)."""
+    out = np.empty(values.shape[1])
+    w = np.zeros(0) if weight is None else np.ascontiguousarray(weight, dtype=float)
+    _column_sums(np.ascontiguousarray(values, dtype=float), w, weight is not None, out)
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -200,6 +228,44 @@ def _keep_member_py(lp, k, log_p, chi2, use_nbr, redo, nbr, i, c2, attempt, mx):
     return log_p if log_p > mx else mx
 
 
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01          # ln 2 split so that k ln2_hi is exact
+_LN2_LO = 1.90821492927058770002e-10
+_ROUND = 6755399441055744.0                   # 1.5 * 2^52: (t + _ROUND) - _ROUND rounds t
+
+
+def _exp_parts_py(x):
+    """exp(x) = p * 2^k for -1000 < x < 700, as (p, k): p = exp(r) with r = x - k ln 2,
+    |r| <= ln2 / 2, by its Taylor series to r^13 (error below 1e-17), written without
+    branches or library calls so that the compiler vectorizes the loops that call it.
+    The caller forms 2^k (see :func:`pow2`); within 1 ulp of numpy's exp."""
+    kf = (x * _LOG2E + _ROUND) - _ROUND
+    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    return p, kf
+
+
+def _pow2_bits_py(kf):
+    """The bits of the float 2^k for an integral float -1022 <= k <= 1023 (an int64 to be
+    viewed as float64)."""
+    return (np.int64(kf) + 1023) << 52
+
+
 _normalize = compile_kernel(_normalize_py, inline=True)
+exp_parts = compile_kernel(_exp_parts_py, inline=True)
+pow2_bits = compile_kernel(_pow2_bits_py, inline=True)
 keep_member = compile_kernel(_keep_member_py, inline=True)
 weigh_members = compile_kernel(_weigh_members_py, inline=True)

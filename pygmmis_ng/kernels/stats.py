@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import quadratic
+
 LOG_2PI = np.log(2.0 * np.pi)
 
 
@@ -47,6 +49,10 @@ class Components(NamedTuple):
         V_k (V_k + S)^-1 for shared noise (None without noise: identity).
     post_covar : ndarray (K, D, D) or None
         V_k - V_k (V_k + S)^-1 V_k for shared noise (None without noise: zero).
+    quad : ndarray (K, F) or None
+        Weights of the quadratic features for no or shared noise
+        (:func:`pygmmis_ng.kernels.quadratic.feature_weights`); None for
+        per-sample noise, or where that form would lose accuracy.
     """
 
     log_amp: np.ndarray
@@ -56,6 +62,7 @@ class Components(NamedTuple):
     log_det: np.ndarray | None
     gain: np.ndarray | None
     post_covar: np.ndarray | None
+    quad: np.ndarray | None = None
 
 
 @dataclass
@@ -136,7 +143,9 @@ def prepare_components(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
         gain = np.swapaxes(Tinv_V, 1, 2)
         post_covar = covar - covar @ Tinv_V
         post_covar = 0.5 * (post_covar + np.swapaxes(post_covar, 1, 2))
-    return Components(log_amp, mean, covar, prec_chol, log_det, gain, post_covar)
+    quad = (quadratic.feature_weights(log_amp, mean, prec_chol, log_det)
+            if quadratic.accurate(mean, prec_chol) else None)
+    return Components(log_amp, mean, covar, prec_chol, log_det, gain, post_covar, quad)
 
 
 # ---------------------------------------------------------------------------
