@@ -3,7 +3,7 @@
 Run on demand (not part of the test suite)::
 
     pip install ".[bench]"          # pygmmis==1.2.3 for the comparison
-    python benchmarks/bench_core.py [--quick] [--iters-plain 50] [--iters-xd 30]
+    python benchmarks/bench_core.py [--quick] [--iters-plain 50] [--iters-xd 30] [--iters-xd8 10]
 
 Each comparison uses the same data and the same initial parameters for both
 libraries and runs the same number of plain EM iterations (tolerance 0, no
@@ -114,12 +114,14 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="10x smaller problems (a smoke run)")
     p.add_argument("--iters-plain", type=int, default=50)
     p.add_argument("--iters-xd", type=int, default=30)
+    p.add_argument("--iters-xd8", type=int, default=10, help="iterations of XD at D=8")
     p.add_argument("--skip-pygmmis", action="store_true")
     args = p.parse_args(argv)
     f = 10 if args.quick else 1
     rows = [bench_plain(200_000 // f, 5, 20, args.iters_plain)]
     if not args.skip_pygmmis:
         rows.append(bench_xd(100_000 // f, 3, 10, args.iters_xd))
+        rows.append(bench_xd(50_000 // f, 8, 10, args.iters_xd8))
     print(report(rows))
 
 

@@ -45,7 +45,7 @@ def _tail(step: float, q: float) -> float:
         return 0.0
     if not q < RATE_MAX:
         return np.inf
-    return max(step, 0.0) * q / (1.0 - q)
+    return step * q / (1.0 - q)
 
 
 def remaining_gain(delta: float, rate: float) -> float:
