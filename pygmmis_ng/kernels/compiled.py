@@ -47,16 +47,6 @@ ENABLED = numba is not None and os.environ.get("PYGMMIS_NG_NUMBA", "1") != "0"
 MAX_D = 3
 
 
-def use_for(D: int, per_sample: bool = False) -> bool:
-    """Whether a fused E-step serves this chunk.
-
-    Per-sample noise: always (measured 1.5-2.4x faster than the numpy
-    structure-of-arrays kernel for D = 2 ... 10, and without its K x D x D x n
-    cache). No or shared noise: for D <= :data:`MAX_D`.
-    """
-    return ENABLED and (per_sample or D <= MAX_D)
-
-
 def _lower_inverse_py(L, n, out):
     """out[:n, :n] = L[:n, :n]^-1 for a lower-triangular L (forward substitution)."""
     for a in range(n):

@@ -302,8 +302,11 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, n
     draws = np.bincount(block.member, minlength=K + 1).astype(float)
     S = block.noise
     per_sample = S is not None and S.ndim == 3
-    if compiled.use_for(D, per_sample):
-        # the compiled kernels skip weight-0 (selected) draws at no cost: no copies
+    # with one shared noise matrix the components fold it in; per-sample noise stays apart
+    # (its rows are not read here)
+    comps = prepare_components(amp_eff, task.mean, task.covar, S)
+    if dense.kernel_path(D, per_sample, comps.quad is not None, False) in dense.SKIPS_WEIGHTLESS:
+        # the fused kernels skip weight-0 (selected) draws at no cost: no copies
         rejected = slice(None)
     else:
         rejected = block.omega < 1
@@ -312,8 +315,6 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, n
     y = block.coords[rejected]
     if per_sample:
         S = S[rejected]
-    # with one shared noise matrix the components fold it in; per-sample noise stays apart
-    comps = prepare_components(amp_eff, task.mean, task.covar, S)
     wgt = 1.0 - block.omega[rejected]
     log_bg = None if log_alpha is None else p.bg.log_density(y, S) + log_alpha
     yc = y - p.center
