@@ -60,6 +60,12 @@ def nothing_left_on_the_cluster(client):
     yield
     assert_nothing_left(client)
     assert our_segments() <= before                 # no shared-memory segment either
+    assert not any(client.run(_problems_held).values())     # nor a problem on a worker
+
+
+def _problems_held():
+    from pygmmis_ng.execution import cluster as cluster_module
+    return len(cluster_module._PROBLEMS)
 
 
 @contextlib.contextmanager
@@ -130,6 +136,35 @@ def test_imputation_with_background_equals_one_process(client):
     assert ra.logL == rb.logL and bga.amp == bgb.amp
     assert np.array_equal(a.mean, b.mean) and np.array_equal(a.covar, b.covar)
     assert rb.n_imputed > 0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_problem_moves_between_workers_as_bytes(client):
+    # regression: a worker pickling the problem object to hand it to another raced with a
+    # task unpickling callbacks into the same globals; the fetch failed and the other
+    # worker's imputation tasks waited for it forever (a fit hung at random)
+    ds = datasets.paper_2d(N=1500, selection="box_with_hole", sigma=0.5, rng=3)
+    held = {}
+
+    def problem_types(dask_worker):
+        return [type(v).__name__ for k, v in dask_worker.data.items()
+                if str(k).startswith("pygmmis_ng-problem")]
+
+    def look():
+        for types in client.run(problem_types).values():
+            held.setdefault("types", []).extend(types)
+        key = next(k for k in client.run_on_scheduler(
+            lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+            if k.startswith("pygmmis_ng-problem"))
+        held["copies"] = client.run_on_scheduler(
+            lambda dask_scheduler: len(dask_scheduler.tasks[key].who_has))
+
+    with once_iterating(look):
+        g = ng.GMM(3, 2)
+        ng.fit(g, ds.data, covar=ds.covar, sel_callback=ds.sel_callback,
+               covar_callback=lambda c: ds.covar, rng=2, client=client, maxiter=40, tol=0)
+    assert held["types"] and set(held["types"]) == {"bytes"}
+    assert held["copies"] >= 1
 
 
 def lazy(*arrays, rows=5000):

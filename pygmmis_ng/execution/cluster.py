@@ -34,6 +34,7 @@ so a lost worker does not change the answer here either.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -55,6 +56,9 @@ PERSIST_SHARE = 0.5
 STREAM_BATCH_BYTES = 64 << 20
 #: neighborhood flags of the chunks a worker ran: (fit tag, first row) -> (pass, flags)
 _FLAGS: dict = {}
+#: the problems a worker unpickled, by fit tag (see _problem)
+_PROBLEMS: dict = {}
+_PROBLEMS_LOCK = threading.Lock()
 
 
 #: seconds between checks on the cluster while waiting for an iteration's results
@@ -97,15 +101,33 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _run(fn: Callable, problem: Any, task: Any) -> Any:
-    return fn(problem, task)
+def _problem(blob: bytes, tag: str) -> Any:
+    """Fit ``tag``'s problem on this worker, unpickled once from the bytes the client sent.
+
+    The problem travels between workers as these bytes, never as the object: a worker
+    pickling the object to hand it to another raced with tasks unpickling callbacks into
+    the same globals ("dictionary changed size during iteration"), and the worker that
+    needed it then waited for it forever.
+    """
+    import cloudpickle
+
+    with _PROBLEMS_LOCK:
+        if tag not in _PROBLEMS:
+            _PROBLEMS[tag] = cloudpickle.loads(blob)
+        return _PROBLEMS[tag]
 
 
-def _run_batch(fn: Callable, lite: Any, batch: list, tasks: list, tag: str) -> list:
+def _run(fn: Callable, blob: bytes, task: Any, tag: str) -> Any:
+    return fn(_problem(blob, tag), task)
+
+
+def _run_batch(fn: Callable, blob: bytes, batch: list, tasks: list, tag: str) -> list:
     """``fn`` on each chunk of a batch that has a task (``tasks[j]`` for ``batch[j]``, None:
-    no task), on the problem made of ``lite`` and the chunk's rows; the rows rebased. A
-    task with neighborhoods (``redo``) gets the chunk's flags kept on this worker, or new
-    ones with ``rebuild`` if those are missing or not of its pass ``nb_version``."""
+    no task), on fit ``tag``'s problem (:func:`_problem`) with the chunk's rows; the rows
+    rebased. A task with neighborhoods (``redo``) gets the chunk's flags kept on this
+    worker, or new ones with ``rebuild`` if those are missing or not of its pass
+    ``nb_version``."""
+    lite = _problem(blob, tag)
     out = []
     for chunk, task in zip(batch, tasks):
         if task is None:
@@ -141,8 +163,10 @@ def _slots(items: list) -> list:
     return slots
 
 
-def _drop_flags(tag: str) -> None:
-    """Forget the neighborhood flags of a fit (on a worker)."""
+def _forget(tag: str) -> None:
+    """Forget a fit's problem and neighborhood flags (on a worker)."""
+    with _PROBLEMS_LOCK:
+        _PROBLEMS.pop(tag, None)
     for key in [k for k in _FLAGS if k[0] == tag]:
         del _FLAGS[key]
 
@@ -176,12 +200,15 @@ class DaskExecutor:
             return
         self._state = "running"
         try:
+            import cloudpickle
+
             p = self.problem
             fields = _row_fields(p)
             lite = p._replace(**{f: None for f in (*fields, *NOT_SENT)})
             # submitted, not scattered: the scheduler keeps each input's task, so the chunks
             # of a worker that is lost are made again on another (the same bits: same answer)
-            self._lite = self.client.submit(_identity, lite, pure=False,
+            # (as bytes: see _problem)
+            self._lite = self.client.submit(_identity, cloudpickle.dumps(lite), pure=False,
                                             key=f"pygmmis_ng-problem-{self._tag}")
             slices = [sl for grp in p.groups for sl in grp.chunks]
             lazy = [f for f in fields if is_lazy(getattr(p, f))]
@@ -275,7 +302,7 @@ class DaskExecutor:
             for _, items in sorted(per_batch.items()):
                 order += [i for _, i, _ in sorted(items)]
         else:
-            futures = [self.client.submit(_run, fn, self._lite, task, pure=False,
+            futures = [self.client.submit(_run, fn, self._lite, task, self._tag, pure=False,
                                           key=f"pygmmis_ng-impute-{tag}-{i}")
                        for i, task in enumerate(tasks)]
         try:
@@ -317,14 +344,14 @@ class DaskExecutor:
         """Release everything the fit holds on the cluster."""
         if self._state == "closed":
             return
-        self._state = "closed"
+        started, self._state = self._state != "new", "closed"
         held = list(self._batches) + ([] if self._lite is None else [self._lite])
         self._batches, self._lite, self._payloads = [], None, []
         try:
             if held:
                 self.client.cancel(held)
-            if self.problem.nbr is not None:
-                self.client.run(_drop_flags, self._tag)
+            if started:
+                self.client.run(_forget, self._tag)
         except Exception:      # noqa: BLE001 - a cluster already gone holds nothing
             pass
 
