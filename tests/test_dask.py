@@ -185,6 +185,15 @@ def test_dask_array_input_equals_numpy_input(client):
     same_fit(client, (X, S), lazy(X, S, rows=500), K=2)
 
 
+def test_float32_storage_on_the_cluster_equals_one_process(client):
+    X, S, _ = blobs(3000, seed=3)
+    X32, S32 = X.astype(np.float32), S.astype(np.float32)
+    r = same_fit(client, (X32, S32), lazy(X32, S32, rows=1000), K=2, dtype=np.float32)
+    r64 = ng.fit(ng.GMM(2, 3), X32, covar=S32, rng=4)
+    assert r.logL != r64.logL and abs(r.logL - r64.logL) < 1e-6     # stored as float32
+    both(client, 2, 3, data=X32, covar=S32, dtype=np.float32)
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["kept-on-workers", "streamed"])
 def test_dask_arrays_kept_or_streamed_equal_numpy_with_weights_and_imputation(
         client, monkeypatch, streamed):

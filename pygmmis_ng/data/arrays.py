@@ -16,6 +16,28 @@ import scipy.sparse
 #: largest magnitude accepted for data, noise and projections: squares and products of
 #: such values stay finite in float64
 MAX_MAGNITUDE = 1e150
+#: the types data, noise and projections may be stored in during a fit (``dtype=``); the
+#: kernels compute and accumulate in float64 either way
+STORAGE_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """The storage type of a fit's samples: float64 (default) or float32.
+
+    float32 halves the memory and bandwidth of data, noise and projections;
+    every kernel still computes and accumulates in float64, so the only
+    difference to float64 is the rounding of the stored values (about 6e-8
+    relative).
+    """
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in STORAGE_DTYPES:     # (np.dtype == None is True: float64)
+        raise ValueError(f"dtype must be numpy.float64 or numpy.float32 (how data, noise and "
+                         f"projections are stored; arithmetic is float64 either way), "
+                         f"got {dtype!r}")
+    return dt
 
 
 def _missing_to_nan(value: Any) -> Any:
@@ -25,7 +47,7 @@ def _missing_to_nan(value: Any) -> Any:
     return value
 
 
-def _from_table(a: Any, name: str) -> Any:
+def _from_table(a: Any, name: str) -> np.ndarray:
     """A pandas DataFrame/Series as a float array (pd.NA -> NaN); its columns must be numeric."""
     dtypes = getattr(a, "dtypes", None)
     kinds = [getattr(t, "kind", "O") for t in (dtypes if np.iterable(dtypes) else [dtypes])]
@@ -36,16 +58,17 @@ def _from_table(a: Any, name: str) -> Any:
     return a.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def as_float_array(a: Any, name: str) -> np.ndarray:
-    """Convert ``a`` to a float64 array or raise a ValueError naming ``name``.
+def as_float_array(a: Any, name: str, dtype: Any = np.float64) -> np.ndarray:
+    """Convert ``a`` to a float array of ``dtype`` or raise a ValueError naming ``name``.
 
     Accepted: real numbers and booleans, as arrays, nested sequences or
     pandas objects (None and pd.NA become NaN). Refused with a clear error:
     complex numbers, strings (also numeric ones: scikit-learn refuses them
-    too), dates, other objects, ragged sequences.
+    too), dates, other objects, ragged sequences, values beyond the range of
+    ``dtype`` (float64 or float32). An array of ``dtype`` is returned as is.
     """
     if hasattr(a, "to_numpy") and hasattr(a, "dtypes"):
-        return _from_table(a, name)
+        return _cast(_from_table(a, name), name, dtype)
     if np.ma.isMaskedArray(a) and np.ma.getmaskarray(a).any():
         raise ValueError(f"{name} is a masked array with masked entries: numpy would use the "
                          "hidden values; fill them (NaN marks a missing feature in data)")
@@ -72,11 +95,18 @@ def as_float_array(a: Any, name: str) -> np.ndarray:
         what = {"U": "strings", "S": "bytes", "M": "dates", "m": "time deltas",
                 "V": "structured records"}.get(kind, f"dtype {raw.dtype}")
         raise ValueError(f"{name} must be numeric, got {what}; convert it to numbers first")
+    return _cast(raw, name, dtype)
+
+
+def _cast(raw: np.ndarray, name: str, dtype: Any) -> np.ndarray:
+    """``raw`` (real numbers) as ``dtype``; values beyond its range are an error, not inf."""
     with np.errstate(over="raise"):
         try:
-            return np.asarray(raw, dtype=np.float64)
+            return np.asarray(raw, dtype=dtype)
         except FloatingPointError:
-            raise ValueError(f"{name} holds values beyond the float64 range") from None
+            raise ValueError(f"{name} holds values beyond the {np.dtype(dtype).name} range"
+                             + (" (pass dtype=numpy.float64)" if np.dtype(dtype).itemsize < 8
+                                else "")) from None
 
 
 def check_numeric(a: Any, name: str) -> None:
@@ -105,7 +135,7 @@ def check_numeric(a: Any, name: str) -> None:
 def check_magnitude(arr: np.ndarray, name: str) -> None:
     """Finite entries of ``arr`` must be at most MAX_MAGNITUDE in absolute value."""
     with np.errstate(invalid="ignore"):
-        big = np.nanmax(np.abs(np.where(np.isfinite(arr), arr, 0.0))) if arr.size else 0.0
+        big = float(np.nanmax(np.abs(np.where(np.isfinite(arr), arr, 0.0)))) if arr.size else 0.0
     if big > MAX_MAGNITUDE:
         raise ValueError(f"{name} has values up to {big:.3g}: beyond {MAX_MAGNITUDE:.0e} their "
                          "squares and products overflow float64; rescale (and shift) the data "

@@ -45,6 +45,7 @@ def fill_latent(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None,
         If some direction of the D-dimensional space is observed by no
         sample (sum_i w_i R_i^T R_i singular): the model is not identified.
     """
+    X = np.asarray(X, dtype=np.float64)         # float32 storage (fit's dtype=): float64 here
     N = X.shape[0]
     w = np.ones(N) if weight is None else weight
     if R is None:
@@ -156,11 +157,11 @@ def _zeroed(y: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, rows, D: 
         Rn = np.broadcast_to(np.eye(D), (n, D, D))
     else:
         Rn = np.broadcast_to(R, (n, dy, D)) if R.ndim == 2 else R[rows]
-    Rz = np.where(obs[:, :, None], Rn, 0.0)
+    Rz = np.where(obs[:, :, None], Rn, 0.0).astype(np.float64, copy=False)
     Sz = None
     if S is not None:
         Sn = np.broadcast_to(S, (n, dy, dy)) if S.ndim == 2 else S[rows]
-        Sz = np.where(obs[:, :, None] & obs[:, None, :], Sn, 0.0)
+        Sz = np.where(obs[:, :, None] & obs[:, None, :], Sn, 0.0).astype(np.float64, copy=False)
     return Rz, np.where(obs, y, 0.0), Sz
 
 

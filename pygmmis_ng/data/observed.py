@@ -50,7 +50,8 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
 
 def chunk_arrays(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
                  R: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """The observed values, per-sample noise and per-sample projections of a chunk's rows."""
+    """The observed values, per-sample noise and per-sample projections of a chunk's rows,
+    in float64 (whatever the type they are stored in: the kernels compute in float64)."""
     x, S_c, R_c = X[sl], None, None
     if S is not None and S.ndim == 3:
         S_c = S[sl]
@@ -62,7 +63,11 @@ def chunk_arrays(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
             S_c = S_c[:, grp.obs][:, :, grp.obs]
         if R_c is not None:
             R_c = R_c[:, grp.obs]
-    return x, S_c, R_c
+    return _float64(x), _float64(S_c), _float64(R_c)
+
+
+def _float64(a: np.ndarray | None) -> np.ndarray | None:
+    return a if a is None or a.dtype == np.float64 else a.astype(np.float64)
 
 
 def chunk_stats(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
@@ -132,14 +137,14 @@ def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | No
     for grp in layout.groups:
         if grp.masked:          # every pattern in one group: pattern by pattern here
             out[grp.rows] = background_log_density_rows(
-                bg, X[grp.rows], S if S is None or S.ndim == 2 else S[grp.rows])
+                bg, _float64(X[grp.rows]), _float64(S if S is None or S.ndim == 2 else S[grp.rows]))
             continue
         x = X[grp.rows] if grp.obs is None else X[grp.rows][:, grp.obs]
         if S is not None and S.ndim == 3:
             Sg = S[grp.rows] if grp.obs is None else S[grp.rows][:, grp.obs][:, :, grp.obs]
         else:
             Sg = grp.S
-        out[grp.rows] = bg.log_density(x, Sg, dims=grp.obs)
+        out[grp.rows] = bg.log_density(_float64(x), _float64(Sg), dims=grp.obs)
     return out
 
 
@@ -154,7 +159,7 @@ def lazy_background_log_density(bg, X, S):
 
 
 def _log_density_block(x: np.ndarray, S: np.ndarray | None, bg) -> np.ndarray:
-    return bg.log_density(x, S)
+    return bg.log_density(_float64(x), _float64(S))
 
 
 def background_log_density_rows(bg, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:

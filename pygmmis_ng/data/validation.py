@@ -12,10 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import MAX_MAGNITUDE, as_float_array, check_magnitude, check_numeric  # noqa: F401
-
-#: relative tolerance for symmetry of covariance matrices (at least 64 ulp of their dtype)
-SYMMETRY_RTOL = 1e-8
+from .arrays import (  # noqa: F401
+    MAX_MAGNITUDE,
+    as_float_array,
+    check_dtype,
+    check_magnitude,
+    check_numeric,
+)
+from .covariances import check_covariances
 
 
 def check_int(value: Any, name: str, minimum: int | None = None) -> int:
@@ -57,7 +61,7 @@ def check_float(value: Any, name: str, minimum: float | None = None,
 
 
 def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = False,
-               columns: str | None = None) -> np.ndarray:
+               columns: str | None = None, dtype: Any = np.float64) -> np.ndarray:
     """Check samples of shape (N, D): floats, at least one row, no inf.
 
     Parameters
@@ -68,12 +72,14 @@ def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = Fals
     columns : str or None
         What the D columns are, for the error message (default: the model's
         D dimensions).
+    dtype : float64 or float32
+        Type of the returned array (see :func:`.arrays.check_dtype`).
 
     Returns
     -------
-    X : ndarray, shape (N, D), float64
+    X : ndarray, shape (N, D), of ``dtype``
     """
-    X = as_float_array(data, name)
+    X = as_float_array(data, name, dtype)
     what = columns or f"the model has D={D} dimensions"
     if X.ndim != 2:
         hint = " (use data.reshape(-1, 1) for one-dimensional samples)" if X.ndim == 1 else ""
@@ -101,14 +107,23 @@ def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = Fals
     return X
 
 
-def check_projection(R: Any, N: int, D: int) -> np.ndarray | None:
+def _per_sample_dtype(a: Any, ndim: int, dtype: Any) -> Any:
+    """``dtype`` for an array of ``ndim`` dimensions (one entry per sample), else float64;
+    an array of ``dtype`` then passes through :func:`.arrays.as_float_array` uncopied."""
+    return dtype if getattr(a, "ndim", None) == ndim else np.float64
+
+
+def check_projection(R: Any, N: int, D: int, dtype: Any = np.float64) -> np.ndarray | None:
     """Check projections: None, (dy, D) shared by all samples or (N, dy, D), finite.
 
-    Returns None or a float64 array of that shape.
+    Returns None or an array of that shape: per-sample projections of ``dtype``,
+    a shared one of float64.
     """
     if R is None:
         return None
-    P = as_float_array(R, "R (projection)")
+    P = as_float_array(R, "R (projection)", _per_sample_dtype(R, 3, dtype))
+    if P.ndim == 3:
+        P = as_float_array(P, "R (projection)", dtype)
     if P.ndim not in (2, 3) or P.shape[-1] != D or (P.ndim == 3 and P.shape[0] != N) \
             or P.shape[-2] < 1:
         raise ValueError(f"R (projection) must have shape (dy, {D}) shared by all samples or "
@@ -121,26 +136,27 @@ def check_projection(R: Any, N: int, D: int) -> np.ndarray | None:
     return P
 
 
-def check_observed(data: Any, covar: Any, R: Any, D: int
+def check_observed(data: Any, covar: Any, R: Any, D: int, dtype: Any = np.float64
                    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Data (NaN = missing), projections and noise of a fit, checked together.
 
     Returns X (N, dy), R (None, (dy, D) or (N, dy, D)) and S (None, (dy, dy)
-    or (N, dy, dy)); dy = D without R.
+    or (N, dy, dy)); dy = D without R. X and per-sample R and S are of
+    ``dtype`` (float64 or float32: how a fit stores them), shared ones of float64.
     """
     if R is None:
-        X = check_data(data, D, allow_missing=True)
+        X = check_data(data, D, allow_missing=True, dtype=dtype)
         P = None
     else:
-        arr = as_float_array(data, "data")
+        arr = as_float_array(data, "data", dtype)
         if arr.ndim != 2:
             raise ValueError(f"data must have shape (N, dy) for projections R, got shape "
                              f"{arr.shape}")
-        P = check_projection(R, arr.shape[0], D)
+        P = check_projection(R, arr.shape[0], D, dtype)
         dy = P.shape[-2]
-        X = check_data(arr, dy, allow_missing=True,
+        X = check_data(arr, dy, allow_missing=True, dtype=dtype,
                        columns=f"R projects onto dy={dy} values (R has shape {P.shape})")
-    S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
+    S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X), dtype)
     if P is not None and S is None:
         check_projection_rank(X, P)
     return X, P, S
@@ -165,73 +181,20 @@ def check_projection_rank(X: np.ndarray, R: np.ndarray) -> None:
                              "redundant rows")
 
 
-def _symmetry_error(M: np.ndarray) -> np.ndarray:
-    """Largest relative asymmetry of each matrix in a (..., D, D) stack."""
-    scale = np.abs(M).max(axis=(-2, -1))
-    asym = np.abs(M - np.swapaxes(M, -1, -2)).max(axis=(-2, -1))
-    return asym / np.where(scale > 0, scale, 1.0)
-
-
-def check_covariances(covar: Any, D: int, name: str, positive_definite: bool) -> np.ndarray:
-    """Check a (..., D, D) stack of symmetric PSD (or PD) matrices.
-
-    Parameters
-    ----------
-    positive_definite : bool
-        True for model covariances (must be SPD), False for noise
-        covariances, which may be singular (zero noise in some direction).
-    """
-    given = getattr(covar, "dtype", None)
-    eps = np.finfo(given).eps if given is not None and np.dtype(given).kind == "f" else 0.0
-    rtol = max(SYMMETRY_RTOL, 64 * eps)
-    C = as_float_array(covar, name)
-    if C.ndim < 2 or C.shape[-2:] != (D, D):
-        raise ValueError(f"{name} must have trailing shape ({D}, {D}), got shape {C.shape}")
-    if not np.isfinite(C).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    if C.size == 0:
-        return C
-    check_magnitude(C, name)
-    bad = np.flatnonzero(_symmetry_error(C).reshape(-1) > rtol)
-    if bad.size:
-        raise ValueError(f"{name} is not symmetric ({bad.size} matrix/matrices, first: index {bad[0]})")
-    C = 0.5 * (C + np.swapaxes(C, -1, -2))
-    eig = np.linalg.eigvalsh(C).reshape(-1, D)
-    scale = np.maximum(np.abs(eig).max(axis=1), np.finfo(float).tiny)
-    if positive_definite:
-        # judged on the correlation matrix, so that axes in very different units pass
-        diag = np.diagonal(C, axis1=-2, axis2=-1).reshape(-1, D)
-        ok = (diag > 0).all(axis=1)
-        corr_min = np.full(len(diag), -np.inf)
-        if ok.any():
-            s = np.sqrt(diag[ok])
-            corr = C.reshape(-1, D, D)[ok] / (s[:, :, None] * s[:, None, :])
-            corr_min[ok] = np.linalg.eigvalsh(corr)[:, 0]
-        bad = np.flatnonzero(~(corr_min > 1e-12))
-        what = "positive definite"
-    else:
-        bad = np.flatnonzero(eig[:, 0] < -1e-10 * scale)
-        what = "positive semi-definite"
-    if bad.size:
-        raise ValueError(
-            f"{name} must be {what}: {bad.size} matrix/matrices are not "
-            f"(first: index {bad[0]}, smallest eigenvalue {eig[bad[0], 0]:.3g})")
-    return C
-
-
-def check_noise(covar: Any, N: int, D: int, observed: np.ndarray | None = None
-                ) -> np.ndarray | None:
+def check_noise(covar: Any, N: int, D: int, observed: np.ndarray | None = None,
+                dtype: Any = np.float64) -> np.ndarray | None:
     """Check the noise argument of fit/density: None, (D, D) shared or (N, D, D).
 
     ``observed`` (N, D) bool marks the measured values when data have missing
     ones: per-sample noise then only matters (and is only checked) on the
     measured values, and may hold anything, NaN included, elsewhere.
 
-    Returns None, a (D, D) array or an (N, D, D) array (validated, symmetrized).
+    Returns None, a (D, D) array or an (N, D, D) array (validated, symmetrized;
+    per-sample noise of ``dtype``, shared noise of float64).
     """
     if covar is None:
         return None
-    S = as_float_array(covar, "covar")
+    S = as_float_array(covar, "covar", _per_sample_dtype(covar, 3, dtype))
     if S.shape not in ((D, D), (N, D, D)):
         raise ValueError(
             f"covar (noise covariance) must be None, shape ({D}, {D}) shared by all samples "
@@ -245,7 +208,8 @@ def check_noise(covar: Any, N: int, D: int, observed: np.ndarray | None = None
             raise ValueError(f"covar (noise covariance) has NaN or inf at measured values of "
                              f"{rows.size} sample(s) (first: row {rows[0]}); only the entries "
                              "of missing values may be NaN")
-    return check_covariances(S, D, "covar (noise covariance)", positive_definite=False)
+    return check_covariances(S, D, "covar (noise covariance)", positive_definite=False,
+                             dtype=dtype if S.ndim == 3 else np.float64)
 
 
 def check_weights(sample_weight: Any, N: int) -> np.ndarray | None:
@@ -276,7 +240,7 @@ def check_weight_values(w: np.ndarray) -> None:
 def check_spread(span: np.ndarray) -> None:
     """The extent (max - min) of each column must be representable in covariances: those
     that vary lie within 1e-100..1e100."""
-    span = span[span > 0]
+    span = span[span > 0].astype(np.float64)
     if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
         raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
                          "where covariances cannot be represented in float64: rescale the data")

@@ -19,7 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..data.lazy import is_lazy
 from ..data.observed import background_log_density_rows
-from ..data.validation import check_int, check_numeric
+from ..data.validation import check_dtype, check_int, check_numeric
 from ..fitting.fitter import fit
 from ..fitting.init import resolve_init, takes_weight
 from ..fitting.mstep import check_covariance_type, constrain
@@ -115,6 +115,10 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     accelerate : bool
         SQUAREM extrapolation (and the oversampling ramp) between EM updates;
         a fit stopped by ``max_iter`` still returns a plain EM update.
+    dtype : numpy.float64 or numpy.float32
+        How the fit stores X, covar (and its checks keep float32 X as it is):
+        float32 halves their memory; the arithmetic is float64 either way
+        (see :func:`pygmmis_ng.fit`).
     init_method : None
         Deprecated name of ``init_params``.
 
@@ -153,7 +157,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                  w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
                  oversampling: int = 10, covar_callback: Any = None, background: Any = None,
                  split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool = True,
-                 client: Any = None, init_method: Any = None) -> None:
+                 client: Any = None, dtype: Any = np.float64, init_method: Any = None) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -178,6 +182,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.accelerate = accelerate
         self.client = client
+        self.dtype = dtype
         self.init_method = init_method
 
     def __sklearn_tags__(self):
@@ -201,7 +206,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         on_cluster = self.client is not None and is_lazy(X)
         if not on_cluster:      # a dask array stays on the cluster: the fit checks it there
             check_numeric(X, "X")
-            X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
+            keep = [np.float64, np.float32] if check_dtype(self.dtype) == np.float32 else np.float64
+            X = validate_data(self, X, dtype=keep, ensure_all_finite="allow-nan",
                               ensure_min_samples=1)
             if sample_weight is not None:
                 sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -224,7 +230,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                       maxiter=self.max_iter, split_n_merge=self.split_n_merge, rng=rng,
                       n_jobs=self.n_jobs, sample_weight=sample_weight, n_init=n_init,
                       accelerate=self.accelerate, covariance_type=self.covariance_type,
-                      reg_covar=self.reg_covar, client=self.client)
+                      reg_covar=self.reg_covar, client=self.client, dtype=self.dtype)
         self._set_fitted(gmm, res, background)
         if on_cluster:
             self.n_features_in_ = gmm.D
@@ -237,6 +243,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         check_int(self.verbose, "verbose", minimum=0)
         check_int(self.verbose_interval, "verbose_interval", minimum=1)
+        check_dtype(self.dtype)
 
     def _init(self, D: int) -> Any:
         """The initialization: ``init_params`` (or the deprecated ``init_method``), then

@@ -24,6 +24,7 @@ show them:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -158,3 +159,23 @@ class RunawayWatch:
         self.high = self.high + 1 if N0 > MAX_ORIG_RATIO * self.p.N_w else 0
         if self.high >= RUNAWAY_ITERATIONS:
             raise runaway(self.p, N0)
+
+
+def warn_reseeded(n_reseeded: int, n_ghosts: int, ghosts_left: int) -> None:
+    """A ReseedWarning if the returned run re-seeded components (collapsed or ghosts), a
+    FitWarning if ghosts were left (warnings point at the caller of ``fit``)."""
+    collapsed = n_reseeded - n_ghosts
+    if collapsed > 0:
+        warnings.warn(f"{collapsed} time(s) a component collapsed (no samples, or a singular "
+                      "covariance) and was re-seeded at a random sample; consider w > 0 or a "
+                      "smaller K", ReseedWarning, stacklevel=4)
+    if ghosts_left > 0:
+        warnings.warn(f"{ghosts_left} component(s) kept moving where sel_callback is ~0, also "
+                      "after re-seeding, and were left there: the observed data barely constrain "
+                      "them (fewer components, or a selection function that matches the data, "
+                      "may help)", FitWarning, stacklevel=4)
+    if n_ghosts > 0:
+        warnings.warn(f"{n_ghosts} time(s) a component moved where sel_callback is ~0 "
+                      "(a ghost, kept alive by its own imputed samples) and was re-seeded at "
+                      "a random sample; the fit continued from there", ReseedWarning,
+                      stacklevel=4)

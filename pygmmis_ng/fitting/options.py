@@ -21,6 +21,7 @@ import numpy as np
 from ..data.latent import fill_latent
 from ..data.lazy import block_bounds, block_sum, ordered_sum, sample_index, total_weight
 from ..data.validation import (
+    check_dtype,
     check_float,
     check_frozen,
     check_frozen_params,
@@ -125,8 +126,8 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
               init_method: Any, w: Any, cutoff: Any, sel_callback: Any, oversampling: Any,
               covar_callback: Any, background: Any, tol: Any, miniter: Any, maxiter: Any,
               frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any,
-              covariance_type: Any = "full", reg_covar: Any = 0.0, client: Any = None
-              ) -> tuple[Observations, FitOptions, np.random.Generator]:
+              covariance_type: Any = "full", reg_covar: Any = 0.0, client: Any = None,
+              dtype: Any = np.float64) -> tuple[Observations, FitOptions, np.random.Generator]:
     """Validate every argument of a fit; see :func:`pygmmis_ng.fit` for their meaning.
 
     Returns
@@ -161,21 +162,23 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
     _check_covariance_type(covariance_type, masks, attempts)
     client = check_client(client)
+    dtype = check_dtype(dtype)
     impute = sel_callback is not None
     if uses_cluster_data(data, client):
         _check_combination(R, covar, sel_callback, covar_callback, background)
         bg = check_background(background, None, D)
         lazy = check_lazy_input(data, covar, R, sample_weight, K, D, client, sel_callback,
                                 None if bg is None else bg.footprint, gen,
-                                cutoff is not None, attempts > 0)
+                                cutoff is not None, attempts > 0, dtype)
         X, S, weight, N_w, log_omega_mean = lazy[:5]
         R = None
         _check_bounds(lazy.sample[0], X.shape[0], K, w, reg_covar, n_init, oversampling, impute,
                       on_cluster=True)
-        obs = Observations(X, None, S, weight, lazy.sample[0], log_omega_mean, N_w,
-                           lazy.sample[2], lazy.sample[1], on_cluster=True)
+        Z_covar = None if lazy.sample[1] is None else np.asarray(lazy.sample[1], np.float64)
+        obs = Observations(X, None, S, weight, np.asarray(lazy.sample[0], np.float64),
+                           log_omega_mean, N_w, lazy.sample[2], Z_covar, on_cluster=True)
     else:
-        X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D)
+        X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D, dtype)
         # latent points (this raises if the projections or missing values leave a direction unseen)
         missing = bool(np.isnan(X).any())
         Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
@@ -205,19 +208,21 @@ def _sampled(X: np.ndarray, R: Any, S: Any, weight: Any, Z: np.ndarray, log_omeg
         covar = covar[idx] if covar is not None and covar.ndim == 3 else covar
     else:
         weight_s = weight
-    return Observations(X, R, S, weight, Z, log_omega_mean, total_weight(weight, N),
-                        weight_s, covar)
+    return Observations(X, R, S, weight, np.asarray(Z, dtype=np.float64), log_omega_mean,
+                        total_weight(weight, N), weight_s,
+                        None if covar is None else np.asarray(covar, dtype=np.float64))
 
 
-def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D: int) -> tuple:
+def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D: int,
+                   dtype: np.dtype) -> tuple:
     """Data, projections, noise and weights, checked against each other and the model."""
-    X, R, S = check_observed(data, covar, R, D)
+    X, R, S = check_observed(data, covar, R, D, dtype)
     N = X.shape[0]
     if N < K:
         raise ValueError(f"K={K} components cannot be fitted to N={N} samples: need N >= K")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns: fill_latent says so
-        span = np.nanmax(X, axis=0) - np.nanmin(X, axis=0)
+        span = np.nanmax(X, axis=0).astype(np.float64) - np.nanmin(X, axis=0)
     check_spread(span)
     return X, R, S, check_weights(sample_weight, N)
 

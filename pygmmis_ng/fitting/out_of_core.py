@@ -59,7 +59,7 @@ def uses_cluster_data(data: Any, client: Any) -> bool:
 
 def check_lazy_input(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D: int,
                      client: Any, sel_callback: Any, footprint: Any, gen: np.random.Generator,
-                     cutoff: bool, split_n_merge: bool) -> LazyInput:
+                     cutoff: bool, split_n_merge: bool, dtype: Any = np.float64) -> LazyInput:
     """Dask-array samples checked on the cluster (see the module docstring); ``cutoff`` and
     ``split_n_merge``: whether the fit asks for them (refused, as projections ``R`` are)."""
     asked = [name for name, on in (("R (projections)", R is not None), ("cutoff", cutoff),
@@ -69,7 +69,7 @@ def check_lazy_input(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, 
                          "cluster (a dask array with client=): pass data.compute() (numpy) if "
                          "they fit in memory")
     da = sys.modules["dask.array"]
-    X = _lazy_float(data, "data")
+    X = _lazy_float(data, "data", dtype)
     if X.ndim != 2 or X.shape[1] != D:
         raise ValueError(f"data must have shape (N, D) with D={D} (the model has D={D} "
                          f"dimensions); got shape {X.shape}")
@@ -79,7 +79,8 @@ def check_lazy_input(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, 
     rows = X.chunks[0]
     S = covar
     if covar is not None and (is_lazy(covar) or np.ndim(covar) == 3):
-        S = _lazy_float(covar, "covar") if is_lazy(covar) else as_float_array(covar, "covar")
+        S = _lazy_float(covar, "covar", dtype) if is_lazy(covar) else \
+            as_float_array(covar, "covar", dtype)
         if S.shape != (N, D, D):
             raise ValueError(f"covar (noise covariance) must be None, shape ({D}, {D}) shared by "
                              f"all samples or ({N}, {D}, {D}) one per sample; got shape {S.shape}")
@@ -101,10 +102,11 @@ def check_lazy_input(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, 
                      _gather_sample(client, X, S, weight, sample_index(N, gen)))
 
 
-def _lazy_float(a: Any, name: str) -> Any:
+def _lazy_float(a: Any, name: str, dtype: Any = np.float64) -> Any:
+    """A dask array of numbers as ``dtype`` (lazily)."""
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold numbers, got a dask array of dtype {a.dtype}")
-    return a if a.dtype == np.float64 else a.astype(np.float64)
+    return a if a.dtype == dtype else a.astype(dtype)
 
 
 def check_block(lo: int, X: np.ndarray, S: Any, weight: np.ndarray | None, D: int,

@@ -29,15 +29,14 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
     if obs.on_cluster:
         layout = single_group_layout(N, S, K, D)
         Xs, Ss, Rs, ws = X, S, None, weight
-        Xc = X - center                      # lazily, on the workers (the same bits)
+        Xc = (X - center).astype(X.dtype)    # lazily, on the workers (the same bits)
         log_bg_obs = None if bg is None else lazy_background_log_density(bg, X, S)
     else:
         layout = make_layout(X, R, S, K, D, allow_masked=True)
         Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
-        if R is None:
-            Xc = Xs - center
-        else:
-            Xc = Xs - (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
+        shift = center if R is None else (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
+        # in float64, stored as the data are (float32 with dtype=float32)
+        Xc = np.subtract(Xs, shift, out=np.empty(Xs.shape, Xs.dtype), casting="same_kind")
         log_bg_obs = None if bg is None else background_log_density(bg, layout, Xs, Ss)
     if opts.cutoff is not None:
         layout = layout._replace(groups=tuple(
