@@ -1,4 +1,4 @@
-"""The closed-form per-sample-noise kernels (D = 1, 2, 3) equal the general compiled kernel
+"""The closed-form per-sample-noise kernels (D = 1 ... 4) equal the general compiled kernel
 (issue 18)."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import random_spd
 
-from pygmmis_ng.kernels import compiled, compiled_d3, compiled_d12
+from pygmmis_ng.kernels import compiled, compiled_d3, compiled_d4, compiled_d12
 
 CLOSED = {1: compiled_d12.stats_per_sample_d1, 2: compiled_d12.stats_per_sample_d2,
-          3: compiled_d3.stats_per_sample_d3}
+          3: compiled_d3.stats_per_sample_d3, 4: compiled_d4.stats_per_sample_d4}
 
 
 def _problem(seed, n=4000, K=6, D=3):
@@ -41,7 +41,7 @@ def _both(x, S, weight, log_bg, mean, covar, log_amp, nbr=None, redo=None, c2=0.
     return out
 
 
-@pytest.mark.parametrize("D", [1, 2, 3])
+@pytest.mark.parametrize("D", [1, 2, 3, 4])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_closed_form_equals_the_general_kernel(seed, D):
     (ra, sa, _), (rb, sb, _) = _both(*_problem(seed, D=D))
@@ -52,7 +52,7 @@ def test_closed_form_equals_the_general_kernel(seed, D):
         np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-12 * np.abs(a).max())
 
 
-@pytest.mark.parametrize("D", [1, 2, 3])
+@pytest.mark.parametrize("D", [1, 2, 3, 4])
 def test_neighborhood_flags_are_those_of_the_general_kernel(D):
     x, S, weight, log_bg, mean, covar, log_amp = _problem(3, D=D)
     K = mean.shape[0]
@@ -71,7 +71,7 @@ def test_neighborhood_flags_are_those_of_the_general_kernel(D):
         np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-12 * np.abs(a).max())
 
 
-@pytest.mark.parametrize("D", [1, 2, 3])
+@pytest.mark.parametrize("D", [1, 2, 3, 4])
 def test_a_covariance_that_is_not_positive_definite_is_reported_at_its_sample(D):
     x, S, weight, log_bg, mean, covar, log_amp = _problem(4, n=50, D=D)
     S = S.copy()

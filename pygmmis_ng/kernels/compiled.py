@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from .compiled_d3 import stats_per_sample_d3
+from .compiled_d4 import stats_per_sample_d4
 from .compiled_d12 import stats_per_sample_d1, stats_per_sample_d2
 from .compiled_transforms import (
     compile_kernel,
@@ -298,8 +299,9 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
     args = (np.ascontiguousarray(x), np.ascontiguousarray(S), w, bg, int(log_bg is not None),
             np.ascontiguousarray(mean), np.ascontiguousarray(covar),
             np.ascontiguousarray(log_amp), nbr, redo, float(c2))
-    closed = {1: stats_per_sample_d1, 2: stats_per_sample_d2, 3: stats_per_sample_d3}.get(D)
-    if closed is not None:          # closed forms (kernels/compiled_d3.py, compiled_d12.py)
+    closed = {1: stats_per_sample_d1, 2: stats_per_sample_d2, 3: stats_per_sample_d3,
+              4: stats_per_sample_d4}.get(D)
+    if closed is not None:          # closed forms (kernels/compiled_d12.py, _d3.py, _d4.py)
         logL, B, bad = closed(*args, Q_NEGLIGIBLE, A, SU, SUU, STinv)
     else:
         logL, B, bad = _stats_per_sample_jit(*args, A, SU, SUU, STinv)
