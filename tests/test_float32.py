@@ -195,3 +195,15 @@ def test_estimator_stores_float32_and_rejects_a_bad_dtype():
     np.testing.assert_allclose(a.means_, b.means_, atol=1e-4)
     with pytest.raises(ValueError, match="dtype"):
         ng.IncompleteGaussianMixture(3, dtype="int8").fit(X)
+
+
+def test_nested_lists_and_missing_values_are_stored_as_float32_too():
+    rng = np.random.default_rng(7)
+    X, S = _mixture(rng, N=400)
+    R = rng.normal(size=(400, 2, 3))
+    Y = np.einsum("nij,nj->ni", R, X)
+    _, R32, S32 = check_observed(Y.tolist(), S[:, :2, :2].tolist(), R.tolist(), 3, np.float32)
+    assert R32.dtype == np.float32 and S32.dtype == np.float32
+    X[::3, 2] = np.nan
+    X32, _, S32 = check_observed(X, S, None, 3, np.float32)
+    assert X32.dtype == np.float32 and S32.dtype == np.float32

@@ -107,10 +107,11 @@ def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = Fals
     return X
 
 
-def _per_sample_dtype(a: Any, ndim: int, dtype: Any) -> Any:
-    """``dtype`` for an array of ``ndim`` dimensions (one entry per sample), else float64;
-    an array of ``dtype`` then passes through :func:`.arrays.as_float_array` uncopied."""
-    return dtype if getattr(a, "ndim", None) == ndim else np.float64
+def _as_per_sample(a: Any, name: str, dtype: Any) -> np.ndarray:
+    """``a`` as a float array: of ``dtype`` when it has 3 dimensions (one matrix per sample),
+    else float64. An array already of ``dtype`` is not copied (not even through float64)."""
+    arr = as_float_array(a, name, dtype if getattr(a, "ndim", None) == 3 else np.float64)
+    return as_float_array(arr, name, dtype) if arr.ndim == 3 else arr
 
 
 def check_projection(R: Any, N: int, D: int, dtype: Any = np.float64) -> np.ndarray | None:
@@ -121,9 +122,7 @@ def check_projection(R: Any, N: int, D: int, dtype: Any = np.float64) -> np.ndar
     """
     if R is None:
         return None
-    P = as_float_array(R, "R (projection)", _per_sample_dtype(R, 3, dtype))
-    if P.ndim == 3:
-        P = as_float_array(P, "R (projection)", dtype)
+    P = _as_per_sample(R, "R (projection)", dtype)
     if P.ndim not in (2, 3) or P.shape[-1] != D or (P.ndim == 3 and P.shape[0] != N) \
             or P.shape[-2] < 1:
         raise ValueError(f"R (projection) must have shape (dy, {D}) shared by all samples or "
@@ -194,7 +193,7 @@ def check_noise(covar: Any, N: int, D: int, observed: np.ndarray | None = None,
     """
     if covar is None:
         return None
-    S = as_float_array(covar, "covar", _per_sample_dtype(covar, 3, dtype))
+    S = _as_per_sample(covar, "covar", dtype)
     if S.shape not in ((D, D), (N, D, D)):
         raise ValueError(
             f"covar (noise covariance) must be None, shape ({D}, {D}) shared by all samples "
