@@ -39,6 +39,9 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 #: the moments of such a pair are not computed; the effect is far below the rounding of
 #: the sums over samples)
 Q_NEGLIGIBLE = 1e-13
+#: a product of Cholesky diagonals is folded into the log det once it leaves this range
+#: (so that it neither overflows nor underflows)
+DET_MIN, DET_MAX = 1e-150, 1e150
 #: whether :mod:`pygmmis_ng.kernels.dense` uses the compiled kernels
 ENABLED = numba is not None and os.environ.get("PYGMMIS_NG_NUMBA", "1") != "0"
 #: largest dimension for which the fused E-step without per-sample noise serves
@@ -183,8 +186,10 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
                 if use_nbr and attempt == 0 and redo[k] == 0 and nbr[i, k] == 0:
                     lp[k] = -np.inf
                     continue
-                # Cholesky of T = V_k + S_i (lower), then y = L^-1 d by forward substitution
+                # Cholesky of T = V_k + S_i (lower), then y = L^-1 d by forward substitution;
+                # log det T = 2 log prod L_aa, one log per pair unless the product is extreme
                 logdet = 0.0
+                det = 1.0
                 chi2 = 0.0
                 for a in range(D):
                     for b in range(a + 1):
@@ -195,7 +200,10 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
                             if not s > 0.0:
                                 return logL, B, i + 1
                             Ls[k, a, a] = np.sqrt(s)
-                            logdet += np.log(Ls[k, a, a])
+                            det *= Ls[k, a, a]
+                            if not DET_MIN < det < DET_MAX:
+                                logdet += np.log(det)
+                                det = 1.0
                         else:
                             Ls[k, a, b] = s / Ls[k, b, b]
                     s = x[i, a] - mean[k, a]
@@ -203,7 +211,7 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
                         s -= Ls[k, a, c] * ys[k, c]
                     ys[k, a] = s / Ls[k, a, a]
                     chi2 += ys[k, a] * ys[k, a]
-                log_p = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
+                log_p = log_amp[k] - 0.5 * (c0 + chi2) - (logdet + np.log(det))
                 mx = keep_member(lp, k, log_p, chi2, use_nbr, redo, nbr, i, c2, attempt, mx)
             if mx > -np.inf or not use_nbr or attempt == 1:
                 break

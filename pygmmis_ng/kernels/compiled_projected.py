@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled import Q_NEGLIGIBLE, _back_solve, _lower_inverse
+from .compiled import DET_MAX, DET_MIN, Q_NEGLIGIBLE, _back_solve, _lower_inverse
 from .compiled_transforms import compile_kernel, deconvolve, mirror_upper, weigh_members
 
 
 def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
-                        A, SU, SUU, STinv):
+                        A, SU, G):
     """Sums of one chunk: y (n, dy), R (n, dy, D), S (n, dy, dy) (zeros for no noise).
 
-    Accumulates A_k, SU_k = sum q R^T u, SUU_k = sum q (R^T u)(R^T u)^T and
-    STinv_k = sum q R^T T^-1 R (upper triangles) with u = T_ik^-1 (y_i - R_i m_k).
+    Accumulates A_k, SU_k = sum q R^T u and G_k = sum q R^T (u u^T - T^-1) R (upper
+    triangle) with u = T_ik^-1 (y_i - R_i m_k).
 
     Returns
     -------
@@ -55,6 +55,7 @@ def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
                         s += R[i, a, c] * covar[k, c, b]
                     RV[a, b] = s
             logdet = 0.0
+            det = 1.0                       # log det T = 2 log prod L_aa
             chi2 = 0.0
             for a in range(dy):
                 for b in range(a + 1):
@@ -67,7 +68,10 @@ def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
                         if not s > 0.0:
                             return logL, B, i + 1
                         Ls[k, a, a] = np.sqrt(s)
-                        logdet += np.log(Ls[k, a, a])
+                        det *= Ls[k, a, a]
+                        if not DET_MIN < det < DET_MAX:
+                            logdet += np.log(det)
+                            det = 1.0
                     else:
                         Ls[k, a, b] = s / Ls[k, b, b]
                 s = y[i, a]
@@ -77,7 +81,7 @@ def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
                     s -= Ls[k, a, c] * ys[k, c]
                 ys[k, a] = s / Ls[k, a, a]
                 chi2 += ys[k, a] * ys[k, a]
-            lp[k] = log_amp[k] - 0.5 * (c0 + 2.0 * logdet + chi2)
+            lp[k] = log_amp[k] - 0.5 * (c0 + chi2) - (logdet + np.log(det))
             if lp[k] > mx:
                 mx = lp[k]
         tot, scale, logL, B = weigh_members(lp, K, has_bg, log_bg, i, mx, wi, logL, B)
@@ -109,8 +113,7 @@ def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
                     s = 0.0
                     for c in range(dy):
                         s += W[c, a] * W[c, b]
-                    SUU[k, a, b] += qa * Ru[b]
-                    STinv[k, a, b] += q * s
+                    G[k, a, b] += qa * Ru[b] - q * s
     return logL, B, 0
 
 
@@ -141,17 +144,15 @@ def stats_projected(y: np.ndarray, R: np.ndarray, S: np.ndarray | None,
         S = np.broadcast_to(S, (n, dy, dy))
     A = np.zeros(K)
     SU = np.zeros((K, D))
-    SUU = np.zeros((K, D, D))
-    STinv = np.zeros((K, D, D))
+    G = np.zeros((K, D, D))
     w = np.ones(n) if weight is None else np.ascontiguousarray(weight, dtype=float)
     bg = np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float)
     logL, B, bad = _stats_projected_jit(
         np.ascontiguousarray(y), np.ascontiguousarray(R), np.ascontiguousarray(S), w, bg,
         int(log_bg is not None), np.ascontiguousarray(mean), np.ascontiguousarray(covar),
-        np.ascontiguousarray(log_amp), A, SU, SUU, STinv)
+        np.ascontiguousarray(log_amp), A, SU, G)
     if bad:
         raise np.linalg.LinAlgError(f"R_i V_k R_i^T + S_i is not positive definite for sample "
                                     f"{bad - 1} of a chunk")
-    mirror_upper(SUU)
-    mirror_upper(STinv)
-    return (A,) + deconvolve(covar, covar, A, SU, SUU - STinv) + (float(logL), float(B))
+    mirror_upper(G)
+    return (A,) + deconvolve(covar, covar, A, SU, G) + (float(logL), float(B))
