@@ -24,6 +24,7 @@ setup(
         "parmap>=1.5",
         "numba>=0.57",
         "threadpoolctl>=3.1",
+        "tqdm>=4.60",
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5", "pandas>=1.3",

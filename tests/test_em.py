@@ -256,7 +256,7 @@ def test_info_table_is_logged(truth, caplog):
     with caplog.at_level(logging.INFO, logger="pygmmis_ng"):
         res = ng.fit(ng.GMM(3, 2), X, rng=0)
     lines = [r.getMessage() for r in caplog.records if r.name == "pygmmis_ng"]
-    assert lines[0].split() == ["ITER", "SAMPLES", "LOG_L", "DELTA", "STABLE"]
+    assert lines[0].split() == ["ITER", "SAMPLES", "LOG_L", "DELTA", "STABLE", "ELAPSED"]
     rows = [line.split() for line in lines[1:] if line.split()[0].isdigit()]
     assert len(rows) == res.n_iter + 1
     assert float(rows[-1][2]) == pytest.approx(res.logL, abs=5e-6)   # printed to 5 decimals

@@ -22,6 +22,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..data.validation import check_noise, check_numeric
+from ..fitting.progress import check_progress, fit_progress
 from .mixture import IncompleteGaussianMixture
 from .regularization import choose_w
 
@@ -51,6 +52,9 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
     reg_covar : float
         Added to every variance in each M-step; 0 by default, since ``w``
         ("auto") already regularizes each class as its data need.
+    progress : None, True or False
+        One progress bar over the classes (their fits show none of their own);
+        None: in interactive sessions once the fit has run for 3 s.
     init_method : None
         Deprecated name of ``init_params``.
     priors : None or array-like (n_classes,)
@@ -73,7 +77,8 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
                  w: float | str = "auto", init_params: Any = "kmeans", n_init: int = 1,
                  tol: float = 1e-3, reg_covar: float = 0.0, max_iter: int = 1000,
                  priors: Any = None, random_state: Any = None, verbose: int = 0,
-                 verbose_interval: int = 10, n_jobs: int = 1, init_method: Any = None) -> None:
+                 verbose_interval: int = 10, n_jobs: int = 1, progress: bool | None = None,
+                 init_method: Any = None) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.w = w
@@ -87,6 +92,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
+        self.progress = progress
         self.init_method = init_method
 
     def __sklearn_tags__(self):
@@ -105,6 +111,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         covar : None, (D, D) or (N, D, D) noise of the samples
         sample_weight : None or (N,)
         """
+        progress = check_progress(self.progress)
         check_numeric(X, "X")
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
         check_classification_targets(y)
@@ -119,19 +126,11 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         S = check_noise(covar, X.shape[0], X.shape[1], observed=~np.isnan(X))
         self.estimators_ = []
         self.w_ = np.zeros(len(self.classes_))
-        for c in range(len(self.classes_)):
-            rows = (y_idx == c) & (sw > 0)
-            if not rows.any():
-                raise ValueError(f"class {self.classes_[c]!r} has no sample with a positive weight")
-            Sc = S if S is None or S.ndim == 2 else S[rows]
-            self.w_[c] = choose_w(X[rows], Sc, sw[rows]) if w is None else w
-            est = IncompleteGaussianMixture(
-                min(self.n_components, int(rows.sum())), covariance_type=self.covariance_type,
-                init_params=init, n_init=self.n_init, tol=self.tol, reg_covar=self.reg_covar,
-                max_iter=self.max_iter, w=float(self.w_[c]), random_state=self.random_state,
-                verbose=self.verbose, verbose_interval=self.verbose_interval, n_jobs=self.n_jobs)
-            est.fit(X[rows], covar=Sc, sample_weight=sw[rows])
-            self.estimators_.append(est)
+        with fit_progress(progress, desc="classes", unit="class", total=len(self.classes_)) as clock:
+            for c in range(len(self.classes_)):
+                self.estimators_.append(self._fit_class(X, y_idx, sw, S, w, init, c))
+                if clock.bar is not None:
+                    clock.bar.update(1)
         self.n_iter_ = np.array([est.n_iter_ for est in self.estimators_])
         counts = np.bincount(y_idx, weights=sw, minlength=len(self.classes_))
         if self.priors is None:
@@ -143,6 +142,22 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
                                  "summing to 1, in the order of classes_")
             self.class_prior_ = p
         return self
+
+    def _fit_class(self, X: np.ndarray, y_idx: np.ndarray, sw: np.ndarray, S: Any,
+                   w: float | None, init: Any, c: int) -> IncompleteGaussianMixture:
+        """The mixture of class ``c``, fitted to its rows (its ``w`` into ``w_[c]``)."""
+        rows = (y_idx == c) & (sw > 0)
+        if not rows.any():
+            raise ValueError(f"class {self.classes_[c]!r} has no sample with a positive weight")
+        Sc = S if S is None or S.ndim == 2 else S[rows]
+        self.w_[c] = choose_w(X[rows], Sc, sw[rows]) if w is None else w
+        est = IncompleteGaussianMixture(
+            min(self.n_components, int(rows.sum())), covariance_type=self.covariance_type,
+            init_params=init, n_init=self.n_init, tol=self.tol, reg_covar=self.reg_covar,
+            max_iter=self.max_iter, w=float(self.w_[c]), random_state=self.random_state,
+            verbose=self.verbose, verbose_interval=self.verbose_interval, n_jobs=self.n_jobs)
+        est.fit(X[rows], covar=Sc, sample_weight=sw[rows])
+        return est
 
     def _check_w(self) -> float | None:
         """The float ``w`` to use for every class, or None for "auto"."""

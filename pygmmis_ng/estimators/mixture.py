@@ -119,6 +119,9 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         How the fit stores X, covar (and its checks keep float32 X as it is):
         float32 halves their memory; the arithmetic is float64 either way
         (see :func:`pygmmis_ng.fit`).
+    progress : None, True or False
+        A progress bar of the fit: None shows it in interactive sessions once
+        the fit has run for 3 s (see :func:`pygmmis_ng.fit`).
     init_method : None
         Deprecated name of ``init_params``.
 
@@ -157,7 +160,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                  w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
                  oversampling: int = 10, covar_callback: Any = None, background: Any = None,
                  split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool = True,
-                 client: Any = None, dtype: Any = np.float64, init_method: Any = None) -> None:
+                 client: Any = None, dtype: Any = np.float64, progress: bool | None = None,
+                 init_method: Any = None) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -183,6 +187,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.client = client
         self.dtype = dtype
+        self.progress = progress
         self.init_method = init_method
 
     def __sklearn_tags__(self):
@@ -230,7 +235,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                       maxiter=self.max_iter, split_n_merge=self.split_n_merge, rng=rng,
                       n_jobs=self.n_jobs, sample_weight=sample_weight, n_init=n_init,
                       accelerate=self.accelerate, covariance_type=self.covariance_type,
-                      reg_covar=self.reg_covar, client=self.client, dtype=self.dtype)
+                      reg_covar=self.reg_covar, client=self.client, dtype=self.dtype,
+                      progress=self.progress)
         self._set_fitted(gmm, res, background)
         if on_cluster:
             self.n_features_in_ = gmm.D

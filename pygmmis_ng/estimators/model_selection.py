@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data.validation import check_data, check_int, check_rng
 from ..fitting.fitter import fit
+from ..fitting.progress import check_progress, fit_progress
 from ..model import GMM
 
 
@@ -52,7 +53,8 @@ class KScan(NamedTuple):
         return "\n".join(lines)
 
 
-def scan_K(data: Any, Ks: Iterable[int], rng: Any = None, **fit_kwargs: Any) -> KScan:
+def scan_K(data: Any, Ks: Iterable[int], rng: Any = None, progress: bool | None = None,
+           **fit_kwargs: Any) -> KScan:
     """Fit a mixture for every K and tabulate BIC and AIC.
 
     Parameters
@@ -63,6 +65,9 @@ def scan_K(data: Any, Ks: Iterable[int], rng: Any = None, **fit_kwargs: Any) -> 
     rng : None, int, Generator or RandomState
         Each K gets its own stream, derived from this one and K, so a row
         does not depend on which other K are scanned.
+    progress : None, True or False
+        One progress bar over the values of K (the fits show none of their
+        own); None: in interactive sessions once the scan has run for 3 s.
     **fit_kwargs
         Passed to :func:`pygmmis_ng.fit` (``covar``, ``R``, ``sel_callback``,
         ``init_method``, ``n_init``, ``tol``, ...); not ``frozen``.
@@ -84,13 +89,18 @@ def scan_K(data: Any, Ks: Iterable[int], rng: Any = None, **fit_kwargs: Any) -> 
         raise ValueError(f"Ks has repeated values: {Ks}")
     if "frozen" in fit_kwargs:
         raise ValueError("frozen components have no meaning across different K")
+    progress = check_progress(progress)
     entropy = int(check_rng(rng).integers(2**62))
     rows, gmms = [], {}
-    for K in Ks:
-        gmm = GMM(K, D)
-        child = np.random.SeedSequence(entropy, spawn_key=(K,))    # keyed by K, not position
-        res = fit(gmm, X, rng=np.random.default_rng(child), **fit_kwargs)
-        rows.append(KScanRow(K, res.logL, res.n_params, res.bic, res.aic, res.converged,
-                             res.n_iter))
-        gmms[K] = gmm
+    with fit_progress(progress, desc="scan_K", unit="K", total=len(Ks)) as clock:
+        for K in Ks:
+            gmm = GMM(K, D)
+            child = np.random.SeedSequence(entropy, spawn_key=(K,))    # keyed by K, not position
+            res = fit(gmm, X, rng=np.random.default_rng(child), **fit_kwargs)
+            rows.append(KScanRow(K, res.logL, res.n_params, res.bic, res.aic, res.converged,
+                                 res.n_iter))
+            gmms[K] = gmm
+            if clock.bar is not None:
+                clock.bar.set_postfix({"K": K, "BIC": f"{res.bic:.1f}"}, refresh=False)
+                clock.bar.update(1)
     return KScan(rows, gmms)

@@ -29,6 +29,7 @@ from .neighborhoods import neighborhoods
 from .options import FitOptions, Observations, check_fit
 from .prepare import initial_bg_amp, prepare_problem
 from .problem import Problem, Run, State
+from .progress import fit_progress
 from .result import FitResult
 from .split_merge import split_and_merge
 
@@ -48,7 +49,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         split_n_merge: int | bool = False, rng: Any = None, n_jobs: int = 1,
         sample_weight: Any = None, n_init: int = 1, accelerate: bool = True,
         covariance_type: str = "full", reg_covar: float = 0.0, client: Any = None,
-        dtype: Any = np.float64) -> FitResult:
+        dtype: Any = np.float64, progress: bool | None = None) -> FitResult:
     """Fit the GMM to (noisy, selected, contaminated) samples by EM, in place.
 
     Parameters
@@ -190,6 +191,13 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         every kernel still computes and accumulates in float64, so only the
         rounding of the stored values (about 6e-8 relative, after centring)
         changes the result. float32 input is then used without a copy.
+    progress : None, True or False
+        A progress bar (tqdm) with the iteration, the mean logL, its change, the
+        imputed count and the elapsed time. None (default): shown in
+        interactive sessions (a terminal or a notebook) once the fit has run
+        for 3 s; True: always; False: never. The INFO table on the
+        ``pygmmis_ng`` logger is independent of it (its columns are explained in
+        :mod:`pygmmis_ng.fitting.progress`).
 
     Returns
     -------
@@ -202,12 +210,15 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         sel_callback=sel_callback, oversampling=oversampling, covar_callback=covar_callback,
         background=background, tol=tol, miniter=miniter, maxiter=maxiter, frozen=frozen,
         split_n_merge=split_n_merge, n_jobs=n_jobs, n_init=n_init, accelerate=accelerate,
-        covariance_type=covariance_type, reg_covar=reg_covar, client=client, dtype=dtype)
-    problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
-    seeds = gen.integers(0, 2**62, size=len(starts(opts, opts.n_init)))
-    best, restarts_logL, n_reseeded, n_ghosts, chosen = run_restarts(gmm, obs, opts, problem, seeds)
-    return finish(gmm, background, opts, problem, best, restarts_logL, n_reseeded, n_ghosts, chosen,
-                  elapsed=time.perf_counter() - t0)
+        covariance_type=covariance_type, reg_covar=reg_covar, client=client, dtype=dtype,
+        progress=progress)
+    with fit_progress(opts.progress, desc="pygmmis_ng fit", t0=t0) as clock:
+        problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
+        seeds = gen.integers(0, 2**62, size=len(starts(opts, opts.n_init)))
+        best, restarts_logL, n_reseeded, n_ghosts, chosen = run_restarts(gmm, obs, opts, problem,
+                                                                         seeds)
+        return finish(gmm, background, opts, problem, best, restarts_logL, n_reseeded, n_ghosts,
+                      chosen, elapsed=clock.elapsed())
 
 
 def initial_state(gmm: GMM, obs: Observations, init: Any, opts: FitOptions, problem: Problem,

@@ -39,6 +39,7 @@ from .em_loop import MAX_DRAWS_PER_SAMPLE
 from .init import InitCallback, resolve_init
 from .mstep import check_covariance_type
 from .out_of_core import check_lazy_input, check_observed_omega, log_terms, uses_cluster_data
+from .progress import check_progress
 
 #: most initializations a fit accepts
 MAX_N_INIT = 10_000
@@ -116,6 +117,7 @@ class FitOptions:
     covariance_type: str = "full"
     reg_covar: float = 0.0
     client: Any = None
+    progress: bool | None = None
 
     @property
     def impute(self) -> bool:
@@ -127,7 +129,8 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
               covar_callback: Any, background: Any, tol: Any, miniter: Any, maxiter: Any,
               frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any,
               covariance_type: Any = "full", reg_covar: Any = 0.0, client: Any = None,
-              dtype: Any = np.float64) -> tuple[Observations, FitOptions, np.random.Generator]:
+              dtype: Any = np.float64, progress: Any = None
+              ) -> tuple[Observations, FitOptions, np.random.Generator]:
     """Validate every argument of a fit; see :func:`pygmmis_ng.fit` for their meaning.
 
     Returns
@@ -163,6 +166,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     _check_covariance_type(covariance_type, masks, attempts)
     client = check_client(client)
     dtype = check_dtype(dtype)
+    progress = check_progress(progress)
     impute = sel_callback is not None
     if uses_cluster_data(data, client):
         _check_combination(R, covar, sel_callback, covar_callback, background)
@@ -192,7 +196,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
         masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
         accelerate=bool(accelerate), covariance_type=covariance_type, reg_covar=reg_covar,
-        client=client)
+        client=client, progress=progress)
     return obs, options, gen
 
 

@@ -1,23 +1,130 @@
-"""The per-iteration INFO table of the fit, on the ``pygmmis_ng`` logger (like pyGMMis)."""
+"""What a running fit shows: the per-iteration INFO table on the ``pygmmis_ng`` logger (like
+pyGMMis) and, in interactive sessions, a progress bar (tqdm).
+
+The table's columns:
+
+ITER
+    the iteration (an EM update, or an accepted SQUAREM extrapolation), from 0
+SAMPLES
+    the observed samples N
+IMPUTED, ORIG (with ``sel_callback``)
+    the estimated number of samples the selection removed, and the estimated
+    original sample size N0 = N + IMPUTED
+BG_AMP (with a background whose amplitude is fitted)
+    the background's share of the samples
+LOG_L
+    the mean log-likelihood per observed sample
+DELTA
+    its change since the previous row. With imputation LOG_L is a Monte-Carlo
+    estimate (it depends on the random draws of that iteration), so DELTA can
+    be negative near convergence; the fit judges convergence on the noise-free
+    limit, not on single DELTAs
+STABLE
+    how many components' means moved by at most 0.1 sigma (1D-equivalent) in
+    the last update; convergence needs all K
+ELAPSED
+    seconds since the fit started
+"""
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
 logger = logging.getLogger("pygmmis_ng")
 
+#: with ``progress=None`` the bar appears (in interactive sessions) once a fit has run this
+#: many seconds, so that short fits stay silent
+AUTO_DELAY = 3.0
+
+
+class Tracker:
+    """The clock of a fit (or a scan of fits) and its progress bar, if any."""
+
+    def __init__(self, bar, t0: float | None = None) -> None:
+        self.t0 = time.perf_counter() if t0 is None else t0
+        self.bar = bar
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+_CURRENT: contextvars.ContextVar[Tracker | None] = contextvars.ContextVar("pygmmis_ng_progress",
+                                                                         default=None)
+
+
+def interactive() -> bool:
+    """Whether a person is likely watching: stderr is a terminal, or an IPython kernel runs."""
+    ipython = sys.modules.get("IPython")
+    if ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def check_progress(progress: object) -> bool | None:
+    """``progress`` as given (None, True or False), or a clear error."""
+    if progress is None or isinstance(progress, bool):
+        return progress
+    raise TypeError(f"progress must be None (automatic), True or False, got {progress!r}")
+
+
+@contextmanager
+def fit_progress(progress: bool | None, desc: str = "EM", unit: str = "it",
+                 total: int | None = None, t0: float | None = None) -> Iterator[Tracker]:
+    """Run a fit (or a scan of fits) under one clock and, if wanted, one progress bar.
+
+    ``progress``: True shows the bar at once, False never, None in interactive
+    sessions after :data:`AUTO_DELAY` seconds. Nested calls (the fits of a
+    scan, split'n'merge) share the outer bar's silence: only the outermost
+    call may draw one. The bar is closed on exit, also after an error. ``t0``: the
+    clock's start (``time.perf_counter()``; default now).
+    """
+    outer = _CURRENT.get()
+    bar = None
+    if outer is None and (progress or (progress is None and interactive())):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=desc, unit=unit, total=total, delay=0.0 if progress else AUTO_DELAY,
+                   leave=True, dynamic_ncols=True)
+    tracker = Tracker(bar, t0)
+    token = _CURRENT.set(tracker)
+    try:
+        yield tracker
+    finally:
+        _CURRENT.reset(token)
+        if bar is not None:
+            bar.close()
+
+
+def elapsed() -> float:
+    """Seconds since the current fit started (0 outside :func:`fit_progress`)."""
+    tracker = _CURRENT.get()
+    return 0.0 if tracker is None else tracker.elapsed()
+
 
 def log_header(impute: bool, bg: bool) -> None:
     cols = ["ITER", "SAMPLES"] + (["IMPUTED", "ORIG"] if impute else []) + \
-        (["BG_AMP"] if bg else []) + ["LOG_L", "DELTA", "STABLE"]
+        (["BG_AMP"] if bg else []) + ["LOG_L", "DELTA", "STABLE", "ELAPSED"]
     logger.info("  ".join(f"{c:>10s}" for c in cols))
 
 
 def log_row(it: int, N: int, imputed: float | None, orig: float | None, bg_amp: float | None,
-             logL: float, delta: float | None, stable: int | None) -> None:
+            logL: float, delta: float | None, stable: int | None) -> None:
+    """One row of the table, and one step of the progress bar."""
+    tracker = _CURRENT.get()
+    if tracker is not None and tracker.bar is not None:
+        post = {"logL": f"{logL:.6f}", "delta": "" if delta is None else f"{delta:+.2e}"}
+        if imputed is not None:
+            post["imputed"] = f"{imputed:.0f}"
+        tracker.bar.set_postfix(post, refresh=False)
+        tracker.bar.update(1)
     if not logger.isEnabledFor(logging.INFO):
         return
     cells = [f"{it:10d}", f"{N:10d}"]
@@ -26,7 +133,7 @@ def log_row(it: int, N: int, imputed: float | None, orig: float | None, bg_amp: 
     if bg_amp is not None:
         cells.append(f"{bg_amp:10.4f}")
     cells += [f"{logL:10.5f}", "" if delta is None else f"{delta:+10.3e}",
-              "" if stable is None else f"{stable:10d}"]
+              "" if stable is None else f"{stable:10d}", f"{elapsed():10.2f}"]
     logger.info("  ".join(f"{c:>10s}" for c in cells), extra={"iteration": it})
 
 
