@@ -27,6 +27,7 @@ from .data import latent
 from .estimators.classifier import GenerativeClassifier
 from .estimators.mixture import IncompleteGaussianMixture
 from .estimators.model_selection import KScan, scan_K
+from .estimators.scoring import NoiseWarning
 from .execution import ClusterLost, WorkerDied
 from .fitting import init
 from .fitting.diagnostics import CollapseError, FitWarning, ReseedWarning, RunawayError
@@ -53,7 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeClassifier",
            "draw", "FitResult", "CallbackError", "WorkerDied", "ClusterLost", "FitWarning", "ReseedWarning",
-           "RunawayError", "CollapseError",
+           "NoiseWarning", "RunawayError", "CollapseError",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
            "compare", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",
            "stack_fit", "__version__", "initFromDataMinMax", "initFromDataAtRandom",

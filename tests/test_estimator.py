@@ -128,3 +128,32 @@ def test_bic_under_selection_is_the_fits_observed_data_criterion():
     assert est.bic(X) == pytest.approx(est.fit_result_.bic, rel=1e-9)
     assert est.aic(X) == pytest.approx(est.fit_result_.aic, rel=1e-9)
     assert est.score(X) < est.lower_bound_                 # the density before selection
+
+
+def test_scoring_without_the_fit_noise_warns():
+    """Fitted with covar, scored without: the score of noise-free samples under the
+    deconvolved density, too low for noisy data. It must say so (README's est.bic(X))."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2)) + rng.normal(scale=0.5, size=(400, 2))
+    noise = 0.25 * np.eye(2)
+    est = ng.IncompleteGaussianMixture(2, random_state=0).fit(X, covar=noise)
+    assert est.fitted_with_noise_
+    for call in (est.score, est.score_samples, est.bic, est.aic):
+        with pytest.warns(ng.NoiseWarning, match="fitted with noise"):
+            call(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        right = est.score(X, covar=noise)
+        bic = est.bic(X, covar=noise)
+    assert right == pytest.approx(est.gmm_.logL(X, covar=noise).mean(), rel=1e-12)
+    assert bic == pytest.approx(-2 * 400 * right + est._n_parameters() * np.log(400), rel=1e-12)
+    with pytest.warns(ng.NoiseWarning):
+        assert est.score(X) < right                  # the narrower density: a lower score
+    plain = ng.IncompleteGaussianMixture(2, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain.score(X)
+        plain.bic(X)
+    assert not plain.fitted_with_noise_

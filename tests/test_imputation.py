@@ -485,3 +485,13 @@ def test_paper_2d_box_selection():
     # the truth's size before selection is 2000; the fit's estimate is in the right range
     assert len(ds.data) < 0.75 * 2000
     assert 0.85 * 2000 < res.orig_size < 1.15 * 2000
+
+
+def test_paper_dataset_has_seven_fields_and_a_one_line_repr():
+    ds = ng.datasets.paper_2d(1000, bg_amp=0.1, rng=0)
+    assert ds._fields == ("data", "covar", "sel_callback", "truth", "background", "orig",
+                          "selection")
+    text = repr(ds)
+    assert "\n" not in text and len(text) < 300
+    assert f"data=<array {len(ds.data)}x2>" in text and "truth=<GMM K=3 D=2>" in text
+    assert "background=<Background amp=0.1>" in text and "selection='box_with_hole'" in text

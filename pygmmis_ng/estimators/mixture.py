@@ -25,7 +25,6 @@ from ..fitting.init import resolve_init, takes_weight
 from ..fitting.mstep import check_covariance_type, constrain
 from ..fitting.progress import verbose_output
 from ..model import GMM
-from ..selection.imputation import evaluate_selection
 from .gaussian_params import (
     check_means_init,
     check_weights_init,
@@ -34,6 +33,7 @@ from .gaussian_params import (
     precisions_cholesky,
     sklearn_covariances,
 )
+from .scoring import observed_log_likelihood, warn_without_noise
 
 #: scikit-learn's init_params and the initializations of :mod:`pygmmis_ng.fitting.init` they are
 SKLEARN_INIT = {"kmeans": "kmeans", "k-means++": "k-means++", "random": "random_resp",
@@ -136,6 +136,9 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     lower_bounds_ : list of float
         The mean log-likelihood of each iterate.
     background_amp_ : float or None
+    fitted_with_noise_ : bool
+        Whether ``fit`` got ``covar``; scoring without ``covar`` then warns
+        (:class:`~pygmmis_ng.estimators.scoring.NoiseWarning`).
     gmm_ : GMM
         The fitted model (density, draws, conditioning ...).
     fit_result_ : FitResult
@@ -238,6 +241,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                       reg_covar=self.reg_covar, client=self.client, dtype=self.dtype,
                       progress=self.progress)
         self._set_fitted(gmm, res, background)
+        self.fitted_with_noise_ = covar is not None
         if on_cluster:
             self.n_features_in_ = gmm.D
         return self
@@ -318,6 +322,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         (multiply by Omega and divide by Z = N / orig_size for the observed one).
         """
         X = self._check(X)
+        warn_without_noise(getattr(self, "fitted_with_noise_", False), covar)
         lp = self._log_members(X, covar)
         mx = lp.max(axis=1, keepdims=True)
         return (mx + np.log(np.exp(lp - mx).sum(axis=1, keepdims=True)))[:, 0]
@@ -358,25 +363,12 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         return self.fit_result_.n_params
 
     def _observed_score(self, X: Any, covar: Any) -> tuple[float, int]:
-        """Mean log-likelihood of X as observed data, and N.
-
-        Without a selection function this is :meth:`score`; with one it is
-        mean log[Omega(x) p(x)] - log Z, Z = N_fit / orig_size of the fit, the
-        likelihood the fit maximized (so criteria compare fairly across K).
-        """
+        """Mean log-likelihood of X as observed data (see :func:`.observed_log_likelihood`), N."""
         X = self._check(X)
         log_p = self.score_samples(X, covar=covar)
-        if self.sel_callback is not None:
-            omega = evaluate_selection(self.sel_callback, X, "X")
-            if (omega == 0).any():
-                i = np.flatnonzero(omega == 0)
-                raise ValueError(f"sel_callback gives Omega = 0 for {i.size} sample(s) of X "
-                                 f"(first: row {i[0]}): under this selection they could not "
-                                 "have been observed, so the observed-data likelihood is 0 "
-                                 "(BIC/AIC infinite); score only samples the selection keeps")
-            log_p = log_p + np.log(omega)
-            log_p = log_p - np.log(self.fit_result_.weight_sum / self.fit_result_.orig_size)
-        return float(log_p.mean()), len(X)
+        res = self.fit_result_
+        return observed_log_likelihood(log_p, X, self.sel_callback, res.weight_sum,
+                                       res.orig_size), len(X)
 
     def bic(self, X: Any, covar: Any = None) -> float:
         """Bayesian information criterion on X: -2 N logL + n_params log N.

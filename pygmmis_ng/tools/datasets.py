@@ -53,6 +53,16 @@ class Dataset(NamedTuple):
     orig: np.ndarray
     selection: str
 
+    def __repr__(self) -> str:
+        """One line: the shapes of the arrays, not their values."""
+        def shape(a):
+            return "None" if a is None else f"<array {'x'.join(map(str, np.shape(a)))}>"
+        bg = "None" if self.background is None else f"<Background amp={self.background.amp:g}>"
+        return (f"Dataset(data={shape(self.data)}, covar={shape(self.covar)}, "
+                f"sel_callback={getattr(self.sel_callback, '__name__', 'callable')}, "
+                f"truth=<GMM K={self.truth.K} D={self.truth.D}>, background={bg}, "
+                f"orig={shape(self.orig)}, selection={self.selection!r})")
+
 
 # ---- the 2D problem (Melchior & Goulding 2018, section 4) -------------------
 
