@@ -15,7 +15,10 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="MIT",
+    author="The pygmmis_ng developers",
+    keywords="gaussian mixture model, extreme deconvolution, missing data, selection function",
     packages=find_packages(include=["pygmmis_ng", "pygmmis_ng.*"]),
+    package_data={"pygmmis_ng": ["py.typed"]},
     python_requires=">=3.9",
     install_requires=[
         "numpy>=1.22",
@@ -28,7 +31,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.5", "pandas>=1.3",
-                 "dask[distributed]>=2023.1", "zarr>=2.11"],
+                 "dask[distributed]>=2023.1", "zarr>=2.11", "pyyaml>=5"],
         "dask": ["dask[distributed]>=2023.1"],
         "plot": ["matplotlib>=3.5"],
         "bench": ["pygmmis==1.2.3", "zarr>=2.11", "psutil>=5"],
@@ -36,6 +39,9 @@ setup(
     entry_points={"console_scripts": ["pygmmis_ng=pygmmis_ng.__main__:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Science/Research",
+        "Typing :: Typed",
         "License :: OSI Approved :: MIT License",
         "Topic :: Scientific/Engineering :: Astronomy",
         "Topic :: Scientific/Engineering :: Information Analysis",

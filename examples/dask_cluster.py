@@ -14,6 +14,7 @@ the cluster changes -- these two lines replace the LocalCluster::
     from dask_jobqueue import SLURMCluster
     cluster = SLURMCluster(cores=1, memory="4GB", walltime="01:00:00"); cluster.scale(jobs=32)
 """
+import argparse
 import logging
 import tempfile
 
@@ -70,5 +71,10 @@ def main(N=400_000, seed=1, smoke=False):
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--N", type=int, default=400_000, help="samples (default 400000)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--smoke", action="store_true", help="a small, quick run")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    main()
+    main(N=args.N, seed=args.seed, smoke=args.smoke)

@@ -1,11 +1,12 @@
 """Extreme deconvolution in pyGMMis style: recover a mixture from noisy samples.
 
-    python examples/deconvolve_2d.py
+    python examples/deconvolve_2d.py [--N 4000] [--seed 1]
 
 Draws 4000 samples of a 3-component 2D mixture, adds per-sample Gaussian noise
 whose covariance differs from sample to sample, fits once ignoring the noise
 and once deconvolving it, and prints both next to the truth.
 """
+import argparse
 import logging
 
 import numpy as np
@@ -39,5 +40,9 @@ def main(N=4000, seed=1):
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--N", type=int, default=4000, help="samples (default 4000)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    main()
+    main(N=args.N, seed=args.seed)

@@ -42,10 +42,25 @@ def test_module_entry_point_runs(tmp_path):
     assert (tmp_path / "demo.png").exists()
 
 
-def test_demo_rejects_missing_output_folder(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pygmmis_ng", "demo", "--out", str(tmp_path / "nope")],
+def test_demo_makes_its_output_folder_and_refuses_a_file(tmp_path, capsys):
+    target = tmp_path / "new" / "figures"
+    assert main(["demo", "--N", "300", "--out", str(target)]) == 0
+    assert (target / "demo.png").exists()
+    (tmp_path / "a_file").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "pygmmis_ng", "demo", "--out", str(tmp_path / "a_file")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode != 0 and "not an existing folder" in r.stderr
+    assert r.returncode != 0 and "is a file, not a folder" in r.stderr
+
+
+def test_help_is_plain_text_and_examples_help_does_not_fit():
+    r = subprocess.run([sys.executable, "-m", "pygmmis_ng", "--help"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "``" not in r.stdout and "demo" in r.stdout
+    for name in ("deconvolve_2d.py", "dask_cluster.py", "seed000_gmm_pair.py"):
+        r = subprocess.run([sys.executable, str(ROOT / "examples" / name), "--help"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith("usage:"), (name, r.stderr)
+        assert "iterations" not in r.stdout and "logL" not in r.stdout
 
 
 def test_example_deconvolve_2d():
