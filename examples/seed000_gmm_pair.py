@@ -16,6 +16,29 @@ from sklearn.metrics import roc_auc_score
 import pygmmis_ng as ng
 
 
+def pair_figure(pair, X, y, result):
+    """The labelled draws and the 1- and 2-sigma ellipses of both class densities."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from pygmmis_ng.tools.plots import plot_ellipses
+
+    fig, ax = plt.subplots(figsize=(6, 6), layout="constrained")
+    ax.plot(*X[y][:2000].T, ".", ms=2, color="C1", alpha=0.4, label="positive draws")
+    ax.plot(*X[~y][:2000].T, ".", ms=2, color="C0", alpha=0.4, label="negative draws")
+    plot_ellipses(ax, pair.pos, ec="C1")
+    plot_ellipses(ax, pair.neg, ec="C0")
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="C1", label="positive density: 1, 2 sigma"),
+                Line2D([], [], color="C0", label="negative density: 1, 2 sigma")]
+    ax.legend(handles=handles, loc="best", fontsize=8, markerscale=4)
+    ax.set(xlabel="feature 1", ylabel="feature 2")
+    ax.set_title(f"GMM pair: cluster AUCs {np.round(result['cluster_auc'], 2).tolist()}\n"
+                 f"Bayes AUC {result['bayes_auc']:.3f}, classifier "
+                 f"{result['classifier_auc']:.3f}", fontsize=10)
+    return fig
+
+
 def main(smoke=False, out=None):
     n = 4000 if smoke else 20000
     pair = ng.datasets.gmm_pair(3, 2, auc_range=(0.6, 0.8), rng=0)
@@ -33,12 +56,7 @@ def main(smoke=False, out=None):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from pygmmis_ng.tools.plots import plot_ellipses
-        fig, ax = plt.subplots(figsize=(5, 5))
-        ax.plot(*X[y][:2000].T, ".", ms=2, color="C1", alpha=0.4)
-        ax.plot(*X[~y][:2000].T, ".", ms=2, color="C0", alpha=0.4)
-        plot_ellipses(ax, pair.pos, ec="C1")
-        plot_ellipses(ax, pair.neg, ec="C0")
+        fig = pair_figure(pair, X, y, result)
         fig.savefig(f"{out}/seed000_pair.png", dpi=100)
         plt.close(fig)
     return result

@@ -69,3 +69,34 @@ def test_example_deconvolve_2d():
     tw = np.trace(truth.covar.sum(0))
     assert abs(np.trace(xd.covar.sum(0)) - tw) < 0.1 * tw
     assert np.trace(plain.covar.sum(0)) > 1.3 * tw
+
+
+def test_demo_figure_has_truth_panel_axes_legend_colour_scale_and_scores():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pygmmis_ng.tools.demo import figure_demo
+
+    out = run_demo(N=400, seed=1)
+    fig = figure_demo(out)
+    try:
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        density, scores = panels[:5], panels[5]
+        assert len(panels) == 6
+        assert density[0].get_title().startswith("truth")
+        for ax, name in zip(density[1:], METHODS):
+            gap = out["methods"][name]["heldout"] - out["truth_heldout"]
+            assert ax.get_title().startswith(name) and f"{gap:+.3f} vs truth" in ax.get_title()
+        for ax in density:
+            assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "y")
+            assert len(ax.get_xticks()) > 2 and len(ax.get_yticks()) > 2
+            labels = [t.get_text() for t in ax.get_legend().get_texts()]
+            assert "selection boundary" in labels
+            assert any("samples" in label or "draws" in label for label in labels)
+        colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "log10 density"
+        assert [t.get_text() for t in scores.get_yticklabels()] == list(METHODS)
+        assert "truth" in scores.get_xlabel()
+    finally:
+        plt.close(fig)

@@ -24,6 +24,26 @@ def test_seed000_gmm_pair(tmp_path):
     assert (tmp_path / "seed000_pair.png").stat().st_size > 1000
 
 
+def test_seed000_figure_has_legend_axis_labels_and_the_aucs():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mod = runpy.run_path(str(EXAMPLES / "seed000_gmm_pair.py"))
+    pair = mod["ng"].datasets.gmm_pair(3, 2, auc_range=(0.6, 0.8), rng=0)
+    X, y, _ = pair.draw(500, rng=1)
+    result = {"cluster_auc": [0.7, 0.65, 0.75], "bayes_auc": 0.71, "classifier_auc": 0.7}
+    fig = mod["pair_figure"](pair, X, y, result)
+    try:
+        ax = fig.axes[0]
+        assert ax.get_xlabel() and ax.get_ylabel()
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels[:2] == ["positive draws", "negative draws"] and len(labels) == 4
+        assert "Bayes AUC 0.710" in ax.get_title()
+    finally:
+        plt.close(fig)
+
+
 def test_seed001_sampling_bic_digits():
     r = run("seed001_sampling_bic_digits")
     assert r["new_samples"] == (2000, 2)
