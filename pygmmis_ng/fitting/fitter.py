@@ -76,8 +76,10 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         observe every direction of the D-dimensional space. Not available
         with ``sel_callback`` or ``background`` (a clear error says why).
         The initialization (and ``init_method`` callables) see latent
-        points: each sample's measured values, and a least-squares mean
-        along the directions it does not observe.
+        points: each sample's posterior mean under one Gaussian fitted to all
+        samples by extreme deconvolution (the regression imputation of what it
+        does not observe, shrunk along noisy directions; see
+        :mod:`pygmmis_ng.data.latent`).
     init_method : {'auto', 'random', 'minmax', 'kmeans', 'gmm', 'none'} or callable
         See :mod:`pygmmis_ng.fitting.init`. ``'auto'`` (default): 'kmeans',
         as in scikit-learn (pyGMMis's default is 'random'). Under a
@@ -192,12 +194,10 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         rounding of the stored values (about 6e-8 relative, after centring)
         changes the result. float32 input is then used without a copy.
     progress : None, True or False
-        A progress bar (tqdm) with the iteration, the mean logL, its change, the
-        imputed count and the elapsed time. None (default): shown in
-        interactive sessions (a terminal or a notebook) once the fit has run
-        for 3 s; True: always; False: never. The INFO table on the
-        ``pygmmis_ng`` logger is independent of it (its columns are explained in
-        :mod:`pygmmis_ng.fitting.progress`).
+        A progress bar (tqdm): iteration, mean logL, its change, imputed count,
+        elapsed time. None (default): in terminals and notebooks once the fit
+        has run for 3 s; True: always; False: never. The INFO table on the
+        ``pygmmis_ng`` logger is separate (:mod:`pygmmis_ng.fitting.progress`).
 
     Returns
     -------
