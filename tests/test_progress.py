@@ -69,6 +69,7 @@ def test_bad_progress_is_refused_before_the_fit_changes_anything(data):
     np.testing.assert_array_equal(gmm.mean, truth.mean)
     with pytest.raises(TypeError, match="progress must be None"):
         ng.IncompleteGaussianMixture(2, progress=1).fit(X)
+    assert prog.check_progress(np.bool_(False)) is False
 
 
 def test_bar_is_closed_after_an_error(data, capsys):

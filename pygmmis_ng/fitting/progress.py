@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+import numpy as np
+
 logger = logging.getLogger("pygmmis_ng")
 
 #: with ``progress=None`` the bar appears (in interactive sessions) once a fit has run this
@@ -70,8 +72,8 @@ def interactive() -> bool:
 
 def check_progress(progress: object) -> bool | None:
     """``progress`` as given (None, True or False), or a clear error."""
-    if progress is None or isinstance(progress, bool):
-        return progress
+    if progress is None or isinstance(progress, (bool, np.bool_)):
+        return None if progress is None else bool(progress)
     raise TypeError(f"progress must be None (automatic), True or False, got {progress!r}")
 
 
