@@ -86,6 +86,13 @@ def kmeans_start(Z, K, D):
     return g
 
 
+def table_row(problem, other, t, t_other, logL, l_other, n_eval=None):
+    """One results row: the problem, the other code, both times, the speed-up and both logL."""
+    steps = "" if n_eval is None else f" ({n_eval} E-steps)"
+    return (f"| {problem} | {other} | {t:.2f}{steps} | {t_other:.2f} | {t_other / t:.1f}x "
+            f"| {logL:.5f} | {l_other:.5f} | {logL - l_other:+.1e} |")
+
+
 def bench_missing(rows):
     N, D, K = 50_000 // SCALE, 4, 5
     rng = np.random.default_rng(1)
@@ -101,9 +108,8 @@ def bench_missing(rows):
     l_ours = float(np.mean(ours.logL(X, covar=S)))
     t_pg, pg = run_pygmmis(start, X, covar=S)
     l_pg = float(np.mean(pg.logL(X, covar=S)))
-    rows.append(f"| missing 25% NaN, N={N} D={D} K={K}, per-sample noise, tol 1e-6 | pygmmis 1.2.3 "
-                f"(1e10 variance) | {t:.2f} ({r.n_eval} E-steps) | {t_pg:.2f} | {t_pg / t:.1f}x "
-                f"| {l_ours:.5f} | {l_pg:.5f} | {l_ours - l_pg:+.1e} |")
+    rows.append(table_row(f"missing 25% NaN, N={N} D={D} K={K}, per-sample noise, tol 1e-6",
+                          "pygmmis 1.2.3 (1e10 variance)", t, t_pg, l_ours, l_pg, r.n_eval))
     print(rows[-1], f"  mean error vs truth: ours {mean_error(ours, truth):.3f}, "
           f"pygmmis {mean_error(pg, truth):.3f}", flush=True)
 
@@ -148,9 +154,8 @@ def bench_xd(rows):
         l_xd = float(np.mean(g_xd.logL(X, covar=S)))
         for n_jobs in (1, 2):
             t, logL, n_eval, *_ = res[n_jobs]
-            rows.append(f"| deconvolution N={N} D={D} K={K}, per-sample noise, tol 1e-6, "
-                        f"n_jobs={n_jobs} | {name} | {t:.2f} ({n_eval} E-steps) | {t_xd:.2f} "
-                        f"| {t_xd / t:.1f}x | {logL:.5f} | {l_xd:.5f} | {logL - l_xd:+.1e} |")
+            rows.append(table_row(f"deconvolution N={N} D={D} K={K}, per-sample noise, tol 1e-6, "
+                                  f"n_jobs={n_jobs}", name, t, t_xd, logL, l_xd, n_eval))
             print(rows[-1], flush=True)
         # the same logL: our default fit stopped where its logL first reached XD's final one
         hist = res[1][4]
@@ -159,18 +164,16 @@ def bench_xd(rows):
             g = start.copy()
             r, t = timed(ng.fit, g, X, covar=S, init_method="none", tol=0, miniter=j, maxiter=j)
             logL = float(np.mean(g.logL(X, covar=S)))
-            rows.append(f"| deconvolution N={N} D={D} K={K}, per-sample noise, to XD's final "
-                        f"logL, n_jobs=1 | {name} | {t:.2f} ({r.n_eval} E-steps) | {t_xd:.2f} "
-                        f"| {t_xd / t:.1f}x | {logL:.5f} | {l_xd:.5f} | {logL - l_xd:+.1e} |")
+            rows.append(table_row(f"deconvolution N={N} D={D} K={K}, per-sample noise, to XD's "
+                                  "final logL, n_jobs=1", name, t, t_xd, logL, l_xd, r.n_eval))
             print(rows[-1], flush=True)
         g = start.copy()
         _, t = timed(ng.fit, g, X, covar=S, init_method="none", tol=0, maxiter=30,
                      accelerate=False, miniter=30)
         _, t_xd, g_xd = run_xd(xd, X, S, None, start, maxiter=30)
         logL, l_xd = (float(np.mean(m.logL(X, covar=S))) for m in (g, g_xd))
-        rows.append(f"| deconvolution N={N} D={D} K={K}, per-sample noise, 30 iterations each "
-                    f"(equal work), n_jobs=1 | {name} | {t:.2f} | {t_xd:.2f} | {t_xd / t:.1f}x "
-                    f"| {logL:.5f} | {l_xd:.5f} | {logL - l_xd:+.1e} |")
+        rows.append(table_row(f"deconvolution N={N} D={D} K={K}, per-sample noise, 30 iterations "
+                              "each (equal work), n_jobs=1", name, t, t_xd, logL, l_xd))
         print(rows[-1], flush=True)
 
 
@@ -201,9 +204,8 @@ def bench_projection(rows):
             print(f"  {name}: {t_o:.2f} s, logL {l_o:.6f}, mean error {mean_error(g_o, truth):.3f}")
             for n_jobs in (1, 2):
                 t, logL, n_eval, *_ = res[n_jobs]
-                rows.append(f"| projections {dy}x{D}, N={N} K={K}, per-sample noise, n_jobs={n_jobs} "
-                            f"| {name} | {t:.2f} ({n_eval} E-steps) | {t_o:.2f} | {t_o / t:.1f}x "
-                            f"| {logL:.5f} | {l_o:.5f} | {logL - l_o:+.1e} |")
+                rows.append(table_row(f"projections {dy}x{D}, N={N} K={K}, per-sample noise, "
+                                      f"n_jobs={n_jobs}", name, t, t_o, logL, l_o, n_eval))
                 print(rows[-1], flush=True)
 
 
@@ -226,9 +228,8 @@ def bench_snm(rows):
     # pyGMMis 1.2.3 needs a cutoff for split_n_merge (without one it fails on U[k].copy())
     t_pg, pg = run_pygmmis(start, X, split_n_merge=3, cutoff=5)
     l_pg = float(np.mean(pg.logL(X)))
-    rows.append(f"| split'n'merge=3 from a local optimum, N={N} D=2 K=3 (plain EM: logL "
-                f"{l_plain:.4f}) | pygmmis 1.2.3 | {t:.2f} ({r.n_eval} E-steps) | {t_pg:.2f} "
-                f"| {t_pg / t:.1f}x | {l_ours:.5f} | {l_pg:.5f} | {l_ours - l_pg:+.1e} |")
+    rows.append(table_row(f"split'n'merge=3 from a local optimum, N={N} D=2 K=3 (plain EM: "
+                          f"logL {l_plain:.4f})", "pygmmis 1.2.3", t, t_pg, l_ours, l_pg, r.n_eval))
     print(rows[-1], f"  mean error vs truth: ours {mean_error(ours, truth):.3f}, "
           f"pygmmis {mean_error(pg, truth):.3f}, plain EM {mean_error(plain, truth):.3f}",
           flush=True)
