@@ -82,6 +82,16 @@ def _inverse_gram_py(Li, n, out):
             out[a, b] = s
 
 
+def _fold_det_py(diag, det, logdet):
+    """(det * diag, logdet), the product folded into logdet once it leaves
+    [DET_MIN, DET_MAX]: log det T as 2 (logdet + log det) of the Cholesky diagonals'
+    product, one log per pair at ordinary scales instead of one per dimension."""
+    det *= diag
+    if not DET_MIN < det < DET_MAX:
+        return 1.0, logdet + np.log(det)
+    return det, logdet
+
+
 def _stats_shared_py(x, weight, log_bg, has_bg, mean, prec_chol, log_const, nbr, redo, c2,
                      A, Mc, Cc):
     """Sums of one chunk for components with per-component factors L_k^-1.
@@ -200,10 +210,7 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
                             if not s > 0.0:
                                 return logL, B, i + 1
                             Ls[k, a, a] = np.sqrt(s)
-                            det *= Ls[k, a, a]
-                            if not DET_MIN < det < DET_MAX:
-                                logdet += np.log(det)
-                                det = 1.0
+                            det, logdet = _fold_det(Ls[k, a, a], det, logdet)
                         else:
                             Ls[k, a, b] = s / Ls[k, b, b]
                     s = x[i, a] - mean[k, a]
@@ -237,6 +244,7 @@ def _stats_per_sample_py(x, S, weight, log_bg, has_bg, mean, covar, log_amp, nbr
     return logL, B, 0
 
 
+_fold_det = compile_kernel(_fold_det_py, inline=True)
 _lower_inverse = compile_kernel(_lower_inverse_py, inline=True)
 _back_solve = compile_kernel(_back_solve_py, inline=True)
 _inverse_gram = compile_kernel(_inverse_gram_py, inline=True)

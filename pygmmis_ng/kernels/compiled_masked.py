@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled import DET_MAX, DET_MIN, Q_NEGLIGIBLE, _back_solve, _inverse_gram, _lower_inverse
+from .compiled import Q_NEGLIGIBLE, _back_solve, _fold_det, _inverse_gram, _lower_inverse
 from .compiled_transforms import compile_kernel, deconvolve, mirror_upper, weigh_members
 
 
@@ -39,10 +39,7 @@ def _factor_py(T, dy, L):
                 if not s > 0.0:
                     return -np.inf
                 L[a, a] = np.sqrt(s)
-                det *= L[a, a]
-                if not DET_MIN < det < DET_MAX:
-                    logdet += np.log(det)
-                    det = 1.0
+                det, logdet = _fold_det(L[a, a], det, logdet)
             else:
                 L[a, b] = s / L[b, b]
     return logdet + np.log(det)

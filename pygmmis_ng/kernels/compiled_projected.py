@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled import DET_MAX, DET_MIN, Q_NEGLIGIBLE, _back_solve, _lower_inverse
+from .compiled import Q_NEGLIGIBLE, _back_solve, _fold_det, _lower_inverse
 from .compiled_transforms import compile_kernel, deconvolve, mirror_upper, weigh_members
 
 
@@ -68,10 +68,7 @@ def _stats_projected_py(y, R, S, weight, log_bg, has_bg, mean, covar, log_amp,
                         if not s > 0.0:
                             return logL, B, i + 1
                         Ls[k, a, a] = np.sqrt(s)
-                        det *= Ls[k, a, a]
-                        if not DET_MIN < det < DET_MAX:
-                            logdet += np.log(det)
-                            det = 1.0
+                        det, logdet = _fold_det(Ls[k, a, a], det, logdet)
                     else:
                         Ls[k, a, b] = s / Ls[k, b, b]
                 s = y[i, a]
