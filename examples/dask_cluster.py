@@ -1,4 +1,5 @@
 """Extreme deconvolution on a Dask cluster, from a zarr store on disk.
+===================================================================
 
     python examples/dask_cluster.py            # pip install "pygmmis_ng[dask]" zarr
 
@@ -71,7 +72,7 @@ def main(N=400_000, seed=1, smoke=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--N", type=int, default=400_000, help="samples (default 400000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--smoke", action="store_true", help="a small, quick run")

@@ -1,4 +1,5 @@
 """Extreme deconvolution in pyGMMis style: recover a mixture from noisy samples.
+=============================================================================
 
     python examples/deconvolve_2d.py [--N 4000] [--seed 1]
 
@@ -40,7 +41,7 @@ def main(N=4000, seed=1):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--N", type=int, default=4000, help="samples (default 4000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     args = parser.parse_args()

@@ -112,7 +112,7 @@ def main(smoke=False, out=None, seed=0):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="10000 stars, a quick run")
     parser.add_argument("--out", default=None, help="folder for hipparcos_cmd.png")
     args = parser.parse_args()

@@ -1,4 +1,5 @@
 """Seed 000: synthetic binary-classification data from a pair of GMMs with a target AUC.
+=====================================================================================
 
     python examples/seed000_gmm_pair.py [--smoke] [--out DIR]
 
@@ -51,19 +52,17 @@ def main(smoke=False, out=None):
               "bayes_auc": roc_auc_score(yt, pair.posterior(Xt)),
               "classifier_auc": roc_auc_score(yt, clf.predict_proba(Xt)[:, 1]),
               "positives": float(y.mean())}
-    if out is not None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
 
-        fig = pair_figure(pair, X, y, result)
+    fig = pair_figure(pair, X, y, result)
+    if out is not None:
         fig.savefig(f"{out}/seed000_pair.png", dpi=100)
         plt.close(fig)
     return result
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out")
     for key, value in main(**vars(parser.parse_args())).items():

@@ -1,4 +1,5 @@
 """Seed 001: new samples from a fitted mixture, BIC over K, and a generative digits classifier.
+============================================================================================
 
     python examples/seed001_sampling_bic_digits.py [--smoke]
 
@@ -38,7 +39,7 @@ def main(smoke=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--smoke", action="store_true")
     for key, value in main(**vars(parser.parse_args())).items():
         print(f"{key:18s} {value}")

@@ -1,4 +1,5 @@
 """Seed 003: the pyGMMis README example with pygmmis_ng.
+=====================================================
 
     python examples/seed003_pygmmis_readme.py [--smoke]
 
@@ -63,7 +64,7 @@ def main(smoke=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--smoke", action="store_true")
     for key, value in main(**vars(parser.parse_args())).items():
         print(f"{key:22s} {value}")

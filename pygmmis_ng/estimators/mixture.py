@@ -127,10 +127,12 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
 
     Attributes
     ----------
-    weights_ : ndarray (K,);  means_ : ndarray (K, D)
+    weights_ : ndarray (K,)
+    means_ : ndarray (K, D)
     covariances_, precisions_, precisions_cholesky_ : ndarray
         Shaped by ``covariance_type`` as in scikit-learn.
-    converged_ : bool;  n_iter_ : int
+    converged_ : bool
+    n_iter_ : int
     lower_bound_ : float
         Mean log-likelihood per sample of the fitted model (FitResult.logL).
     lower_bounds_ : list of float

@@ -33,7 +33,7 @@ def chi2_cutoff(D: int, cutoff: float = 3.0) -> float:
     Returns
     -------
     float
-        q such that P(chi^2_D < q) = P(|z| < cutoff) for a standard normal z.
+        q such that P(chi^2_D < q) = P(abs(z) < cutoff) for a standard normal z.
     """
     confidence_1d = 1.0 - 2.0 * scipy.stats.norm.sf(cutoff)
     return float(scipy.stats.chi2.ppf(confidence_1d, D))
