@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
+import itertools
 import os
 import platform
 import re
@@ -60,27 +61,13 @@ def describe(script: str) -> tuple[str, str]:
 
 def render_output(text: str) -> str:
     """Markdown tables stay tables; every other run of lines becomes a text block."""
-    blocks, plain = [], []
-
-    def flush():
-        if any(line.strip() for line in plain):
-            blocks.append("```text\n" + "\n".join(plain).strip("\n") + "\n```")
-        plain.clear()
-
-    table: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("|"):
-            if not table:
-                flush()
-            table.append(line)
-            continue
-        if table:
-            blocks.append("\n".join(table))
-            table = []
-        plain.append(line)
-    if table:
-        blocks.append("\n".join(table))
-    flush()
+    blocks = []
+    for is_table, group in itertools.groupby(text.splitlines(), key=lambda ln: ln.startswith("|")):
+        lines = list(group)
+        if is_table:
+            blocks.append("\n".join(lines))
+        elif any(line.strip() for line in lines):
+            blocks.append("```text\n" + "\n".join(lines).strip("\n") + "\n```")
     return "\n\n".join(blocks)
 
 
@@ -147,6 +134,8 @@ def main(argv=None):
     parser.add_argument("--log", nargs="+", default=[], metavar="SCRIPT=FILE",
                         help="use a saved output of SCRIPT instead of running it")
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.log):
+        parser.error("--log takes SCRIPT=FILE, e.g. bench_core=core.log")
     logs = dict(item.split("=", 1) for item in args.log)
     if not set(logs) <= set(BENCHMARKS):
         parser.error(f"--log names unknown scripts: {sorted(set(logs) - set(BENCHMARKS))}")
