@@ -1,3 +1,7 @@
+import runpy
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -51,3 +55,15 @@ def noisy_data():
     x = truth.draw(2000, rng=rng)
     S = random_spd(rng, 2000, 2, 0.1, 0.8)
     return truth, add_noise(rng, x, S), S, x
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name, **kwargs):
+    """Run ``examples/<name>.py``'s ``main(smoke=True, **kwargs)`` (figures off-screen)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return runpy.run_path(str(EXAMPLES / f"{name}.py"))["main"](smoke=True, **kwargs)

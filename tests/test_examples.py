@@ -2,18 +2,10 @@
 from __future__ import annotations
 
 import runpy
-import warnings
-from pathlib import Path
 
 import numpy as np
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run(name, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return runpy.run_path(str(EXAMPLES / f"{name}.py"))["main"](smoke=True, **kwargs)
+from conftest import EXAMPLES
+from conftest import run_example as run
 
 
 def test_seed000_gmm_pair(tmp_path):

@@ -1,16 +1,11 @@
 """The Hipparcos-2 example: catalogue reading, the geometry, and the headline numbers."""
 from __future__ import annotations
 
-import runpy
-import warnings
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import run_example
 
 from pygmmis_ng.tools import hipparcos as H
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -144,16 +139,8 @@ def test_velocity_ellipsoid_of_one_gaussian():
         H.velocity_ellipsoid(GMM(K=1, D=2))
 
 
-def _run(name, **kwargs):
-    import matplotlib
-    matplotlib.use("Agg")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return runpy.run_path(str(EXAMPLES / f"{name}.py"))["main"](smoke=True, **kwargs)
-
-
 def test_velocity_example_reaches_the_published_solar_motion(tmp_path):
-    r = _run("hipparcos_velocities", out=str(tmp_path))
+    r = run_example("hipparcos_velocities", out=str(tmp_path))
     U, V, W = r["mean"]
     sU, sV, sW = r["dispersion"]
     assert r["n_stars"] == 6000
@@ -164,7 +151,7 @@ def test_velocity_example_reaches_the_published_solar_motion(tmp_path):
 
 
 def test_cmd_example_finds_a_sharper_red_clump(tmp_path):
-    r = _run("hipparcos_cmd", out=str(tmp_path))
+    r = run_example("hipparcos_cmd", out=str(tmp_path))
     bv, M = r["clump"]
     assert 0.95 < bv < 1.12 and 0.6 < M < 1.3
     assert r["clump_width"] < 0.8 * r["clump_width_plain"]
