@@ -38,18 +38,28 @@ from ..kernels import compiled
 _CHUNK_BUDGET = {"shared": 1 << 19, "per_sample": 1 << 20}
 
 
-def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool) -> list[slice]:
+def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool, max_rows: int | None = None,
+                blocks: tuple | None = None) -> list[slice]:
     """Fixed chunk boundaries for streaming N samples through the kernels.
 
     The chunk length depends only on (N, K, D, noise kind), never on the
     number of workers, so sums are reduced in the same order everywhere.
+    ``max_rows`` caps it (the minibatches of online EM are made of whole
+    chunks); ``blocks`` (row counts summing to N, e.g. a dask array's row
+    chunks) makes every chunk lie within one block.
     """
     if per_sample_noise:
         budget, per_row = _CHUNK_BUDGET["per_sample"], K * D * D + K * D + 2 * K
     else:
         budget, per_row = _CHUNK_BUDGET["shared"], K * D + D * D + 2 * K
     size = int(np.clip(budget // per_row, 256, 65536))
-    return [slice(i, min(i + size, N)) for i in range(0, N, size)]
+    if max_rows is not None:
+        size = max(1, min(size, int(max_rows)))
+    out, start = [], 0
+    for n in (N,) if blocks is None else blocks:
+        out += [slice(start + i, start + min(i + size, n)) for i in range(0, n, size)]
+        start += n
+    return out
 
 
 class Group(NamedTuple):
@@ -98,21 +108,24 @@ class Layout(NamedTuple):
     groups: tuple
 
 
-def single_group_layout(N: int, S: np.ndarray | None, K: int, D: int) -> Layout:
+def single_group_layout(N: int, S: np.ndarray | None, K: int, D: int,
+                        max_rows: int | None = None, blocks: tuple | None = None) -> Layout:
     """The layout of N complete samples without projections (one group, rows unchanged), as
-    :func:`make_layout` makes it, from the shapes alone (``S``: None, (D, D) or (N, D, D))."""
+    :func:`make_layout` makes it, from the shapes alone (``S``: None, (D, D) or (N, D, D));
+    ``max_rows`` and ``blocks`` as in :func:`eval_chunks`."""
     per_sample = S is not None and S.ndim == 3
     return Layout(None, (Group(slice(0, N), None, None, None if per_sample else S,
-                               tuple(eval_chunks(N, K, D, per_sample)), D),))
+                               tuple(eval_chunks(N, K, D, per_sample, max_rows, blocks)), D),))
 
 
 def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
-                allow_masked: bool = False) -> Layout:
+                allow_masked: bool = False, max_rows: int | None = None) -> Layout:
     """Group the samples of data X (N, dy) by missingness pattern.
 
     ``R``: None, (dy, D) or (N, dy, D); ``S``: None, (dy, dy) or (N, dy, dy).
     The data are not reordered here: the caller applies ``order``.
     ``allow_masked``: one masked group for many patterns (compiled kernels, no R).
+    ``max_rows``: the longest chunk (see :func:`eval_chunks`).
     """
     N, dy = X.shape
     per_sample = (S is not None and S.ndim == 3) or (R is not None and R.ndim == 3)
@@ -124,7 +137,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
         order = np.argsort(inverse, kind="stable")
     if allow_masked and R is None and compiled.ENABLED and len(patterns) > MASKED_PATTERNS:
         # sorted by pattern all the same: the masked kernel reuses a pattern's factors
-        chunks = tuple(eval_chunks(N, K, D, True))
+        chunks = tuple(eval_chunks(N, K, D, True, max_rows))
         return Layout(order, (Group(slice(0, N), None, None, S if S is not None and S.ndim == 2
                                     else None, chunks, dy, masked=True),))
     counts = np.bincount(inverse, minlength=len(patterns))
@@ -142,7 +155,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
         if S is not None and S.ndim == 2:
             Sg = S if obs is None else S[np.ix_(obs, obs)]
         chunks = tuple(slice(start + c.start, start + c.stop)
-                       for c in eval_chunks(int(n), K, D, per_sample))
+                       for c in eval_chunks(int(n), K, D, per_sample, max_rows))
         groups.append(Group(slice(start, start + int(n)), obs, Rg, Sg, chunks,
                             int(pattern.sum())))
         start += int(n)

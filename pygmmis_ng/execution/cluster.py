@@ -163,6 +163,18 @@ def _slots(items: list) -> list:
     return slots
 
 
+def _block_starts(slices: list, blocks: tuple, default: np.ndarray) -> np.ndarray:
+    """Batch boundaries (chunk indices) at the starts of a dask array's row blocks, if every
+    chunk lies within one block (the layout of online EM, whose minibatches are whole blocks:
+    a streamed batch then reads each block once), else ``default``."""
+    ends = np.cumsum(blocks)
+    block = np.searchsorted(ends, [sl.start for sl in slices], side="right")
+    if not np.array_equal(block, np.searchsorted(ends, [sl.stop - 1 for sl in slices],
+                                                 side="right")):
+        return default
+    return np.append(np.flatnonzero(np.diff(block, prepend=-1)), len(slices))
+
+
 def _forget(tag: str) -> None:
     """Forget a fit's problem and neighborhood flags (on a worker)."""
     with _PROBLEMS_LOCK:
@@ -220,6 +232,8 @@ class DaskExecutor:
                     n_rows = max(1, STREAM_BATCH_BYTES // row_bytes)
                     n_batches = max(n_batches, min(len(slices), -(-p.Xc.shape[0] // n_rows)))
             bounds = np.linspace(0, len(slices), n_batches + 1).round().astype(int)
+            if self.streamed:       # chunks within the row blocks (online EM): read block by block
+                bounds = _block_starts(slices, p.Xc.chunks[0], bounds)
             for b, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
                 for j, sl in enumerate(slices[lo:hi]):
                     self._where[(sl.start, sl.stop)] = (b, j)

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..kernels.stats import SufficientStats
 from .acceleration import Params, extrapolate
 from .convergence import RAMP_NOISE_TOL, check_convergence, params_of, remaining_gain
 from .diagnostics import (
@@ -102,6 +103,21 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     if not np.isfinite(logL):
         raise FloatingPointError("the log-likelihood is not finite; check the data scale "
                                  "and the noise covariances")
+    new, bad, ghost = update(p, st, stats, fit_bg, gen, ghost)
+    return Step(float(logL), N0, comps, new._replace(N0=N0), int((bad | ghost).sum()), ghost,
+                logL_se)
+
+
+def update(p: Problem, st: State, stats: SufficientStats, fit_bg: bool, gen: np.random.Generator,
+           ghost: np.ndarray | None = None) -> tuple[State, np.ndarray, np.ndarray]:
+    """The M-step from ``stats`` (centred on ``st.mean``), with collapsed components and the
+    ghosts of the selection (``ghost`` (K,) bool) re-seeded at random samples.
+
+    Returns the new state (``N0`` as in ``st``) and the (K,) masks of the collapsed and the
+    re-seeded ghost components.
+    """
+    K = st.mean.shape[0]
+    ghost = np.zeros(K, dtype=bool) if ghost is None else ghost
     amp, mean, covar = m_step(stats, st.amp, st.mean, st.covar, p.w, p.masks,
                               p.covariance_type, p.reg_covar)
     if p.const_axes is not None:
@@ -111,7 +127,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     if fit_bg and p.bg.adjust_amp:
         bg_amp = background_amp(stats, p.bg.amp_min, p.bg.amp_max)
     bad = collapsed(stats.A, covar, stats.A.sum() + stats.B, p.scale2) & ~p.masks["covar"]
-    ghost &= ~bad
+    ghost = ghost & ~bad
     for k in np.flatnonzero(bad | ghost):
         if bad[k]:
             logger.warning("component %d collapsed (amplitude %.3g); re-seeding it at a random "
@@ -129,8 +145,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
         renormalize_free(amp, p.masks["amp"])
         free = ~p.masks["covar"]
         covar[free] = constrain(covar, amp, p.covariance_type)[free]
-    return Step(float(logL), N0, comps, State(amp, mean, covar, bg_amp, N0),
-                int((bad | ghost).sum()), ghost, logL_se)
+    return State(amp, mean, covar, bg_amp, st.N0), bad, ghost
 
 
 def reseed_row(p: Problem, gen: np.random.Generator) -> int:

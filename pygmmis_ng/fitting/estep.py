@@ -78,28 +78,46 @@ def _observed_task(p: Problem, task: ObservedTask) -> SufficientStats:
     return observed.chunk_stats(p.groups[g], sl, p.Xc, p.S, p.R, comps, weight, log_bg, nbr, redo)
 
 
+def all_chunks(p: Problem) -> list[tuple[int, slice]]:
+    """Every chunk of the observed samples as (group, rows), in order."""
+    return [(g, sl) for g, grp in enumerate(p.groups) for sl in grp.chunks]
+
+
+def _tasks(p: Problem, comps: list, bg_amp: float, chunks: list | None,
+           redo: np.ndarray | None = None, history: NeighborhoodHistory | None = None) -> list:
+    log_alpha = math.log(bg_amp) if bg_amp > 0 else None
+    version, hist = (0, None) if history is None else (history.version, history.comps)
+    return [ObservedTask(g, sl, comps[g], log_alpha, redo, version,
+                         None if hist is None else hist[g])
+            for g, sl in (all_chunks(p) if chunks is None else chunks)]
+
+
 def observed_stats(p: Problem, comps: list, bg_amp: float, ex: Any,
                    redo: np.ndarray | None = None,
-                   history: NeighborhoodHistory | None = None) -> SufficientStats:
+                   history: NeighborhoodHistory | None = None,
+                   chunks: list | None = None) -> SufficientStats:
     """Statistics of all observed samples: chunk tasks on the executor, summed in order.
 
     ``comps`` holds the components of each group (:func:`group_comps`). With
     neighborhoods (``p.nbr``), ``redo`` flags the components whose
     neighborhoods are recomputed in this pass, and ``history`` what the
-    stored flags are (updated here).
+    stored flags are (updated here). ``chunks``: only these (group, rows) of
+    :func:`all_chunks` (a minibatch), in this order.
     """
     K, D = comps[0].log_amp.size, p.center.size
-    log_alpha = math.log(bg_amp) if bg_amp > 0 else None
     stats = SufficientStats.zeros(K, D)
-    version, hist = (0, None) if history is None else (history.version, history.comps)
-    tasks = [ObservedTask(g, sl, comps[g], log_alpha, redo, version,
-                          None if hist is None else hist[g])
-             for g, grp in enumerate(p.groups) for sl in grp.chunks]
-    for part in ex.map(_observed_task, tasks):
+    for part in ex.map(_observed_task, _tasks(p, comps, bg_amp, chunks, redo, history)):
         stats += part
     if history is not None and redo is not None:
         history.update(comps, redo)
     return stats
+
+
+def chunk_logL(p: Problem, comps: list, bg_amp: float, ex: Any, chunks: list
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The summed logL and weight of each of the chunks ``chunks`` ((group, rows) each)."""
+    parts = ex.map(_observed_task, _tasks(p, comps, bg_amp, chunks))
+    return np.array([s.logL for s in parts]), np.array([s.weight for s in parts])
 
 
 def observed_log_joint(p: Problem, st: State) -> tuple[np.ndarray, np.ndarray | None]:

@@ -30,6 +30,7 @@ from ..data.validation import (
     check_rng,
     check_spread,
     check_weights,
+    has_nan,
 )
 from ..execution.cluster import check_client
 from ..model import GMM
@@ -40,6 +41,7 @@ from .init import InitCallback, resolve_init
 from .mstep import check_covariance_type
 from .out_of_core import check_lazy_input, check_observed_omega, log_terms, uses_cluster_data
 from .progress import check_progress
+from .schedule import LEARNING_DECAY, LEARNING_OFFSET, OnlineOptions, check_online
 
 #: most initializations a fit accepts
 MAX_N_INIT = 10_000
@@ -118,6 +120,7 @@ class FitOptions:
     reg_covar: float = 0.0
     client: Any = None
     progress: bool | None = None
+    online: OnlineOptions | None = None        # online (stepwise) EM; None: full-batch
 
     @property
     def impute(self) -> bool:
@@ -129,9 +132,15 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
               covar_callback: Any, background: Any, tol: Any, miniter: Any, maxiter: Any,
               frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any,
               covariance_type: Any = "full", reg_covar: Any = 0.0, client: Any = None,
-              dtype: Any = np.float64, progress: Any = None
+              dtype: Any = np.float64, progress: Any = None, batch_size: Any = None,
+              n_passes: Any = None, finish: Any = 0, shuffle: Any = True,
+              learning_decay: Any = LEARNING_DECAY, learning_offset: Any = LEARNING_OFFSET,
+              min_samples: int | None = None
               ) -> tuple[Observations, FitOptions, np.random.Generator]:
     """Validate every argument of a fit; see :func:`pygmmis_ng.fit` for their meaning.
+
+    ``min_samples``: the fewest samples accepted (default K; a minibatch of an
+    online update of a model already fitted may hold fewer).
 
     Returns
     -------
@@ -167,6 +176,9 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     client = check_client(client)
     dtype = check_dtype(dtype)
     progress = check_progress(progress)
+    online = check_online(batch_size, n_passes, learning_decay, learning_offset, shuffle, finish)
+    if online is not None:
+        _check_online_combination(sel_callback, cutoff, attempts)
     impute = sel_callback is not None
     if uses_cluster_data(data, client):
         _check_combination(R, covar, sel_callback, covar_callback, background)
@@ -182,9 +194,10 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         obs = Observations(X, None, S, weight, np.asarray(lazy.sample[0], np.float64),
                            log_omega_mean, N_w, lazy.sample[2], Z_covar, on_cluster=True)
     else:
-        X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D, dtype)
+        X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D, dtype,
+                                         K if min_samples is None else min_samples)
         # latent points (this raises if the projections or missing values leave a direction unseen)
-        missing = bool(np.isnan(X).any())
+        missing = has_nan(X)
         Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
         _check_bounds(Z, X.shape[0], K, w, reg_covar, n_init, oversampling, impute)
         _check_combination(R, S, sel_callback, covar_callback, background)
@@ -196,7 +209,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
         masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
         accelerate=bool(accelerate), covariance_type=covariance_type, reg_covar=reg_covar,
-        client=client, progress=progress)
+        client=client, progress=progress, online=online)
     return obs, options, gen
 
 
@@ -218,12 +231,14 @@ def _sampled(X: np.ndarray, R: Any, S: Any, weight: Any, Z: np.ndarray, log_omeg
 
 
 def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D: int,
-                   dtype: np.dtype) -> tuple:
+                   dtype: np.dtype, min_samples: int) -> tuple:
     """Data, projections, noise and weights, checked against each other and the model."""
     X, R, S = check_observed(data, covar, R, D, dtype)
     N = X.shape[0]
-    if N < K:
-        raise ValueError(f"K={K} components cannot be fitted to N={N} samples: need N >= K")
+    if N < max(min_samples, 1):
+        raise ValueError(f"K={K} components cannot be fitted to N={N} samples: need N >= K"
+                         if min_samples == K else f"data must hold at least {min_samples} "
+                         f"sample(s), got {N}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns: fill_latent says so
         span = np.nanmax(X, axis=0).astype(np.float64) - np.nanmin(X, axis=0)
@@ -317,6 +332,27 @@ def _check_covariance_type(covariance_type: Any, masks: dict, attempts: int) -> 
         raise ValueError("split_n_merge is not available with covariance_type='tied' (a partial "
                          "EM of three components would untie the shared covariance); pass "
                          "split_n_merge=0")
+
+
+def _check_online_combination(sel_callback: Any, cutoff: Any, attempts: int) -> None:
+    """What online EM (``batch_size``) cannot do, refused with the reason."""
+    if sel_callback is not None:
+        raise ValueError(
+            "batch_size (online EM) with sel_callback is not supported: imputation estimates "
+            "the selected fraction Z and the original size N0 of the *whole* data at each "
+            "update from about oversampling * N0 draws, so a minibatch would need as many "
+            "draws as a full pass (or, with fewer, a biased N0 and Monte-Carlo noise that the "
+            "running statistics do not average away). Fit with batch_size=None, subsample "
+            "the data uniformly (a uniform subsample keeps the selection function), or fit "
+            "online without sel_callback and fit the selected model on a subsample")
+    if cutoff is not None:
+        raise ValueError("batch_size (online EM) with cutoff is not supported: neighborhoods "
+                         "are reused between full passes at nearby parameters, while online "
+                         "EM moves the parameters between minibatches; pass cutoff=None")
+    if attempts > 0:
+        raise ValueError("batch_size (online EM) with split_n_merge is not supported: its "
+                         "candidates need full-batch EM runs; pass split_n_merge=0 (or fit "
+                         "the online result again with split_n_merge and init_method='none')")
 
 
 def _check_combination(R: Any, S: Any, sel_callback: Any, covar_callback: Any,

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..data.layout import make_layout, single_group_layout, sorted_rows
 from ..data.lazy import stable_average
+from ..data.mapped import CentredRows, is_memory_mapped
 from ..data.observed import background_log_density, lazy_background_log_density
 from ..selection.imputation import ImputationSampler
 from .init import axis_variances, constant_axes, support_index, volume_filling_scale
@@ -26,17 +27,24 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
     N = X.shape[0]
     center = stable_average(Z, obs.Z_weight)
     bg = opts.background
+    online = opts.online
+    max_rows = None if online is None else online.batch_size
     if obs.on_cluster:
-        layout = single_group_layout(N, S, K, D)
+        # online: chunks within the dask array's row blocks (the minibatches' units)
+        blocks = None if online is None else tuple(X.chunks[0])
+        layout = single_group_layout(N, S, K, D, max_rows, blocks)
         Xs, Ss, Rs, ws = X, S, None, weight
         Xc = (X - center).astype(X.dtype)    # lazily, on the workers (the same bits)
         log_bg_obs = None if bg is None else lazy_background_log_density(bg, X, S)
     else:
-        layout = make_layout(X, R, S, K, D, allow_masked=True)
+        layout = make_layout(X, R, S, K, D, allow_masked=True, max_rows=max_rows)
         Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
         shift = center if R is None else (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
         # in float64, stored as the data are (float32 with dtype=float32)
-        Xc = np.subtract(Xs, shift, out=np.empty(Xs.shape, Xs.dtype), casting="same_kind")
+        if layout.order is None and R is None and is_memory_mapped(X):
+            Xc = CentredRows(X, center)        # centred chunk by chunk, never copied whole
+        else:
+            Xc = np.subtract(Xs, shift, out=np.empty(Xs.shape, Xs.dtype), casting="same_kind")
         log_bg_obs = None if bg is None else background_log_density(bg, layout, Xs, Ss)
     if opts.cutoff is not None:
         layout = layout._replace(groups=tuple(

@@ -139,6 +139,31 @@ def log_row(it: int, N: int, imputed: float | None, orig: float | None, bg_amp: 
     logger.info("  ".join(f"{c:>10s}" for c in cells), extra={"iteration": it})
 
 
+def log_pass_header(bg: bool) -> None:
+    """The table of an online fit: one row per pass (see :mod:`pygmmis_ng.fitting.online`)."""
+    cols = ["PASS", "BATCHES", "SAMPLES"] + (["BG_AMP"] if bg else []) + \
+        ["LOG_L", "DELTA", "RATE", "ELAPSED"]
+    logger.info("  ".join(f"{c:>10s}" for c in cols))
+
+
+def log_pass_row(n: int, batches: int, N: float, bg_amp: float | None, logL: float,
+                 delta: float | None, rate: float | None) -> None:
+    """One pass of an online fit: minibatch updates so far, the evaluation slice's mean logL,
+    its change and the learning rate reached; one step of the progress bar."""
+    tracker = _CURRENT.get()
+    if tracker is not None and tracker.bar is not None and n > 0:
+        tracker.bar.set_postfix({"logL": f"{logL:.6f}", "batches": batches}, refresh=False)
+        tracker.bar.update(1)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    cells = [f"{n:10d}", f"{batches:10d}", f"{N:10.0f}"]
+    if bg_amp is not None:
+        cells.append(f"{bg_amp:10.4f}")
+    cells += [f"{logL:10.5f}", "" if delta is None else f"{delta:+10.3e}",
+              "" if rate is None else f"{rate:10.3g}", f"{elapsed():10.2f}"]
+    logger.info("  ".join(f"{c:>10s}" for c in cells), extra={"iteration": n})
+
+
 class _RowFilter(logging.Filter):
     """Keep the messages of a fit, and of the table rows every ``interval``-th (verbose >= 2)."""
 

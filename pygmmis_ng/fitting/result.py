@@ -28,12 +28,16 @@ class FitResult(tuple):
     n_iter : int
         Number of iterations of the returned run: moves to new parameters,
         by an EM update or (with ``accelerate``) an accepted extrapolation.
+        With online EM (``batch_size``): the passes over the data, plus the
+        iterations of the finishing full-batch EM.
     n_eval : int
         Number of E-steps the returned run computed: n_iter + 1 plus one
         per rejected extrapolation (the cost of the run).
     converged : bool
     history : ndarray (n_iter + 1,)
-        Mean log-likelihood of the initial parameters and after each iteration.
+        Mean log-likelihood of the initial parameters and after each iteration
+        (online EM: the evaluation slice's after each pass, then the finishing
+        EM's exact values).
     n_samples : int
         Number of observed samples N.
     orig_size : float
@@ -66,6 +70,16 @@ class FitResult(tuple):
         fraction if it was fitted.
     weight_sum : float
         The (weighted) number of observed samples N the logL is averaged over.
+    logL_se : float
+        Standard error of ``logL``: with a ``sel_callback`` its Monte-Carlo
+        error (from the estimate of Z), with online EM and no ``finish`` the
+        error of the evaluation slice's mean as an estimate of all rows'; 0
+        when ``logL`` is exact.
+    online : OnlineReport or None
+        With ``batch_size``: how the online passes went (passes, minibatches,
+        the slice's logL after each pass, the prequential logL of each pass,
+        the state ``partial_fit`` continues from), see
+        :class:`pygmmis_ng.fitting.online_fit.OnlineReport`; None otherwise.
     """
 
     def __new__(cls, logL: float, U: list, **info: Any) -> FitResult:

@@ -1,0 +1,207 @@
+"""Online (stepwise) EM: minibatch updates of running sufficient statistics, pass by pass.
+
+See :mod:`.schedule` for the update rule, the learning rate and how the
+minibatches are made. The running statistics are kept per unit of sample
+weight and centred on the current component means (as every E-step's sums
+are, :mod:`pygmmis_ng.kernels.stats`): a minibatch's sums, divided by its
+weight, are blended in as they come, and after the M-step the running sums
+are re-centred on the new means (exactly: moments about one point are
+moments about another plus terms in the shift). The M-step is the full-batch
+one (:func:`.em_loop.update`: frozen parameters, ``w``, ``reg_covar``,
+covariance families, a background's fraction, collapsed components
+re-seeded).
+
+After each pass the mean log-likelihood of the *evaluation slice* -- fixed
+units of at least ``eval_rows`` rows drawn once from the fit's ``rng``
+(all rows of smaller data, then exact) -- is computed at the current
+parameters. The online passes stop when its change between passes, plus the
+change still to come at the rate the last two changes shrank by, is below
+``tol``. The slice's mean is an unbiased estimate of the whole data's mean
+log-likelihood; its standard error comes from the spread of its units.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..data.lazy import is_lazy
+from ..kernels.stats import SufficientStats
+from .em_loop import update
+from .estep import all_chunks, chunk_logL, group_comps, observed_stats
+from .problem import Problem, State
+from .progress import log_pass_header, log_pass_row
+from .schedule import OnlineOptions, eval_units, learning_rate, pass_batches, unit_bounds
+
+logger = logging.getLogger("pygmmis_ng")
+
+
+class OnlineRun(NamedTuple):
+    """The outcome of the online passes of one start."""
+
+    state: State
+    logL: float                 # mean logL of the evaluation slice at ``state``
+    logL_se: float              # its standard error as an estimate of the whole data's (0: exact)
+    pass_logL: np.ndarray       # (passes + 1,) the slice's mean logL at the start and after each pass
+    running_logL: np.ndarray    # (passes,) mean logL of each minibatch before its update, per pass
+    n_passes: int
+    n_batches: int              # minibatch updates made
+    converged: bool
+    n_reseeded: int
+    t: int                      # the learning-rate counter after the last update
+    running: SufficientStats    # the running statistics (per unit weight, centred on the means)
+    eval_rows: int = 0          # rows of the evaluation slice
+
+
+class OnlineState(NamedTuple):
+    """What an online fit carries from one piece of data (or one fit) to the next."""
+
+    running: SufficientStats        # per unit weight, centred on the component means
+    t: int                          # minibatch updates made so far
+    scale2: np.ndarray              # (D,) the first data's variance of each axis
+    reseed_scale: float
+    const_axes: np.ndarray | None
+
+
+def state_of(problem: Problem, running: SufficientStats, t: int) -> OnlineState:
+    """The state to continue from after a fit (or a piece) on ``problem``."""
+    return OnlineState(running, t, problem.scale2, problem.reseed_scale, problem.const_axes)
+
+
+def start_stats(st: State) -> SufficientStats:
+    """Running statistics (per unit weight) that give back ``st`` by the M-step: amplitudes
+    as shares of the weight, sums centred on the means, scatter = A_k V_k."""
+    A = st.amp * (1.0 - st.bg_amp)
+    K, D = st.mean.shape
+    return SufficientStats(A.copy(), np.zeros((K, D)), A[:, None, None] * st.covar, 0.0, 1.0,
+                           float(st.bg_amp))
+
+
+def recentre(stats: SufficientStats, shift: np.ndarray) -> SufficientStats:
+    """Sums centred on m moved to be centred on m - ``shift`` (K, D): exact."""
+    A, Mc = stats.A, stats.Mc
+    outer = Mc[:, :, None] * shift[:, None, :]
+    Cc = stats.Cc + outer + np.swapaxes(outer, 1, 2) + \
+        A[:, None, None] * shift[:, :, None] * shift[:, None, :]
+    return SufficientStats(A, Mc + A[:, None] * shift, Cc, stats.logL, stats.weight, stats.B)
+
+
+def blend(running: SufficientStats, batch: SufficientStats, rho: float) -> SufficientStats:
+    """(1 - rho) running + rho batch / its weight (both centred on the same means)."""
+    f = rho / batch.weight
+    return SufficientStats(running.A * (1 - rho) + batch.A * f, running.Mc * (1 - rho) + batch.Mc * f,
+                           running.Cc * (1 - rho) + batch.Cc * f, 0.0, 1.0,
+                           running.B * (1 - rho) + batch.B * f)
+
+
+def units_of(p: Problem) -> tuple[list, list[list[int]], np.ndarray]:
+    """The chunks (g, slice) of the problem, its units (lists of chunk indices) and the rows of
+    each unit (see :func:`.schedule.unit_bounds`)."""
+    chunks = all_chunks(p)
+    blocks = tuple(p.Xc.chunks[0]) if is_lazy(p.Xc) else None
+    units = unit_bounds([sl for _, sl in chunks], blocks)
+    rows = np.array([sum(chunks[i][1].stop - chunks[i][1].start for i in u) for u in units],
+                    dtype=float)
+    return chunks, units, rows
+
+
+class Update(NamedTuple):
+    """One minibatch update: the new state, running statistics and learning-rate counter, the
+    minibatch's summed logL and weight at the state before, and the components re-seeded."""
+
+    state: State
+    running: SufficientStats
+    t: int
+    logL: float
+    weight: float
+    n_reseeded: int = 0
+
+
+def minibatch_step(p: Problem, st: State, running: SufficientStats, tasks: list, t: int,
+                   opts: OnlineOptions, fit_bg: bool, gen: np.random.Generator, ex: Any
+                   ) -> Update:
+    """One stepwise EM update from the chunks ``tasks`` ((g, slice) each)."""
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, chunks=tasks)
+    if not stats.weight > 0:                 # all weights 0: nothing to learn from
+        return Update(st, running, t, 0.0, 0.0)
+    if not np.isfinite(stats.logL):
+        raise FloatingPointError("the log-likelihood is not finite; check the data scale "
+                                 "and the noise covariances")
+    rows = sum(sl.stop - sl.start for _, sl in tasks)
+    t += 1
+    running = blend(running, stats, learning_rate(t, opts, rows))
+    new, bad, _ = update(p, st, running, fit_bg, gen)
+    running = start_stats(new) if bad.any() else recentre(running, st.mean - new.mean)
+    return Update(new, running, t, stats.logL, stats.weight, int(bad.sum()))
+
+
+def evaluate(p: Problem, st: State, fit_bg: bool, ex: Any, tasks: list, exact: bool
+             ) -> tuple[float, float]:
+    """Mean logL of the chunks ``tasks`` at ``st`` and its standard error as an estimate of the
+    whole data's (0 when ``exact``: the tasks are all the data)."""
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+    logL, weight = chunk_logL(p, comps, st.bg_amp if fit_bg else 0.0, ex, tasks)
+    total = weight.sum()
+    mean = float(logL.sum() / total)
+    if exact or len(logL) < 2:
+        return mean, 0.0
+    # a ratio estimator over the chunks (clusters of rows) of the slice
+    resid = logL - mean * weight
+    se = math.sqrt(len(logL) / (len(logL) - 1) * float((resid**2).sum())) / total
+    return mean, se
+
+
+def pass_gap(pass_logL: list[float]) -> float:
+    """The estimated distance of the last pass's logL to the limit: its change plus the
+    changes still to come if each shrinks as the last did (inf after a single pass)."""
+    if len(pass_logL) < 3:
+        return math.inf
+    d1, d0 = pass_logL[-1] - pass_logL[-2], pass_logL[-2] - pass_logL[-3]
+    if d1 <= 0 or d0 <= 0:        # no longer rising: the change is the learning rate's noise
+        return abs(d1)
+    q = d1 / d0
+    return math.inf if q >= 1 else d1 + d1 * q / (1 - q)
+
+
+def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
+               gen: np.random.Generator, ex: Any, tol: float, eval_gen: np.random.Generator,
+               t: int = 0, running: SufficientStats | None = None) -> OnlineRun:
+    """Online passes from ``st`` until the evaluation slice's logL settles (``tol``) or
+    ``opts.n_passes``. ``gen`` orders the minibatches (and re-seeds), ``eval_gen`` draws the
+    evaluation slice; ``t`` and ``running``: the learning-rate counter and running statistics
+    to continue from (default: a fresh start at ``st``)."""
+    chunks, units, unit_rows = units_of(p)
+    slice_units = eval_units(unit_rows, opts.eval_rows, eval_gen)
+    exact = len(slice_units) == len(units)
+    slice_tasks = [chunks[i] for u in slice_units for i in units[u]]
+    running = start_stats(st) if running is None else running
+    logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, exact)
+    pass_logL, running_logL = [logL], []
+    log_pass_header(fit_bg)
+    log_pass_row(0, 0, p.N_w, st.bg_amp if fit_bg else None, logL, None, None)
+    n_batches = n_reseeded = 0
+    converged = False
+    for n in range(1, opts.n_passes + 1):
+        seen_logL = seen_w = 0.0
+        for batch in pass_batches(unit_rows, opts.batch_size, gen if opts.shuffle else None):
+            tasks = [chunks[i] for u in sorted(batch) for i in units[u]]
+            up = minibatch_step(p, st, running, tasks, t, opts, fit_bg, gen, ex)
+            n_batches += up.t - t
+            n_reseeded += up.n_reseeded
+            st, running, t = up.state, up.running, up.t
+            seen_logL, seen_w = seen_logL + up.logL, seen_w + up.weight
+        running_logL.append(seen_logL / seen_w if seen_w > 0 else math.nan)
+        logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, exact)
+        pass_logL.append(logL)
+        gap = pass_gap(pass_logL)
+        log_pass_row(n, n_batches, p.N_w, st.bg_amp if fit_bg else None, logL,
+                     logL - pass_logL[-2], learning_rate(max(t, 1), opts))
+        if gap < tol:
+            converged = True
+            break
+    return OnlineRun(st, logL, se, np.asarray(pass_logL), np.asarray(running_logL), n,
+                     n_batches, converged, n_reseeded, t, running,
+                     int(unit_rows[slice_units].sum()))

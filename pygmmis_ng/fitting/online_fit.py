@@ -1,0 +1,136 @@
+"""An online fit from start to result: each start's passes, the choice, the finishing EM.
+
+:func:`run_online_starts` runs the online passes (:mod:`.online`) of every
+start on one executor, keeps the start whose evaluation slice scores highest
+(all starts are scored on the same slice), and, if asked (``finish``), runs
+full-batch EM from it (:func:`.em_loop.run_em`, with SQUAREM): ``finish=n``
+makes n full-batch updates, ``finish=True`` runs to ``tol``, landing on the
+exact optimum. Each full-batch update is one pass over the data, and one
+more pass gives the returned parameters' exact log-likelihood.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..execution import make_executor
+from ..model import GMM
+from .em_loop import run_em
+from .online import OnlineRun, OnlineState, run_online, start_stats, state_of
+from .options import FitOptions, Observations
+from .problem import Problem, Run
+from .restarts import initial_state
+
+logger = logging.getLogger("pygmmis_ng")
+
+
+class OnlineReport(NamedTuple):
+    """How the online passes of a fit went (``FitResult.online``).
+
+    Attributes
+    ----------
+    batch_size : int
+        Rows per minibatch asked for.
+    n_passes : int
+        Online passes made (each reads every row once).
+    n_batches : int
+        Minibatch updates made (over all passes).
+    pass_logL : ndarray (n_passes + 1,)
+        Mean log-likelihood of the evaluation slice at the start and after each pass.
+    running_logL : ndarray (n_passes,)
+        Mean log-likelihood of each pass's minibatches at the parameters they were
+        scored at (before their own update): in the first pass an honest held-out score.
+    converged : bool
+        Whether the passes settled (the slice's logL within ``tol`` of its limit).
+    eval_rows : int
+        Rows of the evaluation slice (all rows: its logL is exact).
+    logL_se : float
+        Standard error of the slice's mean logL as an estimate of all rows' (0: exact).
+    finish_iter : int
+        Full-batch EM iterations after the passes (``finish``).
+    learning_rate : float
+        The step of the last minibatch update.
+    state : OnlineState
+        What :func:`pygmmis_ng.fitting.partial.partial_fit` (and the estimator's
+        ``partial_fit``) continues from: the running statistics and the update count.
+    """
+
+    batch_size: int
+    n_passes: int
+    n_batches: int
+    pass_logL: np.ndarray
+    running_logL: np.ndarray
+    converged: bool
+    eval_rows: int
+    logL_se: float
+    finish_iter: int
+    learning_rate: float
+    state: OnlineState
+
+
+def run_online_starts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem,
+                      seeds: np.ndarray, eval_seed: int) -> tuple[Run, OnlineReport, np.ndarray, int]:
+    """Online passes from every start, the best start finished by full-batch EM.
+
+    Returns the run (its history: the slice's logL at the start and after each pass, then the
+    finishing EM's), the report, the slice logL of every start, and the chosen start's index.
+    """
+    from .schedule import learning_rate
+
+    online = opts.online
+    fit_bg = problem.bg is not None and (problem.bg.adjust_amp or problem.bg.amp > 0)
+    runs: list[OnlineRun] = []
+    with make_executor(problem, opts.n_jobs, opts.client) as ex:
+        for r, seed in enumerate(seeds):
+            if len(seeds) > 1:
+                logger.info("initialization %d of %d (online)", r + 1, len(seeds))
+            gen = np.random.default_rng(int(seed))
+            st = initial_state(gmm, obs, opts.init, opts, problem, gen)
+            runs.append(run_online(problem, st, online, fit_bg, gen, ex, opts.tol,
+                                   eval_gen=np.random.default_rng(eval_seed)))
+        logLs = np.array([run.logL for run in runs])
+        chosen = int(np.argmax(logLs))
+        best = runs[chosen]
+        fin = None
+        if online.finish != 0:
+            maxiter = opts.maxiter if online.finish is None else online.finish
+            logger.info("finishing with full-batch EM (at most %d iterations)", maxiter)
+            fin = run_em(problem, best.state, min(opts.miniter, maxiter), maxiter,
+                         np.random.default_rng(int(seeds[chosen]) + 1), ex)
+    if fin is None:
+        state = state_of(problem, best.running, best.t)
+    else:          # the finishing EM moved the parameters: statistics that give them back
+        state = state_of(problem, start_stats(fin.state), best.t)
+    report = OnlineReport(online.batch_size, best.n_passes, best.n_batches, best.pass_logL,
+                          best.running_logL, best.converged, best.eval_rows, best.logL_se,
+                          0 if fin is None else fin.n_iter,
+                          learning_rate(max(best.t, 1), online), state)
+    return _as_run(best, fin, online.finish), report, logLs, chosen
+
+
+def _as_run(best: OnlineRun, fin: Run | None, finish: int | None) -> Run:
+    """The online passes (and the finishing EM) as one run: an iteration per pass."""
+    if fin is None:
+        return Run(best.state, best.logL, best.pass_logL, best.n_passes, best.converged,
+                   best.n_reseeded, [], best.n_passes, logL_se=best.logL_se)
+    # finish=n: the user asked for n full-batch steps after settled passes; True: to tol
+    converged = fin.converged or (finish is not None and best.converged)
+    history = np.concatenate([best.pass_logL, fin.history[1:]])
+    return fin._replace(history=history, n_iter=best.n_passes + fin.n_iter,
+                        n_eval=best.n_passes + fin.n_eval, converged=converged,
+                        n_reseeded=best.n_reseeded + fin.n_reseeded)
+
+
+def warn_large_blocks(X: Any, batch_size: int) -> None:
+    """A dask array's row chunks are the units of the minibatches: warn when a chunk alone is
+    far larger than ``batch_size`` (each minibatch is then one whole chunk)."""
+    rows = max(X.chunks[0])
+    if rows > 2 * batch_size:
+        warnings.warn(f"the dask array's row chunks hold up to {rows} rows, more than "
+                      f"batch_size={batch_size}: online EM reads whole chunks, so each "
+                      f"minibatch is one chunk of up to {rows} rows; rechunk the rows to about "
+                      f"batch_size (data.rechunk(({batch_size}, -1))) for smaller minibatches",
+                      UserWarning, stacklevel=4)

@@ -1,0 +1,118 @@
+"""Online (stepwise) EM: its options, step sizes, and the minibatches of each pass.
+
+Stepwise EM (Cappé & Moulines 2009; Liang & Klein 2009) keeps running
+sufficient statistics s per unit of sample weight. The t-th minibatch b moves
+them towards the minibatch's own average statistics at the current
+parameters, and the M-step follows at once::
+
+    s <- (1 - rho_t) s + rho_t s_b(theta),    theta <- M(s)
+    rho_t = (learning_offset + t) ** -learning_decay        (t = 1, 2, ...)
+
+the learning rate of scikit-learn's online ``LatentDirichletAllocation``
+(``learning_decay`` in (0.5, 1] for convergence). A minibatch shorter than
+``batch_size`` (the last of a group of rows) moves s in proportion to its rows.
+
+The minibatches are made of whole *units* of consecutive rows: the chunks of
+the data (at most ``batch_size`` rows each) for numpy input, the row blocks
+of a dask array (its storage chunks, e.g. of a zarr store: read once per
+pass). Each pass visits the units in a random order drawn from the fit's
+``rng`` (``shuffle``) and cuts that sequence into minibatches of about
+``batch_size`` rows, so the batches depend on the data's layout and the seed,
+never on ``n_jobs`` or the Dask cluster.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..data.validation import check_float, check_int
+
+#: the learning rate's defaults: rho_t = (LEARNING_OFFSET + t) ** -LEARNING_DECAY
+LEARNING_DECAY = 0.6
+LEARNING_OFFSET = 2.0
+#: passes over the data when ``n_passes`` is not given
+N_PASSES = 10
+#: rows of the evaluation slice whose mean log-likelihood judges convergence between passes
+EVAL_ROWS = 1 << 16
+
+
+class OnlineOptions(NamedTuple):
+    """How an online fit runs (see the module docstring and :func:`pygmmis_ng.fit`)."""
+
+    batch_size: int
+    n_passes: int
+    learning_decay: float = LEARNING_DECAY
+    learning_offset: float = LEARNING_OFFSET
+    shuffle: bool = True
+    finish: int | None = 0          # full-batch EM updates after the passes (None: to tol)
+    eval_rows: int = EVAL_ROWS
+
+
+def check_online(batch_size: Any, n_passes: Any, learning_decay: Any, learning_offset: Any,
+                 shuffle: Any, finish: Any) -> OnlineOptions | None:
+    """The online options, checked (None: ``batch_size`` None, a full-batch fit)."""
+    if batch_size is None:
+        asked = [name for name, value in (("n_passes", n_passes), ("finish", finish))
+                 if value is not None and value is not False and not (
+                     isinstance(value, (int, np.integer)) and value == 0)]
+        if asked:
+            raise ValueError(f"{', '.join(asked)} needs batch_size (online EM): pass "
+                             "batch_size=... (rows per minibatch), or leave them out")
+        return None
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    n_passes = N_PASSES if n_passes is None else check_int(n_passes, "n_passes", minimum=1)
+    decay = check_float(learning_decay, "learning_decay", minimum=0.0)
+    if not 0.5 < decay <= 1.0:
+        raise ValueError(f"learning_decay must be in (0.5, 1] (stepwise EM converges only "
+                         f"then), got {decay}")
+    offset = check_float(learning_offset, "learning_offset", minimum=0.0)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    if finish is True:
+        finish = None
+    elif finish is False:
+        finish = 0
+    else:
+        finish = check_int(finish, "finish", minimum=0)
+    return OnlineOptions(batch_size, n_passes, decay, offset, bool(shuffle), finish, EVAL_ROWS)
+
+
+def learning_rate(t: int, opts: OnlineOptions, rows: float = 0.0) -> float:
+    """The step of the t-th update (t >= 1) for a minibatch of ``rows`` rows (scaled down
+    for fewer rows than ``batch_size``; 0: unscaled)."""
+    rho = (opts.learning_offset + t) ** -opts.learning_decay
+    if rows > 0:
+        rho *= min(rows / opts.batch_size, 1.0)
+    return min(rho, 1.0)
+
+
+def unit_bounds(chunks: list[slice], blocks: tuple | None) -> list[list[int]]:
+    """The units (lists of chunk indices, in order): each chunk alone, or with ``blocks`` (row
+    counts of a dask array's row chunks, within which every chunk lies) the chunks of each
+    block. ``chunks`` must be sorted by row."""
+    if blocks is None:
+        return [[i] for i in range(len(chunks))]
+    ends = np.cumsum(blocks)
+    units: list[list[int]] = [[] for _ in blocks]
+    for i, sl in enumerate(chunks):
+        units[int(np.searchsorted(ends, sl.start, side="right"))].append(i)
+    return [u for u in units if u]
+
+
+def pass_batches(unit_rows: np.ndarray, batch_size: int, gen: np.random.Generator | None
+                 ) -> list[np.ndarray]:
+    """The minibatches of one pass: unit indices in a random order (``gen``; None: in order),
+    cut into consecutive groups of about ``batch_size`` rows (at least one unit each)."""
+    order = np.arange(len(unit_rows)) if gen is None else gen.permutation(len(unit_rows))
+    per_unit = max(float(np.mean(unit_rows)), 1.0)
+    n_units = max(1, int(round(batch_size / per_unit)))
+    return [order[i:i + n_units] for i in range(0, len(order), n_units)]
+
+
+def eval_units(unit_rows: np.ndarray, eval_rows: int, gen: np.random.Generator) -> np.ndarray:
+    """Units (sorted) of the evaluation slice: drawn at random until they hold ``eval_rows``
+    rows (all units if the data have fewer)."""
+    order = gen.permutation(len(unit_rows))
+    enough = np.searchsorted(np.cumsum(unit_rows[order]), eval_rows) + 1
+    return np.sort(order[:enough])
