@@ -9,7 +9,6 @@ Per-sample noise and weights go to ``fit(X, covar=..., sample_weight=...)``.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -21,40 +20,16 @@ from ..data.lazy import is_lazy
 from ..data.observed import background_log_density_rows
 from ..data.validation import check_dtype, check_int, check_numeric
 from ..fitting.fitter import fit
-from ..fitting.init import resolve_init, takes_weight
-from ..fitting.mstep import check_covariance_type, constrain
 from ..fitting.progress import verbose_output
 from ..model import GMM
 from .gaussian_params import (
-    check_means_init,
-    check_weights_init,
-    covariances_from_precisions,
     precisions,
     precisions_cholesky,
     sklearn_covariances,
 )
+from .init_params import resolve_init_params
+from .online import partial_fit_step
 from .scoring import observed_log_likelihood, warn_without_noise
-
-#: scikit-learn's init_params and the initializations of :mod:`pygmmis_ng.fitting.init` they are
-SKLEARN_INIT = {"kmeans": "kmeans", "k-means++": "k-means++", "random": "random_resp",
-                "random_from_data": "random_from_data"}
-
-
-def _overridden(base: Any, weights: np.ndarray | None, means: np.ndarray | None,
-                covs: np.ndarray | None, covariance_type: str, reg_covar: float) -> Any:
-    """An init callback: ``base`` (its covariances in the family, plus ``reg_covar``), then the
-    given weights, means and covariances in their place (``base`` None: all three given)."""
-    def init(gmm: GMM, data: np.ndarray, covar: Any = None, rng: Any = None,
-             sample_weight: Any = None) -> None:
-        if base is not None:
-            extra = {"sample_weight": sample_weight} if takes_weight(base) else {}
-            base(gmm, data, covar=covar, rng=rng, **extra)
-            gmm.covar = constrain(gmm.covar, gmm.amp, covariance_type) + reg_covar * np.eye(gmm.D)
-        for name, value in (("amp", weights), ("mean", means), ("covar", covs)):
-            if value is not None:
-                setattr(gmm, name, value.copy())
-    init.__name__ = "init_params with weights/means/precisions_init"
-    return init
 
 
 class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
@@ -122,6 +97,13 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     progress : None, True or False
         A progress bar of the fit: None shows it in interactive sessions once
         the fit has run for 3 s (see :func:`pygmmis_ng.fit`).
+    batch_size : int or None
+        None: full-batch EM. An int: online (stepwise) EM over minibatches of
+        about this many rows (``fit``), and the rows per minibatch of
+        ``partial_fit`` (None there: each call's X is one minibatch).
+    n_passes, finish, shuffle, learning_decay, learning_offset
+        The online fit's passes, finishing full-batch EM, minibatch order and
+        learning rate (see :func:`pygmmis_ng.fit`).
     init_method : None
         Deprecated name of ``init_params``.
 
@@ -138,6 +120,10 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     lower_bounds_ : list of float
         The mean log-likelihood of each iterate.
     background_amp_ : float or None
+    n_steps_ : int
+        Minibatch updates made by online EM (``batch_size``, ``partial_fit``); 0 otherwise.
+    online_state_ : OnlineState or None
+        What ``partial_fit`` continues from (running statistics, update count).
     fitted_with_noise_ : bool
         Whether ``fit`` got ``covar``; scoring without ``covar`` then warns
         (:class:`~pygmmis_ng.estimators.scoring.NoiseWarning`).
@@ -166,7 +152,9 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                  oversampling: int = 10, covar_callback: Any = None, background: Any = None,
                  split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool = True,
                  client: Any = None, dtype: Any = np.float64, progress: bool | None = None,
-                 init_method: Any = None) -> None:
+                 batch_size: int | None = None, n_passes: int | None = None,
+                 finish: int | bool = 0, shuffle: bool = True, learning_decay: float = 0.6,
+                 learning_offset: float = 2.0, init_method: Any = None) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -193,6 +181,12 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         self.client = client
         self.dtype = dtype
         self.progress = progress
+        self.batch_size = batch_size
+        self.n_passes = n_passes
+        self.finish = finish
+        self.shuffle = shuffle
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.init_method = init_method
 
     def __sklearn_tags__(self):
@@ -241,12 +235,39 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                       n_jobs=self.n_jobs, sample_weight=sample_weight, n_init=n_init,
                       accelerate=self.accelerate, covariance_type=self.covariance_type,
                       reg_covar=self.reg_covar, client=self.client, dtype=self.dtype,
-                      progress=self.progress)
+                      progress=self.progress, **self._online_params())
         self._set_fitted(gmm, res, background)
         self.fitted_with_noise_ = covar is not None
         if on_cluster:
             self.n_features_in_ = gmm.D
         return self
+
+    def _online_params(self) -> dict:
+        return dict(batch_size=self.batch_size, n_passes=self.n_passes, finish=self.finish,
+                    shuffle=self.shuffle, learning_decay=self.learning_decay,
+                    learning_offset=self.learning_offset)
+
+    def partial_fit(self, X: Any, y: Any = None, covar: Any = None,
+                    sample_weight: Any = None) -> IncompleteGaussianMixture:
+        """Update the mixture with the samples X by online EM (data that arrive in pieces).
+
+        The first call (or the first after ``fit`` without ``batch_size``)
+        initializes the model from X by ``init_params``; each call then cuts X
+        into minibatches of ``batch_size`` rows in the order given (X is one
+        minibatch if ``batch_size`` is None) and makes one stepwise EM update
+        per minibatch, the learning rate decaying over all calls (see
+        :mod:`pygmmis_ng.fitting.partial`). After ``fit(batch_size=...)`` the
+        updates continue from the fit. Pieces of a split give the same model as
+        ``fit`` with ``n_passes=1, shuffle=False`` over the same minibatches.
+
+        Parameters
+        ----------
+        X : array-like (n, D); NaN marks missing features
+        y : ignored
+        covar : None, (D, D) or (n, D, D) noise covariance of the samples
+        sample_weight : None or (n,) non-negative weights
+        """
+        return partial_fit_step(self, X, covar, sample_weight)
 
     def _check_params(self) -> None:
         """The estimator's own switches (the fit checks the rest before it changes anything)."""
@@ -258,26 +279,8 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         check_dtype(self.dtype)
 
     def _init(self, D: int) -> Any:
-        """The initialization: ``init_params`` (or the deprecated ``init_method``), then
-        ``weights_init``, ``means_init`` and ``precisions_init``, checked before the fit."""
-        method = self.init_params
-        if self.init_method is not None:
-            warnings.warn("init_method is deprecated; use init_params (scikit-learn's name)",
-                          FutureWarning, stacklevel=3)
-            method = self.init_method
-        K = check_int(self.n_components, "n_components", minimum=1)
-        check_covariance_type(self.covariance_type)
-        weights = None if self.weights_init is None else check_weights_init(self.weights_init, K)
-        means = None if self.means_init is None else check_means_init(self.means_init, K, D)
-        covs = None if self.precisions_init is None else covariances_from_precisions(
-            self.precisions_init, self.covariance_type, K, D)
-        if isinstance(method, str):
-            method = SKLEARN_INIT.get(method, method)
-        base = resolve_init(method)
-        if weights is None and means is None and covs is None:
-            return base
-        return _overridden(None if all(v is not None for v in (weights, means, covs)) else base,
-                           weights, means, covs, self.covariance_type, float(self.reg_covar))
+        """The initialization callback of ``init_params`` and the ``*_init`` arrays."""
+        return resolve_init_params(self, D)
 
     def _set_fitted(self, gmm: GMM, res: Any, background: Any) -> None:
         ct = self.covariance_type
@@ -294,6 +297,9 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = int(res.n_iter)
         self.lower_bound_ = float(res.logL)
         self.lower_bounds_ = [float(v) for v in res.history]
+        online = getattr(res, "online", None)
+        self.n_steps_ = 0 if online is None else online.n_batches
+        self.online_state_ = None if online is None else online.state
 
     def fit_predict(self, X: Any, y: Any = None, covar: Any = None,
                     sample_weight: Any = None) -> np.ndarray:
