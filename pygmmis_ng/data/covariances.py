@@ -45,20 +45,26 @@ def check_covariances(covar: Any, D: int, name: str, positive_definite: bool,
     C = as_float_array(covar, name, dtype)
     if C.ndim < 2 or C.shape[-2:] != (D, D):
         raise ValueError(f"{name} must have trailing shape ({D}, {D}), got shape {C.shape}")
-    if not np.isfinite(C).all():
-        raise ValueError(f"{name} contains NaN or inf")
     if C.size == 0:
         return C
-    check_magnitude(C, name)
     flat = C.reshape(-1, D, D)
     blocks = [slice(lo, lo + CHECK_BLOCK) for lo in range(0, len(flat), CHECK_BLOCK)]
-    for b in blocks:
-        bad = np.flatnonzero(_symmetry_error(flat[b]) > rtol)
+    exact = True                  # every matrix exactly symmetric: the stack is returned as is
+    for b in blocks:              # block by block: no whole-stack temporary
+        if not np.isfinite(flat[b]).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        check_magnitude(flat[b], name)
+        err = _symmetry_error(flat[b])
+        bad = np.flatnonzero(err > rtol)
         if bad.size:
             bad_all = np.flatnonzero(_symmetry_error(flat) > rtol)
             raise ValueError(f"{name} is not symmetric ({bad_all.size} matrix/matrices, "
                              f"first: index {bad_all[0]})")
-    out = np.empty(flat.shape, dtype=C.dtype)
+        exact = exact and not err.any()
+    # symmetrized into a copy; noise that is exactly symmetric is used as given (the same bits:
+    # large per-sample stacks, e.g. memory-mapped, are not copied); model covariances are copied
+    exact = exact and not positive_definite
+    out = flat if exact else np.empty(flat.shape, dtype=C.dtype)
     what = "positive definite" if positive_definite else "positive semi-definite"
     first, count = None, 0
     for b in blocks:
@@ -68,7 +74,8 @@ def check_covariances(covar: Any, D: int, name: str, positive_definite: bool,
         if bad.size and first is None:
             first = (b.start + bad[0], smallest[bad[0]])
         count += bad.size
-        out[b] = M
+        if not exact:
+            out[b] = M
     if first is not None:
         raise ValueError(f"{name} must be {what}: {count} matrix/matrices are not "
                          f"(first: index {first[0]}, smallest eigenvalue {first[1]:.3g})")

@@ -21,6 +21,8 @@ from .arrays import (  # noqa: F401
 )
 from .covariances import check_covariances
 
+#: rows checked at a time (large data are never copied whole by the checks)
+CHECK_ROWS = 1 << 16
 
 def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     """Check that ``value`` is an integer (not a bool) not smaller than ``minimum``.
@@ -88,23 +90,36 @@ def check_data(data: Any, D: int, name: str = "data", allow_missing: bool = Fals
         raise ValueError(f"{name} has {X.shape[1]} columns but {what}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: need at least one sample")
+    # block by block: whole-array temporaries would double the memory of large (mapped) data
+    for lo in range(0, X.shape[0], CHECK_ROWS):
+        _check_values(X[lo:lo + CHECK_ROWS], name, allow_missing, lo)
+    return X
+
+
+def _check_values(X: np.ndarray, name: str, allow_missing: bool, first: int) -> None:
+    """The value checks of :func:`check_data` on rows ``first``... of the data."""
     nan = np.isnan(X)
     if nan.any():
         if not allow_missing:
-            rows = np.flatnonzero(nan.any(axis=1))
+            rows = first + np.flatnonzero(nan.any(axis=1))
             raise ValueError(
                 f"{name} contains NaN in {rows.size} row(s) (first: row {rows[0]}); "
                 "missing features are not supported here: drop or fill those rows")
-        empty = np.flatnonzero(nan.all(axis=1))
+        empty = first + np.flatnonzero(nan.all(axis=1))
         if empty.size:
             raise ValueError(f"{name} has {empty.size} row(s) with every value missing (NaN) "
                              f"(first: row {empty[0]}): such a sample carries no information; "
                              "drop those rows")
     if np.isinf(X).any():
-        rows = np.flatnonzero(np.isinf(X).any(axis=1))
+        rows = first + np.flatnonzero(np.isinf(X).any(axis=1))
         raise ValueError(f"{name} contains inf in {rows.size} row(s) (first: row {rows[0]})")
     check_magnitude(X, name)
-    return X
+
+
+def has_nan(X: np.ndarray) -> bool:
+    """Whether X holds NaN (block by block: no whole-array temporary)."""
+    return any(bool(np.isnan(X[lo:lo + CHECK_ROWS]).any())
+               for lo in range(0, X.shape[0], CHECK_ROWS))
 
 
 def _as_per_sample(a: Any, name: str, dtype: Any) -> np.ndarray:
@@ -155,7 +170,7 @@ def check_observed(data: Any, covar: Any, R: Any, D: int, dtype: Any = np.float6
         dy = P.shape[-2]
         X = check_data(arr, dy, allow_missing=True, dtype=dtype,
                        columns=f"R projects onto dy={dy} values (R has shape {P.shape})")
-    S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X), dtype)
+    S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X) if has_nan(X) else None, dtype)
     if P is not None and S is None:
         check_projection_rank(X, P)
     return X, P, S

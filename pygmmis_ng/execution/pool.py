@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.mapped import CentredRows, is_memory_mapped
 from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
 from .interrupts import sigint_deferred
 from .serial import single_threaded_blas
@@ -217,8 +218,8 @@ class PoolExecutor:
         specs = {}
         for field in SHARED_FIELDS:
             arr = getattr(self.problem, field)
-            if arr is None:
-                continue
+            if arr is None or isinstance(arr, CentredRows) or is_memory_mapped(arr):
+                continue        # (memory-mapped rows: inherited, or the file reopened)
             arr = np.ascontiguousarray(arr)
             shm = shared_memory.SharedMemory(
                 create=True, size=max(arr.nbytes, 1),
