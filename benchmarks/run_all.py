@@ -46,6 +46,7 @@ BENCHMARKS = {
     "bench_hipparcos": ([], ["--quick"]),
     "bench_dask": ([], []),
     "bench_out_of_core": ([], ["--sizes", "1e5"]),
+    "bench_online": (["--plot", "online_passes.png"], ["--quick"]),
 }
 
 SECTION = re.compile(r"^## `(bench_\w+)\.py`", re.M)

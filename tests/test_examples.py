@@ -62,3 +62,11 @@ def test_dask_cluster_from_zarr():
     assert r["equal_to_local"] is True                      # bit for bit the one-process fit
     assert r["largest_mean_error"] < 0.15
     np.testing.assert_allclose(r["amp"], [0.4, 0.3, 0.2, 0.1], atol=0.02)
+
+
+def test_online_memmap():
+    r = run("online_memmap")
+    assert r["passes"] <= 3 < r["full_passes"] // 4          # a few passes instead of tens
+    assert 0 < r["full_logL"] - r["online_logL"] < 1e-3       # close to the optimum, below it
+    assert r["largest_mean_error"] < 0.2
+    assert r["slice_logL"][-1] > r["slice_logL"][0]
