@@ -15,10 +15,16 @@ from conftest import add_noise, make_truth, random_spd
 from sklearn.exceptions import ConvergenceWarning
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting.online import blend, recentre, start_stats
+from pygmmis_ng.fitting.online import blend, pass_gap, recentre, start_stats
 from pygmmis_ng.fitting.partial import partial_fit
 from pygmmis_ng.fitting.problem import State
-from pygmmis_ng.fitting.schedule import eval_units, learning_rate, pass_batches, unit_bounds
+from pygmmis_ng.fitting.schedule import (
+    eval_units,
+    learning_rate,
+    pass_batches,
+    unit_bounds,
+    windows,
+)
 from pygmmis_ng.kernels.stats import SufficientStats
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -82,19 +88,49 @@ def test_start_stats_give_back_the_state_and_blend_is_a_weighted_mean():
 def test_schedule():
     opts = ng.fitting.schedule.OnlineOptions(100, 3, 0.6, 2.0)
     assert learning_rate(1, opts) == pytest.approx(3 ** -0.6)
-    assert learning_rate(1, opts, rows=50) == pytest.approx(0.5 * 3 ** -0.6)
-    assert learning_rate(1, opts._replace(learning_offset=0.0)) == 1.0
-    rows = np.array([30.0] * 9 + [10.0])
-    batches = pass_batches(rows, 90, np.random.default_rng(0))
-    assert sorted(np.concatenate(batches)) == list(range(10))      # every unit once per pass
-    assert [len(b) for b in batches] == [3, 3, 3, 1]
-    assert [list(b) for b in pass_batches(rows, 60, None)] == [[0, 1], [2, 3], [4, 5], [6, 7],
-                                                              [8, 9]]
-    ev = eval_units(rows, 65, np.random.default_rng(1))
-    assert rows[ev].sum() >= 65 and rows[ev[:-1]].sum() < 65 + 30
+    # a minibatch moves the statistics by its weight against a full one's, at most to 1
+    assert learning_rate(1, opts, weight=50, nominal=100) == pytest.approx(0.5 * 3 ** -0.6)
+    assert learning_rate(1, opts, weight=150, nominal=100) == pytest.approx(1.5 * 3 ** -0.6)
+    assert learning_rate(1, opts._replace(learning_offset=0.0), 300, 100) == 1.0
     chunks = [slice(0, 4), slice(4, 8), slice(8, 10), slice(10, 14), slice(14, 15)]
     assert unit_bounds(chunks, (10, 5)) == [[0, 1, 2], [3, 4]]
-    assert unit_bounds(chunks, None) == [[0], [1], [2], [3], [4]]
+    assert windows(25, 10) == (10, 10, 5)
+    # units are gathered whole up to batch_size rows; an oversize unit is cut by its chunks
+    units = [[0], [1, 2, 3], [4], [5]]
+    rows = np.array([40, 30, 30, 30, 50, 20])
+    assert pass_batches(units, rows, 100, None) == [[0], [1, 2, 3], [4, 5]]
+    # a unit of more than batch_size rows is cut into pieces shuffled into the pass on their own
+    assert pass_batches(units, rows, 60, None) == [[0], [1, 2], [3], [4], [5]]
+    assert pass_batches(units, rows, 75, None) == [[0], [1, 2], [3], [4, 5]]
+    shuffled = pass_batches(units, rows, 100, np.random.default_rng(0))
+    assert sorted(sum(shuffled, [])) == list(range(6))         # every chunk once per pass
+    assert all(rows[b].sum() <= 100 for b in shuffled)
+    ev = eval_units(np.array([30.0] * 9 + [10.0]), 65, np.random.default_rng(1))
+    assert len(ev) == 3
+
+
+def test_convergence_between_passes():
+    assert pass_gap([-3.0, -2.0]) == np.inf
+    # rising by shrinking steps: the change plus the geometric tail
+    assert pass_gap([-3.0, -2.0, -1.5]) == pytest.approx(0.5 + 0.5 * 0.5 / 0.5)
+    # not rising steadily: the larger of the last two changes (one small drop is not enough)
+    assert pass_gap([-2.0, -1.0, -1.00001]) == pytest.approx(1.0)
+    assert pass_gap([-1.0, -1.00001, -1.00002]) == pytest.approx(1e-5)
+
+
+def test_start_stats_give_back_the_parameters_through_the_m_step():
+    from pygmmis_ng.fitting.mstep import m_step
+
+    truth = make_truth()
+    masks = {k: np.zeros(3, bool) for k in ("amp", "mean", "covar")}
+    for ct in ("full", "diag", "spherical"):
+        covar = ng.fitting.mstep.constrain(truth.covar, truth.amp, ct)
+        st = State(truth.amp, truth.mean, covar, 0.1, 1.0)
+        amp, mean, V = m_step(start_stats(st, 0.05), st.amp, st.mean, st.covar, 0.0, masks, ct,
+                              reg_covar=0.05)
+        np.testing.assert_allclose(V, covar, atol=1e-12)
+        np.testing.assert_allclose(amp, truth.amp)
+        np.testing.assert_allclose(mean, truth.mean)
 
 
 # -- reaching the optimum ------------------------------------------------------------------
@@ -264,6 +300,13 @@ def test_memory_mapped_rows_travel_as_the_file_not_the_rows(tmp_path):
     back = pickle.loads(blob)
     assert is_memory_mapped(back.base) and back.shape == (99000, 3)
     np.testing.assert_array_equal(back[10:20], X[1010:1020] - [0.5, -1.0, 2.0])
+    for view in (mX[::-1], mX[::-3, ::-1], mX[50:7:-2, 1:]):      # strides of either sign
+        again = pickle.loads(pickle.dumps(CentredRows(view, np.zeros(view.shape[1]))))
+        np.testing.assert_array_equal(again[:], view)
+    # a copy-on-write mapping may differ from its file: it travels as the rows
+    cow = np.load(tmp_path / "X.npy", mmap_mode="c")
+    cow[0] = 99.0
+    assert pickle.loads(pickle.dumps(CentredRows(cow, np.zeros(3))))[0][0] == 99.0
     assert not is_memory_mapped(X) and is_memory_mapped(mX[5:])
 
 
@@ -316,6 +359,57 @@ def test_a_slice_smaller_than_the_data_is_an_estimate_with_its_error(monkeypatch
     exact = exact_logL(g, X)
     assert 0 < res.logL_se < 0.05
     assert abs(res.logL - exact) < 4 * res.logL_se            # an estimate within its error
+
+
+def test_sample_weights_count_across_minibatches():
+    # heavy rows first, light rows last: each minibatch must move the statistics by its
+    # weight (a minibatch of light rows far less than one of heavy rows; counted by rows,
+    # the amplitudes came out [0.48, 0.52])
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (5000, 1)), rng.normal(6, 1, (5000, 1))])
+    weight = np.r_[np.full(5000, 9.0), np.ones(5000)]
+    full = ng.GMM(2, 1)
+    ng.fit(full, X, sample_weight=weight, rng=0, tol=1e-8)
+    gmm = ng.GMM(2, 1)
+    ng.fit(gmm, X, sample_weight=weight, batch_size=500, n_passes=20, rng=0, tol=0)
+    np.testing.assert_allclose(np.sort(gmm.amp), np.sort(full.amp), atol=0.01)
+    assert np.sort(full.amp)[0] == pytest.approx(0.1, abs=0.01)
+
+
+def test_a_slice_without_weight_falls_back_to_all_rows(monkeypatch):
+    monkeypatch.setattr(ng.fitting.schedule, "EVAL_ROWS", 1000)
+    rng = np.random.default_rng(1)
+    X = make_truth().draw(20000, rng=rng)
+    weight = np.zeros(20000)
+    weight[-500:] = 1.0
+    for seed in range(3):
+        res = ng.fit(ng.GMM(2, 2), X, sample_weight=weight, batch_size=500, n_passes=2,
+                     rng=seed, tol=0)
+        assert np.isfinite(res.logL) and np.isfinite(res.online.pass_logL).all()
+
+
+def test_every_minibatch_holds_every_missingness_pattern_in_row_order(noisy):
+    from pygmmis_ng.data.layout import windowed_layout
+
+    X, S = noisy
+    X = X.copy()
+    X[::2, 1] = np.nan                                  # every other row misses feature 1
+    layout = windowed_layout(X, None, S, 3, 2, 1000)
+    for lo in range(0, len(X), 1000):                   # each window: its own rows, both patterns
+        groups = [g for g in layout.groups if lo <= g.rows.start < lo + 1000]
+        assert sorted(len(range(*g.rows.indices(len(X)))) for g in groups) == [500, 500]
+        assert set(layout.order[lo:lo + 1000]) == set(range(lo, lo + 1000))
+    # so partial_fit over the pieces still equals fit in row order
+    init = _init_gmm(np.nan_to_num(X))
+    whole = init.copy()
+    ng.fit(whole, X, covar=S, init_method="none", batch_size=1000, n_passes=1, shuffle=False,
+           tol=0, rng=1)
+    pieces, state = init.copy(), None
+    for lo in range(0, len(X), 1000):
+        state = partial_fit(pieces, X[lo:lo + 1000], covar=S[lo:lo + 1000], state=state,
+                            batch_size=1000, init_method="none", rng=1).state
+    np.testing.assert_allclose(pieces.mean, whole.mean, rtol=1e-10)
+    np.testing.assert_allclose(pieces.covar, whole.covar, rtol=1e-10)
 
 
 # -- what online EM refuses ----------------------------------------------------------------

@@ -91,5 +91,21 @@ def test_large_chunks_warn_and_the_estimator_fits_on_the_cluster(client, data):
                                        random_state=0)
     with pytest.warns(UserWarning, match="rechunk"):
         est.fit(lazy, covar=S)
-    assert est.n_steps_ == 4            # a minibatch per chunk of 3000 rows, two passes
+    assert est.n_steps_ == 2 * 12        # each chunk of 3000 rows cut into minibatches of 500
     assert np.isfinite(est.lower_bound_)
+
+
+def test_uneven_chunks_do_not_bias_the_fit(client):
+    # two equal clusters, one of them all in one large chunk: every row must count the same
+    # (counting minibatches, not rows, gave amplitudes [0.07, 0.93])
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(0, 1, (5000, 1)), rng.normal(8, 1, (5000, 1))])
+    lazy = da.from_array(X, chunks=((500,) * 10 + (5000,), 1))
+    gmm, ref = ng.GMM(2, 1), ng.GMM(2, 1)
+    with pytest.warns(UserWarning, match="rechunk"):
+        ng.fit(gmm, lazy, batch_size=500, n_passes=30, rng=0, tol=0, client=client)
+    np.testing.assert_allclose(gmm.amp, [0.5, 0.5], atol=0.02)
+    # the large chunk is cut into pieces of 500 rows that enter the pass like the others:
+    # the minibatches of numpy input (windows of 500 rows), in the same order
+    ng.fit(ref, X, batch_size=500, n_passes=30, rng=0, tol=0)
+    np.testing.assert_allclose(gmm.amp, ref.amp, rtol=1e-10)

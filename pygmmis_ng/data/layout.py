@@ -119,13 +119,12 @@ def single_group_layout(N: int, S: np.ndarray | None, K: int, D: int,
 
 
 def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
-                allow_masked: bool = False, max_rows: int | None = None) -> Layout:
+                allow_masked: bool = False) -> Layout:
     """Group the samples of data X (N, dy) by missingness pattern.
 
     ``R``: None, (dy, D) or (N, dy, D); ``S``: None, (dy, dy) or (N, dy, dy).
     The data are not reordered here: the caller applies ``order``.
     ``allow_masked``: one masked group for many patterns (compiled kernels, no R).
-    ``max_rows``: the longest chunk (see :func:`eval_chunks`).
     """
     N, dy = X.shape
     per_sample = (S is not None and S.ndim == 3) or (R is not None and R.ndim == 3)
@@ -137,7 +136,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
         order = np.argsort(inverse, kind="stable")
     if allow_masked and R is None and compiled.ENABLED and len(patterns) > MASKED_PATTERNS:
         # sorted by pattern all the same: the masked kernel reuses a pattern's factors
-        chunks = tuple(eval_chunks(N, K, D, True, max_rows))
+        chunks = tuple(eval_chunks(N, K, D, True))
         return Layout(order, (Group(slice(0, N), None, None, S if S is not None and S.ndim == 2
                                     else None, chunks, dy, masked=True),))
     counts = np.bincount(inverse, minlength=len(patterns))
@@ -155,12 +154,32 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
         if S is not None and S.ndim == 2:
             Sg = S if obs is None else S[np.ix_(obs, obs)]
         chunks = tuple(slice(start + c.start, start + c.stop)
-                       for c in eval_chunks(int(n), K, D, per_sample, max_rows))
+                       for c in eval_chunks(int(n), K, D, per_sample))
         groups.append(Group(slice(start, start + int(n)), obs, Rg, Sg, chunks,
                             int(pattern.sum())))
         start += int(n)
     return Layout(None if order is None or (order == np.arange(N)).all() else order,
                   tuple(groups))
+
+
+def windowed_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
+                    window: int) -> Layout:
+    """The layout of online EM: the rows cut into windows of ``window`` consecutive rows (the
+    minibatches), each laid out by :func:`make_layout` on its own -- its samples sorted by
+    missingness pattern within the window, its chunks never crossing into another window.
+    A minibatch thus holds every pattern of its rows, and the windows keep the rows' order."""
+    N = X.shape[0]
+    per = lambda a, lo, hi: a[lo:hi] if a is not None and a.ndim == 3 else a      # noqa: E731
+    orders, groups, moved = [], [], False
+    for lo in range(0, N, window):
+        hi = min(lo + window, N)
+        sub = make_layout(X[lo:hi], per(R, lo, hi), per(S, lo, hi), K, D, allow_masked=True)
+        moved = moved or sub.order is not None
+        orders.append(lo + (np.arange(hi - lo) if sub.order is None else sub.order))
+        groups += [g._replace(rows=slice(lo + g.rows.start, lo + g.rows.stop),
+                              chunks=tuple(slice(lo + c.start, lo + c.stop) for c in g.chunks))
+                   for g in sub.groups]
+    return Layout(np.concatenate(orders) if moved else None, tuple(groups))
 
 
 def _patterns(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -60,14 +60,15 @@ class CentredRows:
 
 
 def _mapping(a: np.ndarray) -> tuple | None:
-    """(filename, dtype, shape, byte offset in the file, strides) of a view into an np.memmap,
-    else None. The offset is measured from the array that holds the mapping itself (a slice
-    of a memmap keeps its parent's ``offset``)."""
+    """(filename, dtype, shape, byte offset in the file, strides) of a view into an np.memmap
+    opened read-only or read-write, else None (a copy-on-write mapping may differ from its
+    file). The offset is measured from the array that holds the mapping itself (a slice of a
+    memmap keeps its parent's ``offset``)."""
     root = a
     while isinstance(root.base, np.ndarray):
         root = root.base
     if not isinstance(root, np.memmap) or not isinstance(root.base, mmap.mmap) or \
-            root.filename is None:
+            root.filename is None or root.mode not in ("r", "r+"):
         return None
     start = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
     return root.filename, a.dtype.str, a.shape, root.offset + start, a.strides
@@ -75,8 +76,12 @@ def _mapping(a: np.ndarray) -> tuple | None:
 
 def _reopen(filename: str, dtype: str, shape: tuple, offset: int, strides: tuple,
             center: np.ndarray) -> CentredRows:
-    size = offset + max(0, sum((n - 1) * s for n, s in zip(shape, strides))) + \
+    """The view (``offset`` in the file of its first element, ``strides`` of any sign) of the
+    file mapped again, read-only."""
+    low = offset + sum(min(0, (n - 1) * s) for n, s in zip(shape, strides))
+    high = offset + sum(max(0, (n - 1) * s) for n, s in zip(shape, strides)) + \
         np.dtype(dtype).itemsize
-    raw = np.memmap(filename, dtype=np.uint8, mode="r", shape=(size,))
-    view = np.ndarray(shape, dtype=np.dtype(dtype), buffer=raw, offset=offset, strides=strides)
+    raw = np.memmap(filename, dtype=np.uint8, mode="r", offset=low, shape=(high - low,))
+    view = np.ndarray(shape, dtype=np.dtype(dtype), buffer=raw, offset=offset - low,
+                      strides=strides)
     return CentredRows(view, center)

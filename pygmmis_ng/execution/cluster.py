@@ -155,6 +155,17 @@ def _chunk_payload(fields: dict, rows: list) -> list:
     return [{f: a[lo:hi].copy() for f, a in fields.items()} for lo, hi in rows]
 
 
+def _needed_rows(fields: dict, rows: list, used: list) -> tuple[dict, list]:
+    """A streamed batch's rows cut to the span of the chunks a map uses (``used``: positions
+    in the batch), the chunks' rows rebased on it (unused chunks outside it become empty):
+    online EM reads a part of a large row block per minibatch, not the whole block."""
+    lo, hi = min(rows[j][0] for j in used), max(rows[j][1] for j in used)
+    if (lo, hi) == (rows[0][0], rows[-1][1]):
+        return fields, rows
+    return ({f: a[lo:hi] for f, a in fields.items()},
+            [(min(max(a - lo, 0), hi - lo), min(max(b - lo, 0), hi - lo)) for a, b in rows])
+
+
 def _slots(items: list) -> list:
     """A batch's tasks by position in the batch (None: no task for that chunk)."""
     slots: list = [None] * (max(j for j, _, _ in items) + 1)
@@ -285,7 +296,7 @@ class DaskExecutor:
 
         graphs = []
         for b, items in sorted(per_batch.items()):
-            fields, rows = self._payloads[b]
+            fields, rows = _needed_rows(*self._payloads[b], [j for j, _, _ in items])
             payload = dask.delayed(_chunk_payload, pure=False)(
                 fields, rows, dask_key_name=f"pygmmis_ng-data-{tag}-{b}")
             graphs.append(dask.delayed(_run_batch, pure=False)(

@@ -17,10 +17,24 @@ from ..selection.imputation import BlockTask, block_sizes, block_stats
 from .problem import Problem, State
 
 
-def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray) -> list:
-    """The kernels' components of every group of observed samples."""
-    return [observed.group_components(grp, amp, mean, covar, p.per_sample, p.per_sample_R)
-            for grp in p.groups]
+def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
+                used: set | None = None) -> list:
+    """The kernels' components of every group of observed samples (None for groups not in
+    ``used``); groups of the same pattern, projection and noise share them (online EM lays
+    out each minibatch window on its own: many groups, few kinds)."""
+    made: dict = {}
+    out = []
+    for g, grp in enumerate(p.groups):
+        if used is not None and g not in used:
+            out.append(None)
+            continue
+        key = (grp.masked,) + tuple(None if a is None else a.tobytes()
+                                    for a in (grp.obs, grp.R, grp.S))
+        if key not in made:
+            made[key] = observed.group_components(grp, amp, mean, covar, p.per_sample,
+                                                  p.per_sample_R)
+        out.append(made[key])
+    return out
 
 
 class ObservedTask(NamedTuple):
@@ -104,7 +118,7 @@ def observed_stats(p: Problem, comps: list, bg_amp: float, ex: Any,
     stored flags are (updated here). ``chunks``: only these (group, rows) of
     :func:`all_chunks` (a minibatch), in this order.
     """
-    K, D = comps[0].log_amp.size, p.center.size
+    K, D = next(c for c in comps if c is not None).log_amp.size, p.center.size
     stats = SufficientStats.zeros(K, D)
     for part in ex.map(_observed_task, _tasks(p, comps, bg_amp, chunks, redo, history)):
         stats += part

@@ -33,7 +33,14 @@ from .em_loop import update
 from .estep import all_chunks, chunk_logL, group_comps, observed_stats
 from .problem import Problem, State
 from .progress import log_pass_header, log_pass_row
-from .schedule import OnlineOptions, eval_units, learning_rate, pass_batches, unit_bounds
+from .schedule import (
+    OnlineOptions,
+    eval_units,
+    learning_rate,
+    pass_batches,
+    unit_bounds,
+    windows,
+)
 
 logger = logging.getLogger("pygmmis_ng")
 
@@ -53,6 +60,7 @@ class OnlineRun(NamedTuple):
     t: int                      # the learning-rate counter after the last update
     running: SufficientStats    # the running statistics (per unit weight, centred on the means)
     eval_rows: int = 0          # rows of the evaluation slice
+    row_weight: float = 1.0     # mean sample weight per row
 
 
 class OnlineState(NamedTuple):
@@ -63,19 +71,25 @@ class OnlineState(NamedTuple):
     scale2: np.ndarray              # (D,) the first data's variance of each axis
     reseed_scale: float
     const_axes: np.ndarray | None
+    row_weight: float = 1.0         # mean sample weight per row of the data seen
+    rows: int = 0                   # rows seen
 
 
-def state_of(problem: Problem, running: SufficientStats, t: int) -> OnlineState:
+def state_of(problem: Problem, running: SufficientStats, t: int, row_weight: float,
+             rows: int) -> OnlineState:
     """The state to continue from after a fit (or a piece) on ``problem``."""
-    return OnlineState(running, t, problem.scale2, problem.reseed_scale, problem.const_axes)
+    return OnlineState(running, t, problem.scale2, problem.reseed_scale, problem.const_axes,
+                       row_weight, rows)
 
 
-def start_stats(st: State) -> SufficientStats:
+def start_stats(st: State, reg_covar: float = 0.0) -> SufficientStats:
     """Running statistics (per unit weight) that give back ``st`` by the M-step: amplitudes
-    as shares of the weight, sums centred on the means, scatter = A_k V_k."""
+    as shares of the weight, sums centred on the means, scatter A_k (V_k - reg_covar I) (the
+    M-step adds ``reg_covar`` back)."""
     A = st.amp * (1.0 - st.bg_amp)
     K, D = st.mean.shape
-    return SufficientStats(A.copy(), np.zeros((K, D)), A[:, None, None] * st.covar, 0.0, 1.0,
+    V = st.covar - reg_covar * np.eye(D)
+    return SufficientStats(A.copy(), np.zeros((K, D)), A[:, None, None] * V, 0.0, 1.0,
                            float(st.bg_amp))
 
 
@@ -96,14 +110,15 @@ def blend(running: SufficientStats, batch: SufficientStats, rho: float) -> Suffi
                            running.B * (1 - rho) + batch.B * f)
 
 
-def units_of(p: Problem) -> tuple[list, list[list[int]], np.ndarray]:
-    """The chunks (g, slice) of the problem, its units (lists of chunk indices) and the rows of
-    each unit (see :func:`.schedule.unit_bounds`)."""
+def units_of(p: Problem, batch_size: int) -> tuple[list, list[list[int]], np.ndarray]:
+    """The chunks (g, slice) of the problem, its units (lists of chunk indices: the chunks of
+    each minibatch window of ``batch_size`` rows, or of each row chunk of a dask array) and
+    the rows of each chunk (see :func:`.schedule.unit_bounds`)."""
     chunks = all_chunks(p)
-    blocks = tuple(p.Xc.chunks[0]) if is_lazy(p.Xc) else None
+    N = p.Xc.shape[0]
+    blocks = tuple(p.Xc.chunks[0]) if is_lazy(p.Xc) else windows(N, batch_size)
     units = unit_bounds([sl for _, sl in chunks], blocks)
-    rows = np.array([sum(chunks[i][1].stop - chunks[i][1].start for i in u) for u in units],
-                    dtype=float)
+    rows = np.array([sl.stop - sl.start for _, sl in chunks], dtype=float)
     return chunks, units, rows
 
 
@@ -120,33 +135,38 @@ class Update(NamedTuple):
 
 
 def minibatch_step(p: Problem, st: State, running: SufficientStats, tasks: list, t: int,
-                   opts: OnlineOptions, fit_bg: bool, gen: np.random.Generator, ex: Any
-                   ) -> Update:
-    """One stepwise EM update from the chunks ``tasks`` ((g, slice) each)."""
-    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+                   opts: OnlineOptions, fit_bg: bool, gen: np.random.Generator, ex: Any,
+                   row_weight: float = 1.0) -> Update:
+    """One stepwise EM update from the chunks ``tasks`` ((g, slice) each); ``row_weight``: the
+    mean sample weight per row, which sets the weight of a full minibatch."""
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar, {g for g, _ in tasks})
     stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, chunks=tasks)
     if not stats.weight > 0:                 # all weights 0: nothing to learn from
         return Update(st, running, t, 0.0, 0.0)
     if not np.isfinite(stats.logL):
         raise FloatingPointError("the log-likelihood is not finite; check the data scale "
                                  "and the noise covariances")
-    rows = sum(sl.stop - sl.start for _, sl in tasks)
     t += 1
-    running = blend(running, stats, learning_rate(t, opts, rows))
+    rho = learning_rate(t, opts, stats.weight, opts.batch_size * row_weight)
+    running = blend(running, stats, rho)
     new, bad, _ = update(p, st, running, fit_bg, gen)
-    running = start_stats(new) if bad.any() else recentre(running, st.mean - new.mean)
+    running = start_stats(new, p.reg_covar) if bad.any() else \
+        recentre(running, st.mean - new.mean)
     return Update(new, running, t, stats.logL, stats.weight, int(bad.sum()))
 
 
-def evaluate(p: Problem, st: State, fit_bg: bool, ex: Any, tasks: list, exact: bool
+def evaluate(p: Problem, st: State, fit_bg: bool, ex: Any, tasks: list, every: list
              ) -> tuple[float, float]:
     """Mean logL of the chunks ``tasks`` at ``st`` and its standard error as an estimate of the
-    whole data's (0 when ``exact``: the tasks are all the data)."""
-    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+    whole data's (0: exact, when ``tasks`` are ``every`` chunk, or hold no weight and all
+    chunks are scored instead)."""
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar, {g for g, _ in tasks})
     logL, weight = chunk_logL(p, comps, st.bg_amp if fit_bg else 0.0, ex, tasks)
     total = weight.sum()
+    if not total > 0 and len(tasks) < len(every):
+        return evaluate(p, st, fit_bg, ex, every, every)
     mean = float(logL.sum() / total)
-    if exact or len(logL) < 2:
+    if len(tasks) == len(every) or len(logL) < 2:
         return mean, 0.0
     # a ratio estimator over the chunks (clusters of rows) of the slice
     resid = logL - mean * weight
@@ -155,15 +175,17 @@ def evaluate(p: Problem, st: State, fit_bg: bool, ex: Any, tasks: list, exact: b
 
 
 def pass_gap(pass_logL: list[float]) -> float:
-    """The estimated distance of the last pass's logL to the limit: its change plus the
-    changes still to come if each shrinks as the last did (inf after a single pass)."""
+    """The estimated distance of the last pass's logL to the limit: while it rises by
+    shrinking steps, its change plus the changes still to come if each shrinks as the last
+    did; otherwise (the learning rate's noise) the larger of the last two changes. inf after
+    fewer than two passes."""
     if len(pass_logL) < 3:
         return math.inf
     d1, d0 = pass_logL[-1] - pass_logL[-2], pass_logL[-2] - pass_logL[-3]
-    if d1 <= 0 or d0 <= 0:        # no longer rising: the change is the learning rate's noise
-        return abs(d1)
-    q = d1 / d0
-    return math.inf if q >= 1 else d1 + d1 * q / (1 - q)
+    if d1 > 0 and d0 > 0:
+        q = d1 / d0
+        return math.inf if q >= 1 else d1 + d1 * q / (1 - q)
+    return max(abs(d1), abs(d0))
 
 
 def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
@@ -173,12 +195,13 @@ def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
     ``opts.n_passes``. ``gen`` orders the minibatches (and re-seeds), ``eval_gen`` draws the
     evaluation slice; ``t`` and ``running``: the learning-rate counter and running statistics
     to continue from (default: a fresh start at ``st``)."""
-    chunks, units, unit_rows = units_of(p)
+    chunks, units, chunk_rows = units_of(p, opts.batch_size)
+    unit_rows = np.array([chunk_rows[u].sum() for u in units])
     slice_units = eval_units(unit_rows, opts.eval_rows, eval_gen)
-    exact = len(slice_units) == len(units)
     slice_tasks = [chunks[i] for u in slice_units for i in units[u]]
-    running = start_stats(st) if running is None else running
-    logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, exact)
+    row_weight = p.N_w / p.Xc.shape[0]
+    running = start_stats(st, p.reg_covar) if running is None else running
+    logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, chunks)
     pass_logL, running_logL = [logL], []
     log_pass_header(fit_bg)
     log_pass_row(0, 0, p.N_w, st.bg_amp if fit_bg else None, logL, None, None)
@@ -186,15 +209,16 @@ def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
     converged = False
     for n in range(1, opts.n_passes + 1):
         seen_logL = seen_w = 0.0
-        for batch in pass_batches(unit_rows, opts.batch_size, gen if opts.shuffle else None):
-            tasks = [chunks[i] for u in sorted(batch) for i in units[u]]
-            up = minibatch_step(p, st, running, tasks, t, opts, fit_bg, gen, ex)
+        for batch in pass_batches(units, chunk_rows, opts.batch_size,
+                                  gen if opts.shuffle else None):
+            tasks = [chunks[i] for i in sorted(batch)]
+            up = minibatch_step(p, st, running, tasks, t, opts, fit_bg, gen, ex, row_weight)
             n_batches += up.t - t
             n_reseeded += up.n_reseeded
             st, running, t = up.state, up.running, up.t
             seen_logL, seen_w = seen_logL + up.logL, seen_w + up.weight
         running_logL.append(seen_logL / seen_w if seen_w > 0 else math.nan)
-        logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, exact)
+        logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, chunks)
         pass_logL.append(logL)
         gap = pass_gap(pass_logL)
         log_pass_row(n, n_batches, p.N_w, st.bg_amp if fit_bg else None, logL,
@@ -204,4 +228,4 @@ def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
             break
     return OnlineRun(st, logL, se, np.asarray(pass_logL), np.asarray(running_logL), n,
                      n_batches, converged, n_reseeded, t, running,
-                     int(unit_rows[slice_units].sum()))
+                     int(unit_rows[slice_units].sum()), row_weight)

@@ -100,10 +100,12 @@ def run_online_starts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Pr
             logger.info("finishing with full-batch EM (at most %d iterations)", maxiter)
             fin = run_em(problem, best.state, min(opts.miniter, maxiter), maxiter,
                          np.random.default_rng(int(seeds[chosen]) + 1), ex)
+    N = problem.Xc.shape[0]
     if fin is None:
-        state = state_of(problem, best.running, best.t)
+        state = state_of(problem, best.running, best.t, best.row_weight, N)
     else:          # the finishing EM moved the parameters: statistics that give them back
-        state = state_of(problem, start_stats(fin.state), best.t)
+        state = state_of(problem, start_stats(fin.state, problem.reg_covar), best.t,
+                         best.row_weight, N)
     report = OnlineReport(online.batch_size, best.n_passes, best.n_batches, best.pass_logL,
                           best.running_logL, best.converged, best.eval_rows, best.logL_se,
                           0 if fin is None else fin.n_iter,

@@ -25,7 +25,7 @@ from ..execution import make_executor
 from ..model import GMM
 from .online import OnlineState, minibatch_step, start_stats, state_of, units_of
 from .options import check_fit
-from .prepare import prepare_problem
+from .prepare import initial_bg_amp, prepare_problem
 from .problem import State
 from .restarts import initial_state
 from .schedule import pass_batches
@@ -80,27 +80,31 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
         split_n_merge=0, n_init=1, accelerate=False, w=w, frozen=frozen, n_jobs=n_jobs,
         **options)
     problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
+    N = problem.Xc.shape[0]
     if state is None:
         st = initial_state(gmm, obs, opts.init, opts, problem, gen)
-        running, t = start_stats(st), 0
+        running, t, rows, row_weight = start_stats(st, problem.reg_covar), 0, N, problem.N_w / N
     else:
         problem = problem._replace(scale2=state.scale2, reseed_scale=state.reseed_scale,
                                    const_axes=state.const_axes)
-        bg = 0.0 if opts.background is None else opts.background.amp
-        st = State(gmm.amp.copy(), gmm.mean - problem.center, gmm.covar.copy(), bg, problem.N_w)
-        running, t = state.running, state.t
+        st = State(gmm.amp.copy(), gmm.mean - problem.center, gmm.covar.copy(),
+                   initial_bg_amp(opts), problem.N_w)
+        running, t, rows = state.running, state.t, state.rows + N
+        # the weight of a full minibatch follows the mean weight per row of all pieces
+        row_weight = (state.row_weight * state.rows + problem.N_w) / rows
     fit_bg = problem.bg is not None and (problem.bg.adjust_amp or problem.bg.amp > 0)
-    chunks, units, unit_rows = units_of(problem)
+    chunks, units, chunk_rows = units_of(problem, opts.online.batch_size)
     logL = weight = 0.0
     n_batches = t
     with make_executor(problem, opts.n_jobs, opts.client) as ex:
-        for batch in pass_batches(unit_rows, opts.online.batch_size, None):
-            tasks = [chunks[i] for u in batch for i in units[u]]
-            up = minibatch_step(problem, st, running, tasks, t, opts.online, fit_bg, gen, ex)
+        for batch in pass_batches(units, chunk_rows, opts.online.batch_size, None):
+            tasks = [chunks[i] for i in sorted(batch)]
+            up = minibatch_step(problem, st, running, tasks, t, opts.online, fit_bg, gen, ex,
+                                row_weight)
             st, running, t = up.state, up.running, up.t
             logL, weight = logL + up.logL, weight + up.weight
     gmm.amp, gmm.mean, gmm.covar = st.amp, st.mean + problem.center, st.covar
     if background is not None:
         background.amp = st.bg_amp
-    return PieceResult(state_of(problem, running, t), logL / weight if weight > 0 else np.nan,
-                       t - n_batches)
+    return PieceResult(state_of(problem, running, t, row_weight, rows),
+                       logL / weight if weight > 0 else np.nan, t - n_batches)

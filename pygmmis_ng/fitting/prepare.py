@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.layout import make_layout, single_group_layout, sorted_rows
+from ..data.layout import make_layout, single_group_layout, sorted_rows, windowed_layout
 from ..data.lazy import stable_average
 from ..data.mapped import CentredRows, is_memory_mapped
 from ..data.observed import background_log_density, lazy_background_log_density
@@ -37,7 +37,9 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         Xc = (X - center).astype(X.dtype)    # lazily, on the workers (the same bits)
         log_bg_obs = None if bg is None else lazy_background_log_density(bg, X, S)
     else:
-        layout = make_layout(X, R, S, K, D, allow_masked=True, max_rows=max_rows)
+        # online: each minibatch window laid out on its own (every pattern in each minibatch)
+        layout = make_layout(X, R, S, K, D, allow_masked=True) if online is None else \
+            windowed_layout(X, R, S, K, D, online.batch_size)
         Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
         shift = center if R is None else (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
         # in float64, stored as the data are (float32 with dtype=float32)

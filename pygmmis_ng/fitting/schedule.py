@@ -78,21 +78,22 @@ def check_online(batch_size: Any, n_passes: Any, learning_decay: Any, learning_o
     return OnlineOptions(batch_size, n_passes, decay, offset, bool(shuffle), finish, EVAL_ROWS)
 
 
-def learning_rate(t: int, opts: OnlineOptions, rows: float = 0.0) -> float:
-    """The step of the t-th update (t >= 1) for a minibatch of ``rows`` rows (scaled down
-    for fewer rows than ``batch_size``; 0: unscaled)."""
+def learning_rate(t: int, opts: OnlineOptions, weight: float = 0.0, nominal: float = 0.0
+                  ) -> float:
+    """The step of the t-th update (t >= 1) for a minibatch of summed sample weight
+    ``weight``: rho_t times the minibatch's share of a full one (``nominal``, the weight of
+    ``batch_size`` average rows), at most 1 (``nominal`` 0: rho_t itself). So every row
+    moves the statistics by its weight, whatever the size of its minibatch."""
     rho = (opts.learning_offset + t) ** -opts.learning_decay
-    if rows > 0:
-        rho *= min(rows / opts.batch_size, 1.0)
+    if nominal > 0:
+        rho *= weight / nominal
     return min(rho, 1.0)
 
 
-def unit_bounds(chunks: list[slice], blocks: tuple | None) -> list[list[int]]:
-    """The units (lists of chunk indices, in order): each chunk alone, or with ``blocks`` (row
-    counts of a dask array's row chunks, within which every chunk lies) the chunks of each
-    block. ``chunks`` must be sorted by row."""
-    if blocks is None:
-        return [[i] for i in range(len(chunks))]
+def unit_bounds(chunks: list[slice], blocks: tuple) -> list[list[int]]:
+    """The units (lists of chunk indices, in order): the chunks within each block of rows
+    (``blocks``: row counts, e.g. the minibatch windows, or a dask array's row chunks, within
+    which every chunk lies). ``chunks`` must be sorted by row."""
     ends = np.cumsum(blocks)
     units: list[list[int]] = [[] for _ in blocks]
     for i, sl in enumerate(chunks):
@@ -100,14 +101,53 @@ def unit_bounds(chunks: list[slice], blocks: tuple | None) -> list[list[int]]:
     return [u for u in units if u]
 
 
-def pass_batches(unit_rows: np.ndarray, batch_size: int, gen: np.random.Generator | None
-                 ) -> list[np.ndarray]:
-    """The minibatches of one pass: unit indices in a random order (``gen``; None: in order),
-    cut into consecutive groups of about ``batch_size`` rows (at least one unit each)."""
-    order = np.arange(len(unit_rows)) if gen is None else gen.permutation(len(unit_rows))
-    per_unit = max(float(np.mean(unit_rows)), 1.0)
-    n_units = max(1, int(round(batch_size / per_unit)))
-    return [order[i:i + n_units] for i in range(0, len(order), n_units)]
+def windows(N: int, size: int) -> tuple:
+    """Row counts of consecutive windows of ``size`` rows (the last one shorter)."""
+    return tuple(min(size, N - lo) for lo in range(0, N, size))
+
+
+def split_units(units: list[list[int]], chunk_rows: np.ndarray, batch_size: int
+                ) -> list[list[int]]:
+    """The units, those larger than ``batch_size`` rows cut into consecutive pieces of at most
+    ``batch_size`` rows of their chunks (each then shuffled into the pass on its own)."""
+    out: list[list[int]] = []
+    for unit in units:
+        if chunk_rows[unit].sum() <= batch_size:
+            out.append(unit)
+            continue
+        piece: list[int] = []
+        for i in unit:
+            if piece and chunk_rows[piece].sum() + chunk_rows[i] > batch_size:
+                out.append(piece)
+                piece = []
+            piece.append(i)
+        out.append(piece)
+    return out
+
+
+def pass_batches(units: list[list[int]], chunk_rows: np.ndarray, batch_size: int,
+                 gen: np.random.Generator | None) -> list[list[int]]:
+    """The minibatches (lists of chunk indices) of one pass.
+
+    The units (those larger than ``batch_size`` rows cut by :func:`split_units`) come in a
+    random order (``gen``; None: in order) and are gathered whole into minibatches of at
+    most ``batch_size`` rows: a unit is never split across two minibatches, so a storage
+    chunk of at most ``batch_size`` rows is read once per pass.
+    """
+    pieces = split_units(units, chunk_rows, batch_size)
+    order = range(len(pieces)) if gen is None else gen.permutation(len(pieces))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    rows = 0
+    for u in order:
+        n = int(chunk_rows[pieces[u]].sum())
+        if current and rows + n > batch_size:
+            batches.append(current)
+            current, rows = [], 0
+        current, rows = current + pieces[u], rows + n
+    if current:
+        batches.append(current)
+    return batches
 
 
 def eval_units(unit_rows: np.ndarray, eval_rows: int, gen: np.random.Generator) -> np.ndarray:
