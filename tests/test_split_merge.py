@@ -9,7 +9,7 @@ from conftest import random_spd
 from scipy.stats import multivariate_normal
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting import fitter, split_merge
+from pygmmis_ng.fitting import restarts, split_merge
 from pygmmis_ng.fitting.problem import State
 from pygmmis_ng.fitting.split_merge import apply, candidates
 
@@ -140,7 +140,7 @@ def test_with_cutoff(X):
 
 def test_with_imputation(monkeypatch):
     # split'n'merge alone: without the k-means start a fit under a selection adds to any other
-    monkeypatch.setattr(fitter, "starts", lambda opts, n: [opts.init] * n)
+    monkeypatch.setattr(restarts, "starts", lambda opts, n: [opts.init] * n)
     truth = make_truth()
     Y = truth.draw(2000, rng=np.random.default_rng(5))
 

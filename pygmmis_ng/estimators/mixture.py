@@ -21,6 +21,7 @@ from ..data.observed import background_log_density_rows
 from ..data.validation import check_dtype, check_int, check_numeric
 from ..fitting.fitter import fit
 from ..fitting.progress import verbose_output
+from ..fitting.schedule import LEARNING_DECAY, LEARNING_OFFSET
 from ..model import GMM
 from .gaussian_params import (
     precisions,
@@ -153,8 +154,9 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                  split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool = True,
                  client: Any = None, dtype: Any = np.float64, progress: bool | None = None,
                  batch_size: int | None = None, n_passes: int | None = None,
-                 finish: int | bool = 0, shuffle: bool = True, learning_decay: float = 0.6,
-                 learning_offset: float = 2.0, init_method: Any = None) -> None:
+                 finish: int | bool = 0, shuffle: bool = True,
+                 learning_decay: float = LEARNING_DECAY,
+                 learning_offset: float = LEARNING_OFFSET, init_method: Any = None) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol

@@ -34,7 +34,6 @@ so a lost worker does not change the answer here either.
 """
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,6 +42,15 @@ from typing import Any
 import numpy as np
 
 from ..data.lazy import chunk_bytes, is_lazy
+from .cluster_tasks import (  # noqa: F401 (_FLAGS, _PROBLEMS: what the workers hold)
+    _FLAGS,
+    _PROBLEMS,
+    _chunk_payload,
+    _forget,
+    _identity,
+    _run,
+    _run_batch,
+)
 from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
 
 #: not sent with the problem: the neighborhood flags stay on the workers (see _run_batch)
@@ -54,13 +62,6 @@ BATCHES_PER_WORKER = 4
 PERSIST_SHARE = 0.5
 #: ... else streamed each E-step, in batches of about this many bytes
 STREAM_BATCH_BYTES = 64 << 20
-#: neighborhood flags of the chunks a worker ran: (fit tag, first row) -> (pass, flags)
-_FLAGS: dict = {}
-#: the problems a worker unpickled, by fit tag (see _problem)
-_PROBLEMS: dict = {}
-_PROBLEMS_LOCK = threading.Lock()
-
-
 #: seconds between checks on the cluster while waiting for an iteration's results
 WAIT_POLL = 1.0
 #: seconds without any worker after which a fit gives up
@@ -97,62 +98,16 @@ def _row_fields(problem: Any) -> list[str]:
     return out
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _problem(blob: bytes, tag: str) -> Any:
-    """Fit ``tag``'s problem on this worker, unpickled once from the bytes the client sent.
-
-    The problem travels between workers as these bytes, never as the object: a worker
-    pickling the object to hand it to another raced with tasks unpickling callbacks into
-    the same globals ("dictionary changed size during iteration"), and the worker that
-    needed it then waited for it forever.
-    """
-    import cloudpickle
-
-    with _PROBLEMS_LOCK:
-        if tag not in _PROBLEMS:
-            _PROBLEMS[tag] = cloudpickle.loads(blob)
-        return _PROBLEMS[tag]
-
-
-def _run(fn: Callable, blob: bytes, task: Any, tag: str) -> Any:
-    return fn(_problem(blob, tag), task)
-
-
-def _run_batch(fn: Callable, blob: bytes, batch: list, tasks: list, tag: str) -> list:
-    """``fn`` on each chunk of a batch that has a task (``tasks[j]`` for ``batch[j]``, None:
-    no task), on fit ``tag``'s problem (:func:`_problem`) with the chunk's rows; the rows
-    rebased. A task with neighborhoods (``redo``) gets the chunk's flags kept on this
-    worker, or new ones with ``rebuild`` if those are missing or not of its pass
-    ``nb_version``."""
-    lite = _problem(blob, tag)
-    out = []
-    for chunk, task in zip(batch, tasks):
-        if task is None:
-            continue
-        n = len(chunk["Xc"])
-        redo = getattr(task, "redo", None)
-        if redo is None:
-            out.append(fn(lite._replace(**chunk), task._replace(sl=slice(0, n))))
-            continue
-        key = (tag, task.sl.start)
-        version, flags = _FLAGS.pop(key, (None, None))
-        fresh = flags is None or version != task.nb_version
-        if fresh:
-            flags = np.zeros((n, len(redo)), dtype=np.uint8)
-        out.append(fn(lite._replace(**chunk, nbr=flags),
-                      task._replace(sl=slice(0, n), rebuild=fresh)))
-        _FLAGS[key] = (task.nb_version + 1, flags)
-    return out
-
-
-def _chunk_payload(fields: dict, rows: list) -> list:
-    """A batch's chunks (dicts of their rows of each field) from the batch's rows ``fields``;
-    ``rows``: each chunk's (start, stop) within the batch. Copies, like the chunks of numpy
-    input: the kernels' sums can depend on where in memory the rows start."""
-    return [{f: a[lo:hi].copy() for f, a in fields.items()} for lo, hi in rows]
+def _block_starts(slices: list, blocks: tuple, default: np.ndarray) -> np.ndarray:
+    """Batch boundaries (chunk indices) at the starts of a dask array's row blocks, if every
+    chunk lies within one block (the layout of online EM, whose minibatches are whole blocks:
+    a streamed batch then reads each block once), else ``default``."""
+    ends = np.cumsum(blocks)
+    block = np.searchsorted(ends, [sl.start for sl in slices], side="right")
+    if not np.array_equal(block, np.searchsorted(ends, [sl.stop - 1 for sl in slices],
+                                                 side="right")):
+        return default
+    return np.append(np.flatnonzero(np.diff(block, prepend=-1)), len(slices))
 
 
 def _needed_rows(fields: dict, rows: list, used: list) -> tuple[dict, list]:
@@ -174,26 +129,6 @@ def _slots(items: list) -> list:
     return slots
 
 
-def _block_starts(slices: list, blocks: tuple, default: np.ndarray) -> np.ndarray:
-    """Batch boundaries (chunk indices) at the starts of a dask array's row blocks, if every
-    chunk lies within one block (the layout of online EM, whose minibatches are whole blocks:
-    a streamed batch then reads each block once), else ``default``."""
-    ends = np.cumsum(blocks)
-    block = np.searchsorted(ends, [sl.start for sl in slices], side="right")
-    if not np.array_equal(block, np.searchsorted(ends, [sl.stop - 1 for sl in slices],
-                                                 side="right")):
-        return default
-    return np.append(np.flatnonzero(np.diff(block, prepend=-1)), len(slices))
-
-
-def _forget(tag: str) -> None:
-    """Forget a fit's problem and neighborhood flags (on a worker)."""
-    with _PROBLEMS_LOCK:
-        _PROBLEMS.pop(tag, None)
-    for key in [k for k in _FLAGS if k[0] == tag]:
-        del _FLAGS[key]
-
-
 class DaskExecutor:
     """The tasks of one fit on a dask.distributed cluster (see the module docstring).
 
@@ -213,6 +148,7 @@ class DaskExecutor:
         self._tag = uuid.uuid4().hex[:8]
         self._state = "new"
         self._payloads: list = []        # per batch: its chunks, or the task reading them
+        self._prefetched: dict = {}      # (batch, chunk positions) -> future of their rows
         self.streamed = False            # dask-array rows read again each E-step
 
     def start(self) -> None:
@@ -296,20 +232,43 @@ class DaskExecutor:
 
         graphs = []
         for b, items in sorted(per_batch.items()):
-            fields, rows = _needed_rows(*self._payloads[b], [j for j, _, _ in items])
-            payload = dask.delayed(_chunk_payload, pure=False)(
-                fields, rows, dask_key_name=f"pygmmis_ng-data-{tag}-{b}")
+            used = tuple(sorted(j for j, _, _ in items))
+            payload = self._prefetched.pop((b, used), None)      # read while the last map ran
+            if payload is None:
+                payload = self._read(b, used, tag)
             graphs.append(dask.delayed(_run_batch, pure=False)(
                 fn, self._lite, payload, dask.delayed(_slots(items), traverse=False),
                 self._tag, dask_key_name=f"pygmmis_ng-estep-{tag}-{b}"))
         return self.client.compute(graphs)
 
-    def map(self, fn: Callable, tasks: Sequence) -> list:
+    def _read(self, b: int, used: tuple, tag: str) -> Any:
+        """The task reading the rows of batch b's chunks at positions ``used`` (streamed)."""
+        import dask
+
+        fields, rows = _needed_rows(*self._payloads[b], list(used))
+        return dask.delayed(_chunk_payload, pure=False)(
+            fields, rows, dask_key_name=f"pygmmis_ng-data-{tag}-{b}")
+
+    def _prefetch(self, slices: Sequence) -> None:
+        """Start reading the rows of the chunks ``slices`` (streamed data): submitted after the
+        current map's tasks, they run on workers that wait for the client's next map."""
+        per_batch: dict[int, list] = {}
+        for sl in slices:
+            b, j = self._where[(sl.start, sl.stop)]
+            per_batch.setdefault(b, []).append(j)
+        tag = f"{self._tag}-{uuid.uuid4().hex[:8]}"
+        for b, used in sorted(per_batch.items()):
+            key = (b, tuple(sorted(used)))
+            if key not in self._prefetched:
+                self._prefetched[key] = self.client.compute(self._read(b, key[1], tag))
+
+    def map(self, fn: Callable, tasks: Sequence, prefetch: Sequence | None = None) -> list:
         """``[fn(problem, task) for task in tasks]`` on the workers, in task order.
 
         A task with a ``sl`` field (a chunk of observed samples) runs on that chunk's data;
         any other task on the problem alone. Exceptions are re-raised as the workers raised
-        them (a callback's arrives as :class:`~pygmmis_ng.CallbackError`).
+        them (a callback's arrives as :class:`~pygmmis_ng.CallbackError`). ``prefetch``: the
+        chunks (slices) the next map will use; streamed rows are read for it meanwhile.
         """
         self.start()
         tasks = list(tasks)
@@ -330,6 +289,8 @@ class DaskExecutor:
             futures = [self.client.submit(_run, fn, self._lite, task, self._tag, pure=False,
                                           key=f"pygmmis_ng-impute-{tag}-{i}")
                        for i, task in enumerate(tasks)]
+        if prefetch and self.streamed:
+            self._prefetch(prefetch)
         try:
             self._wait(futures)
             results = self.client.gather(futures)
@@ -370,8 +331,9 @@ class DaskExecutor:
         if self._state == "closed":
             return
         started, self._state = self._state != "new", "closed"
-        held = list(self._batches) + ([] if self._lite is None else [self._lite])
-        self._batches, self._lite, self._payloads = [], None, []
+        held = list(self._batches) + list(self._prefetched.values()) + \
+            ([] if self._lite is None else [self._lite])
+        self._batches, self._lite, self._payloads, self._prefetched = [], None, [], {}
         try:
             if held:
                 self.client.cancel(held)

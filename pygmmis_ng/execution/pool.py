@@ -242,8 +242,10 @@ class PoolExecutor:
             theirs.close()
         self._procs.append(proc)
 
-    def map(self, fn: Callable, tasks: Sequence) -> list:
+    def map(self, fn: Callable, tasks: Sequence, prefetch: Sequence | None = None) -> list:
         """``[fn(problem, task) for task in tasks]``, computed by the workers, in task order.
+        (``prefetch``, the next map's chunks, is a hint for executors that read data lazily:
+        the data are in shared memory already.)
 
         Each worker runs one task at a time. A map that ends early (a task raised) leaves
         workers busy with its other tasks: their replies are recognized by the map's number

@@ -52,7 +52,9 @@ class SerialExecutor:
         self._threads: ThreadPoolExecutor | None = None
         self._blas: contextlib.AbstractContextManager | None = None
 
-    def map(self, fn: Callable, tasks: Sequence) -> list:
+    def map(self, fn: Callable, tasks: Sequence, prefetch: Sequence | None = None) -> list:
+        """``[fn(problem, task) for task in tasks]``; ``prefetch`` (the next map's chunks) is
+        a hint for executors that read data lazily: the data are here already."""
         tasks = list(tasks)
         if self.n_threads > 1 and len(tasks) > 1 and all(
                 getattr(t, "sl", None) is not None for t in tasks):

@@ -109,18 +109,23 @@ def _tasks(p: Problem, comps: list, bg_amp: float, chunks: list | None,
 def observed_stats(p: Problem, comps: list, bg_amp: float, ex: Any,
                    redo: np.ndarray | None = None,
                    history: NeighborhoodHistory | None = None,
-                   chunks: list | None = None) -> SufficientStats:
+                   chunks: list | None = None, prefetch: list | None = None
+                   ) -> SufficientStats:
     """Statistics of all observed samples: chunk tasks on the executor, summed in order.
 
     ``comps`` holds the components of each group (:func:`group_comps`). With
     neighborhoods (``p.nbr``), ``redo`` flags the components whose
     neighborhoods are recomputed in this pass, and ``history`` what the
     stored flags are (updated here). ``chunks``: only these (group, rows) of
-    :func:`all_chunks` (a minibatch), in this order.
+    :func:`all_chunks` (a minibatch), in this order; ``prefetch``: the (group, rows) of
+    the next minibatch, whose rows an executor reading them lazily fetches meanwhile.
     """
     K, D = next(c for c in comps if c is not None).log_amp.size, p.center.size
     stats = SufficientStats.zeros(K, D)
-    for part in ex.map(_observed_task, _tasks(p, comps, bg_amp, chunks, redo, history)):
+    tasks = _tasks(p, comps, bg_amp, chunks, redo, history)
+    parts = ex.map(_observed_task, tasks) if prefetch is None else \
+        ex.map(_observed_task, tasks, prefetch=[sl for _, sl in prefetch])
+    for part in parts:
         stats += part
     if history is not None and redo is not None:
         history.update(comps, redo)

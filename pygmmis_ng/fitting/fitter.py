@@ -20,7 +20,7 @@ from .online_fit import run_online_starts, warn_large_blocks
 from .options import check_fit
 from .prepare import prepare_problem
 from .progress import fit_progress
-from .restarts import choose_run, initial_state, run_restarts, starts
+from .restarts import choose_run, initial_state, run_restarts
 from .restarts import finish as finish_fit
 from .result import FitResult
 from .schedule import LEARNING_DECAY, LEARNING_OFFSET
@@ -239,9 +239,8 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
                                                                     seeds[1:], int(seeds[0]))
             return finish_fit(gmm, background, opts, problem, best, restarts_logL,
                               best.n_reseeded, 0, chosen, elapsed=clock.elapsed(), online=report)
-        seeds = gen.integers(0, 2**62, size=len(starts(opts, opts.n_init)))
         best, restarts_logL, n_reseeded, n_ghosts, chosen = run_restarts(gmm, obs, opts, problem,
-                                                                         seeds)
+                                                                         gen)
         return finish_fit(gmm, background, opts, problem, best, restarts_logL, n_reseeded,
                           n_ghosts, chosen, elapsed=clock.elapsed())
 

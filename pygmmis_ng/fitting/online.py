@@ -136,11 +136,13 @@ class Update(NamedTuple):
 
 def minibatch_step(p: Problem, st: State, running: SufficientStats, tasks: list, t: int,
                    opts: OnlineOptions, fit_bg: bool, gen: np.random.Generator, ex: Any,
-                   row_weight: float = 1.0) -> Update:
+                   row_weight: float = 1.0, ahead: list | None = None) -> Update:
     """One stepwise EM update from the chunks ``tasks`` ((g, slice) each); ``row_weight``: the
-    mean sample weight per row, which sets the weight of a full minibatch."""
+    mean sample weight per row, which sets the weight of a full minibatch; ``ahead``: the
+    next minibatch's chunks (read meanwhile by executors that stream the data)."""
     comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar, {g for g, _ in tasks})
-    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, chunks=tasks)
+    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex, chunks=tasks,
+                           prefetch=ahead)
     if not stats.weight > 0:                 # all weights 0: nothing to learn from
         return Update(st, running, t, 0.0, 0.0)
     if not np.isfinite(stats.logL):
@@ -209,10 +211,12 @@ def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
     converged = False
     for n in range(1, opts.n_passes + 1):
         seen_logL = seen_w = 0.0
-        for batch in pass_batches(units, chunk_rows, opts.batch_size,
-                                  gen if opts.shuffle else None):
-            tasks = [chunks[i] for i in sorted(batch)]
-            up = minibatch_step(p, st, running, tasks, t, opts, fit_bg, gen, ex, row_weight)
+        batches = [[chunks[i] for i in sorted(b)] for b in
+                   pass_batches(units, chunk_rows, opts.batch_size, gen if opts.shuffle else None)]
+        for k, tasks in enumerate(batches):
+            ahead = batches[k + 1] if k + 1 < len(batches) else None
+            up = minibatch_step(p, st, running, tasks, t, opts, fit_bg, gen, ex, row_weight,
+                                ahead)
             n_batches += up.t - t
             n_reseeded += up.n_reseeded
             st, running, t = up.state, up.running, up.t

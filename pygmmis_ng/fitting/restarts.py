@@ -78,8 +78,9 @@ def starts(opts: FitOptions, n_seeds: int) -> list:
 
 
 def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem,
-                 seeds: np.ndarray) -> tuple[Run, np.ndarray, int, int, int]:
-    """One EM run per start on one executor; the best run, finished and refined.
+                 gen: np.random.Generator) -> tuple[Run, np.ndarray, int, int, int]:
+    """One EM run per start (each from its own seed drawn from ``gen``) on one executor; the
+    best run, finished and refined.
 
     Under a selection the observed samples alone do not tell a truncated or
     ghost-ridden solution from the right one, and EM from such a start stays
@@ -102,6 +103,7 @@ def run_restarts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem
     chosen : int, index of the returned run
     """
     inits = starts(opts, opts.n_init)
+    seeds = gen.integers(0, 2**62, size=len(inits))
     reference = len(inits) > opts.n_init
     levels = oversampling_levels(problem)
     first, rest = levels[:1], levels[1:]

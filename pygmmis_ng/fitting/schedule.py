@@ -29,7 +29,7 @@ import numpy as np
 from ..data.validation import check_float, check_int
 
 #: the learning rate's defaults: rho_t = (LEARNING_OFFSET + t) ** -LEARNING_DECAY
-LEARNING_DECAY = 0.6
+LEARNING_DECAY = 0.55
 LEARNING_OFFSET = 2.0
 #: passes over the data when ``n_passes`` is not given
 N_PASSES = 10
