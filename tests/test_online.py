@@ -249,6 +249,18 @@ def test_estimator_partial_fit_equals_fit_and_continues(noisy):
         ng.IncompleteGaussianMixture(3).partial_fit(X[:2])
 
 
+def test_partial_fit_after_a_full_batch_fit_continues_from_it(noisy):
+    X, S = noisy
+    est = ng.IncompleteGaussianMixture(3, random_state=0, tol=1e-6).fit(X, covar=S)
+    before = est.means_.copy()
+    est.partial_fit(X[:500], covar=S[:500])
+    # the counter of one pass of 500-row minibatches over the 6000 fitted rows, then one step:
+    # a small move towards the piece, not a new initialization
+    assert est.n_steps_ == 6000 // 500 + 1
+    shift = np.abs(est.means_ - before).max()
+    assert 0 < shift < 0.1
+
+
 @pytest.mark.parametrize("kind", ["noise", "missing"])
 def test_a_fixed_seed_gives_bitwise_the_same_fit_for_any_n_jobs(noisy, kind):
     X, S = noisy

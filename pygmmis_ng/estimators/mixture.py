@@ -253,14 +253,15 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                     sample_weight: Any = None) -> IncompleteGaussianMixture:
         """Update the mixture with the samples X by online EM (data that arrive in pieces).
 
-        The first call (or the first after ``fit`` without ``batch_size``)
-        initializes the model from X by ``init_params``; each call then cuts X
-        into minibatches of ``batch_size`` rows in the order given (X is one
-        minibatch if ``batch_size`` is None) and makes one stepwise EM update
-        per minibatch, the learning rate decaying over all calls (see
-        :mod:`pygmmis_ng.fitting.partial`). After ``fit(batch_size=...)`` the
-        updates continue from the fit. Pieces of a split give the same model as
-        ``fit`` with ``n_passes=1, shuffle=False`` over the same minibatches.
+        The first call on an unfitted estimator initializes the model from X by
+        ``init_params``; after ``fit`` the updates continue from the fitted model
+        (after a full-batch fit as if one online pass over its rows had been
+        made). Each call cuts X into minibatches of ``batch_size`` rows in the
+        order given (X is one minibatch if ``batch_size`` is None) and makes one
+        stepwise EM update per minibatch, the learning rate decaying over all
+        calls (see :mod:`pygmmis_ng.fitting.partial`). Pieces of a split give the
+        same model as ``fit`` with ``n_passes=1, shuffle=False`` over the same
+        minibatches.
 
         Parameters
         ----------

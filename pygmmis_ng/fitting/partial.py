@@ -43,8 +43,8 @@ class PieceResult(NamedTuple):
 def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_weight: Any = None,
                 state: OnlineState | None = None, *, batch_size: int | None = None,
                 init_method: Any = "kmeans", background: Any = None, rng: Any = None,
-                w: float = 0.0, frozen: Any = None, n_jobs: int = 1, **options: Any
-                ) -> PieceResult:
+                w: float = 0.0, frozen: Any = None, n_jobs: int = 1, start_t: int = 0,
+                **options: Any) -> PieceResult:
     """Update ``gmm`` (in place) with the piece ``data`` by online EM.
 
     Parameters
@@ -59,6 +59,10 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
         left; None: this is the first piece.
     batch_size : int or None
         Rows per minibatch (None: the piece is one minibatch).
+    start_t : int
+        With ``state`` None: the learning-rate counter to start from (0: a fresh
+        start; to continue from a model fitted to n rows, about n / batch_size,
+        so that the first steps do not undo it).
     init_method, background, rng, w, frozen, n_jobs
         As for :func:`pygmmis_ng.fit`; ``rng`` draws the initialization and
         any re-seeding.
@@ -83,7 +87,8 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
     N = problem.Xc.shape[0]
     if state is None:
         st = initial_state(gmm, obs, opts.init, opts, problem, gen)
-        running, t, rows, row_weight = start_stats(st, problem.reg_covar), 0, N, problem.N_w / N
+        running, t, rows = start_stats(st, problem.reg_covar), int(start_t), N
+        row_weight = problem.N_w / N
     else:
         problem = problem._replace(scale2=state.scale2, reseed_scale=state.reseed_scale,
                                    const_axes=state.const_axes)
