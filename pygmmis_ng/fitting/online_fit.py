@@ -23,6 +23,7 @@ from .online import OnlineRun, OnlineState, run_online, start_stats, state_of
 from .options import FitOptions, Observations
 from .problem import Problem, Run
 from .restarts import initial_state
+from .schedule import learning_rate
 
 logger = logging.getLogger("pygmmis_ng")
 
@@ -78,8 +79,6 @@ def run_online_starts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Pr
     Returns the run (its history: the slice's logL at the start and after each pass, then the
     finishing EM's), the report, the slice logL of every start, and the chosen start's index.
     """
-    from .schedule import learning_rate
-
     online = opts.online
     fit_bg = problem.bg is not None and (problem.bg.adjust_amp or problem.bg.amp > 0)
     runs: list[OnlineRun] = []
@@ -127,12 +126,13 @@ def _as_run(best: OnlineRun, fin: Run | None, finish: int | None) -> Run:
 
 
 def warn_large_blocks(X: Any, batch_size: int) -> None:
-    """A dask array's row chunks are the units of the minibatches: warn when a chunk alone is
-    far larger than ``batch_size`` (each minibatch is then one whole chunk)."""
+    """A dask array's row chunks are the units of the minibatches: warn when a chunk holds
+    more than ``batch_size`` rows (it is then cut into several minibatches, each reading it)."""
     rows = max(X.chunks[0])
-    if rows > 2 * batch_size:
+    if rows > batch_size:
         warnings.warn(f"the dask array's row chunks hold up to {rows} rows, more than "
-                      f"batch_size={batch_size}: online EM reads whole chunks, so each "
-                      f"minibatch is one chunk of up to {rows} rows; rechunk the rows to about "
-                      f"batch_size (data.rechunk(({batch_size}, -1))) for smaller minibatches",
-                      UserWarning, stacklevel=4)
+                      f"batch_size={batch_size}: online EM cuts such a chunk into minibatches "
+                      f"of at most batch_size rows and reads it once for each, up to "
+                      f"{-(-rows // batch_size)} times per pass; rechunk the rows to at most "
+                      f"batch_size (data.rechunk(({batch_size}, -1))) to read every chunk once "
+                      "per pass", UserWarning, stacklevel=4)
