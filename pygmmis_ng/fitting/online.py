@@ -64,15 +64,36 @@ class OnlineRun(NamedTuple):
 
 
 class OnlineState(NamedTuple):
-    """What an online fit carries from one piece of data (or one fit) to the next."""
+    """What an online fit carries from one piece of data (or one fit) to the next.
 
-    running: SufficientStats        # per unit weight, centred on the component means
-    t: int                          # minibatch updates made so far
-    scale2: np.ndarray              # (D,) the first data's variance of each axis
+    Attributes
+    ----------
+    running : SufficientStats
+        The running statistics, per unit of sample weight, centred on the
+        component means (so independent of the coordinates' origin).
+    t : int
+        Minibatch updates made so far (the learning rate's counter).
+    scale2 : ndarray (D,)
+        The first data's variance along each axis (the units in which a
+        collapsed component is judged).
+    reseed_scale : float
+        The first data's volume-filling scale (a re-seeded component's size).
+    const_axes : ndarray (D,) of bool or None
+        Axes along which the first data were constant.
+    row_weight : float
+        Mean sample weight per row of the data seen (a full minibatch's weight
+        is ``batch_size`` times it).
+    rows : int
+        Rows seen.
+    """
+
+    running: SufficientStats
+    t: int
+    scale2: np.ndarray
     reseed_scale: float
     const_axes: np.ndarray | None
-    row_weight: float = 1.0         # mean sample weight per row of the data seen
-    rows: int = 0                   # rows seen
+    row_weight: float = 1.0
+    rows: int = 0
 
 
 def state_of(problem: Problem, running: SufficientStats, t: int, row_weight: float,

@@ -32,8 +32,18 @@ from .schedule import pass_batches
 
 
 class PieceResult(NamedTuple):
-    """One :func:`partial_fit` call: the state to continue from, the piece's mean logL at the
-    parameters each of its minibatches was scored at (before its update), its minibatches."""
+    """What one :func:`partial_fit` call returns.
+
+    Attributes
+    ----------
+    state : OnlineState
+        What the next piece continues from.
+    logL : float
+        The piece's mean log-likelihood, each minibatch scored at the
+        parameters before its own update.
+    n_batches : int
+        Minibatch updates the piece made.
+    """
 
     state: OnlineState
     logL: float
