@@ -26,6 +26,12 @@ E-step reads them again (from zarr, HDF5, ...), a batch of about
 :data:`STREAM_BATCH_BYTES` at a time, so a worker holds a few batches,
 not the data.
 
+Online EM maps a few chunks at a time. Its chunks then lie within the dask
+array's row blocks, and a streamed batch is one block, of which a map reads
+only the rows of its chunks (:func:`_needed_rows`); ``map(..., prefetch=)``
+starts reading the next minibatch's rows before the client's M-step, so the
+workers do not wait for it.
+
 With ``cutoff``, the neighborhood flags of each chunk stay on the worker
 that ran it (:func:`_run_batch`), tagged with the pass that made them; a
 chunk whose flags are missing or of another pass makes them again from the

@@ -342,9 +342,8 @@ def _check_online_combination(sel_callback: Any, cutoff: Any, attempts: int) -> 
             "the selected fraction Z and the original size N0 of the *whole* data at each "
             "update from about oversampling * N0 draws, so a minibatch would need as many "
             "draws as a full pass (or, with fewer, a biased N0 and Monte-Carlo noise that the "
-            "running statistics do not average away). Fit with batch_size=None, subsample "
-            "the data uniformly (a uniform subsample keeps the selection function), or fit "
-            "online without sel_callback and fit the selected model on a subsample")
+            "running statistics do not average away). Fit with batch_size=None, or on a "
+            "uniform random subsample of the rows (it keeps the same selection function)")
     if cutoff is not None:
         raise ValueError("batch_size (online EM) with cutoff is not supported: neighborhoods "
                          "are reused between full passes at nearby parameters, while online "
