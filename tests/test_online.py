@@ -451,3 +451,15 @@ def test_bad_online_options_are_refused_before_anything_changes(noisy, kw, match
         assert np.array_equal(getattr(gmm, a), getattr(before, a))
     with pytest.raises(TypeError, match="shuffle"):
         ng.fit(gmm, X, batch_size=10, shuffle="yes")
+
+
+def test_the_info_table_has_a_row_per_pass(noisy, caplog):
+    X, S = noisy
+    with caplog.at_level("INFO", logger="pygmmis_ng"):
+        res = ng.fit(ng.GMM(3, 2), X, covar=S, batch_size=1000, n_passes=3, rng=1, tol=0,
+                     progress=False)
+    lines = [r.getMessage() for r in caplog.records]
+    header = [m for m in lines if m.split()[:3] == ["PASS", "BATCHES", "SAMPLES"]]
+    rows = [r for r in caplog.records if getattr(r, "iteration", None) is not None]
+    assert len(header) == 1 and len(rows) == res.online.n_passes + 1
+    assert [int(r.getMessage().split()[1]) for r in rows] == [0, 6, 12, 18]   # minibatches
