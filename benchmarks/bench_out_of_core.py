@@ -36,16 +36,17 @@ K, D, ITERATIONS = 10, 3, 5
 BLOCK = 1 << 18          # rows per zarr chunk (and per write)
 
 
-def write_zarr(path: str, N: int, seed: int = 0) -> None:
-    """N samples of a K-cluster mixture with per-sample noise, written block by block."""
+def write_zarr(path: str, N: int, seed: int = 0, block: int = BLOCK) -> None:
+    """N samples of a K-cluster mixture with per-sample noise, written block by block (zarr
+    chunks of ``block`` rows)."""
     import zarr
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, 4, (K, D))
-    X = zarr.open_array(f"{path}/X", mode="w", shape=(N, D), chunks=(BLOCK, D), dtype="f8")
-    S = zarr.open_array(f"{path}/S", mode="w", shape=(N, D, D), chunks=(BLOCK, D, D), dtype="f8")
-    for lo in range(0, N, BLOCK):
-        n = min(BLOCK, N - lo)
+    X = zarr.open_array(f"{path}/X", mode="w", shape=(N, D), chunks=(block, D), dtype="f8")
+    S = zarr.open_array(f"{path}/S", mode="w", shape=(N, D, D), chunks=(block, D, D), dtype="f8")
+    for lo in range(0, N, block):
+        n = min(block, N - lo)
         var = rng.uniform(0.05, 0.5, n)
         X[lo:lo + n] = (centres[rng.integers(K, size=n)] + rng.normal(size=(n, D))
                         + rng.normal(size=(n, D)) * np.sqrt(var)[:, None])

@@ -7,9 +7,9 @@ Writes N noisy samples of a 5-component 3D mixture, each with its own noise
 covariance, to ``.npy`` files block by block, opens them memory-mapped (the fit
 reads them chunk by chunk and never copies them whole) and fits them twice:
 by full-batch EM to a tight tolerance (the reference optimum), and by online
-(stepwise) EM with minibatches of 10 000 rows for at most three passes. The
-online fit's exact mean logL is then computed by one more pass; the figure
-shows both against the passes over the data.
+(stepwise) EM with minibatches of 10 000 rows for one, two and three passes
+(the same seed: the same first passes), each scored exactly by one more pass.
+The figure shows the distance of both to the optimum.
 """
 import argparse
 import logging
@@ -63,38 +63,43 @@ def main(N=1_000_000, seed=2, smoke=False, show=True):
         full_gmm = ng.GMM(K=5, D=3)
         full = ng.fit(full_gmm, X, covar=S, rng=seed, tol=1e-7)
         full_s = time.perf_counter() - t
-        t = time.perf_counter()
-        gmm = ng.GMM(K=5, D=3)
-        online = ng.fit(gmm, X, covar=S, rng=seed, batch_size=batch, n_passes=3, tol=1e-4)
-        online_s = time.perf_counter() - t
-        exact = ng.fit(gmm.copy(), X, covar=S, init_method="none", maxiter=0).logL
+        # the same seed gives the same first passes: stop after 1, 2, 3 and score each exactly
+        exact, seconds = [], []
+        for passes in (1, 2, 3):
+            t = time.perf_counter()
+            gmm = ng.GMM(K=5, D=3)
+            online = ng.fit(gmm, X, covar=S, rng=seed, batch_size=batch, n_passes=passes,
+                            tol=0)
+            seconds.append(time.perf_counter() - t)
+            exact.append(ng.fit(gmm.copy(), X, covar=S, init_method="none", maxiter=0).logL)
         del X, S                                      # close the files before they go
     order = ng.match_components(gmm, truth)
     error = float(np.abs(gmm.mean[order] - truth.mean).max())
     on = online.online
     print(f"{N} memory-mapped samples, D=3, K=5, per-sample noise")
     print(f"full-batch EM: {full.n_eval} passes, {full_s:.1f} s, mean logL {full.logL:.5f}")
-    print(f"online EM:     {on.n_passes} passes ({on.n_batches} minibatches of {batch} rows), "
-          f"{online_s:.1f} s, mean logL {exact:.5f} ({exact - full.logL:+.1e}), largest error "
-          f"of a mean {error:.3f}")
+    for passes, (logL, secs) in enumerate(zip(exact, seconds), start=1):
+        print(f"online EM, {passes} pass(es) ({passes * on.n_batches // on.n_passes} minibatches "
+              f"of {batch} rows): {secs:.1f} s, mean logL {logL:.5f} ({logL - full.logL:+.1e})")
+    print(f"largest error of a mean after 3 passes: {error:.3f}")
     if show:
-        figure(full, on)
-    return {"full_logL": full.logL, "online_logL": exact, "passes": on.n_passes,
-            "full_passes": full.n_eval, "largest_mean_error": error,
-            "slice_logL": on.pass_logL, "full_seconds": full_s, "online_seconds": online_s}
+        figure(full, exact)
+    return {"full_logL": full.logL, "online_logL": exact[-1], "online_each_pass": exact,
+            "passes": on.n_passes, "full_passes": full.n_eval, "largest_mean_error": error,
+            "slice_logL": on.pass_logL, "full_seconds": full_s, "online_seconds": seconds[-1]}
 
 
-def figure(full, on):
+def figure(full, exact):
     import matplotlib.pyplot as plt
 
-    best = full.logL
+    best = max(full.logL, *exact)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(np.arange(1, len(full.history)), np.maximum(best - full.history[1:], 1e-7),
-                "o-", ms=3, label="full-batch EM, per iteration (exact)")
-    ax.semilogy(np.arange(1, len(on.pass_logL)), np.maximum(best - on.pass_logL[1:], 1e-7),
-                "s-", label="online EM, after each pass (evaluation slice)")
+    ax.semilogy(np.arange(1, len(full.history)), np.maximum(best - full.history[1:], 1e-8),
+                "o-", ms=3, label="full-batch EM, after each iteration (>= 1 pass each)")
+    ax.semilogy(np.arange(1, len(exact) + 1), np.maximum(best - np.array(exact), 1e-8),
+                "s-", label="online EM, after each pass")
     ax.axhline(1e-3, color="grey", ls=":")
-    ax.set_xlabel("passes over the data")
+    ax.set_xlabel("iterations (full batch) / passes (online)")
     ax.set_ylabel("optimum - mean logL per sample")
     ax.set_title("Online EM on a memory-mapped file")
     ax.legend()

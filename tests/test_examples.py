@@ -70,3 +70,4 @@ def test_online_memmap():
     assert 0 < r["full_logL"] - r["online_logL"] < 1e-3       # close to the optimum, below it
     assert r["largest_mean_error"] < 0.2
     assert r["slice_logL"][-1] > r["slice_logL"][0]
+    assert r["online_each_pass"] == sorted(r["online_each_pass"])     # each pass gains
