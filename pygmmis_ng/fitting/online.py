@@ -54,10 +54,9 @@ class OnlineRun(NamedTuple):
     pass_logL: np.ndarray       # (passes + 1,) the slice's mean logL at the start and after each pass
     running_logL: np.ndarray    # (passes,) mean logL of each minibatch before its update, per pass
     n_passes: int
-    n_batches: int              # minibatch updates made
+    n_batches: int              # minibatch updates made (the learning rate's counter)
     converged: bool
     n_reseeded: int
-    t: int                      # the learning-rate counter after the last update
     running: SufficientStats    # the running statistics (per unit weight, centred on the means)
     eval_rows: int = 0          # rows of the evaluation slice
     row_weight: float = 1.0     # mean sample weight per row
@@ -211,46 +210,58 @@ def pass_gap(pass_logL: list[float]) -> float:
     return max(abs(d1), abs(d0))
 
 
+def run_pass(p: Problem, st: State, running: SufficientStats, t: int, layout: tuple,
+             opts: OnlineOptions, fit_bg: bool, gen: np.random.Generator, ex: Any,
+             row_weight: float, order: np.random.Generator | None) -> Update:
+    """One pass over the data: a stepwise update per minibatch (of :func:`.schedule.pass_batches`
+    over ``layout``, the chunks, units and chunk rows of :func:`units_of`, in an order drawn
+    from ``order``; None: row order), each reading the next one's rows ahead. Returns the
+    last update with the pass's summed logL, weight and re-seeded components."""
+    chunks, units, chunk_rows = layout
+    batches = [[chunks[i] for i in sorted(b)]
+               for b in pass_batches(units, chunk_rows, opts.batch_size, order)]
+    logL = weight = 0.0
+    n_reseeded = 0
+    for k, tasks in enumerate(batches):
+        ahead = batches[k + 1] if k + 1 < len(batches) else None
+        up = minibatch_step(p, st, running, tasks, t, opts, fit_bg, gen, ex, row_weight, ahead)
+        st, running, t = up.state, up.running, up.t
+        logL, weight, n_reseeded = logL + up.logL, weight + up.weight, n_reseeded + up.n_reseeded
+    return Update(st, running, t, logL, weight, n_reseeded)
+
+
 def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
-               gen: np.random.Generator, ex: Any, tol: float, eval_gen: np.random.Generator,
-               t: int = 0, running: SufficientStats | None = None) -> OnlineRun:
-    """Online passes from ``st`` until the evaluation slice's logL settles (``tol``) or
-    ``opts.n_passes``. ``gen`` orders the minibatches (and re-seeds), ``eval_gen`` draws the
-    evaluation slice; ``t`` and ``running``: the learning-rate counter and running statistics
-    to continue from (default: a fresh start at ``st``)."""
-    chunks, units, chunk_rows = units_of(p, opts.batch_size)
+               gen: np.random.Generator, ex: Any, tol: float, eval_gen: np.random.Generator
+               ) -> OnlineRun:
+    """Online passes from ``st`` (fresh running statistics) until the evaluation slice's logL
+    settles (``tol``) or ``opts.n_passes``. ``gen`` orders the minibatches (and re-seeds),
+    ``eval_gen`` draws the evaluation slice."""
+    layout = units_of(p, opts.batch_size)
+    chunks, units, chunk_rows = layout
     unit_rows = np.array([chunk_rows[u].sum() for u in units])
     slice_units = eval_units(unit_rows, opts.eval_rows, eval_gen)
     slice_tasks = [chunks[i] for u in slice_units for i in units[u]]
     row_weight = p.N_w / p.Xc.shape[0]
-    running = start_stats(st, p.reg_covar) if running is None else running
+    running, t = start_stats(st, p.reg_covar), 0
     logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, chunks)
     pass_logL, running_logL = [logL], []
     log_pass_header(fit_bg)
     log_pass_row(0, 0, p.N_w, st.bg_amp if fit_bg else None, logL, None, None)
-    n_batches = n_reseeded = 0
+    n_reseeded = 0
     converged = False
     for n in range(1, opts.n_passes + 1):
-        seen_logL = seen_w = 0.0
-        batches = [[chunks[i] for i in sorted(b)] for b in
-                   pass_batches(units, chunk_rows, opts.batch_size, gen if opts.shuffle else None)]
-        for k, tasks in enumerate(batches):
-            ahead = batches[k + 1] if k + 1 < len(batches) else None
-            up = minibatch_step(p, st, running, tasks, t, opts, fit_bg, gen, ex, row_weight,
-                                ahead)
-            n_batches += up.t - t
-            n_reseeded += up.n_reseeded
-            st, running, t = up.state, up.running, up.t
-            seen_logL, seen_w = seen_logL + up.logL, seen_w + up.weight
-        running_logL.append(seen_logL / seen_w if seen_w > 0 else math.nan)
+        done = run_pass(p, st, running, t, layout, opts, fit_bg, gen, ex, row_weight,
+                        gen if opts.shuffle else None)
+        st, running, t = done.state, done.running, done.t
+        n_reseeded += done.n_reseeded
+        running_logL.append(done.logL / done.weight if done.weight > 0 else math.nan)
         logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, chunks)
         pass_logL.append(logL)
-        gap = pass_gap(pass_logL)
-        log_pass_row(n, n_batches, p.N_w, st.bg_amp if fit_bg else None, logL,
-                     logL - pass_logL[-2], learning_rate(max(t, 1), opts))
-        if gap < tol:
+        log_pass_row(n, t, p.N_w, st.bg_amp if fit_bg else None, logL, logL - pass_logL[-2],
+                     learning_rate(max(t, 1), opts))
+        if pass_gap(pass_logL) < tol:
             converged = True
             break
     return OnlineRun(st, logL, se, np.asarray(pass_logL), np.asarray(running_logL), n,
-                     n_batches, converged, n_reseeded, t, running,
+                     t, converged, n_reseeded, running,
                      int(unit_rows[slice_units].sum()), row_weight)

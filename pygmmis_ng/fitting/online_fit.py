@@ -101,14 +101,14 @@ def run_online_starts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Pr
                          np.random.default_rng(int(seeds[chosen]) + 1), ex)
     N = problem.Xc.shape[0]
     if fin is None:
-        state = state_of(problem, best.running, best.t, best.row_weight, N)
+        state = state_of(problem, best.running, best.n_batches, best.row_weight, N)
     else:          # the finishing EM moved the parameters: statistics that give them back
-        state = state_of(problem, start_stats(fin.state, problem.reg_covar), best.t,
+        state = state_of(problem, start_stats(fin.state, problem.reg_covar), best.n_batches,
                          best.row_weight, N)
     report = OnlineReport(online.batch_size, best.n_passes, best.n_batches, best.pass_logL,
                           best.running_logL, best.converged, best.eval_rows, best.logL_se,
                           0 if fin is None else fin.n_iter,
-                          learning_rate(max(best.t, 1), online), state)
+                          learning_rate(max(best.n_batches, 1), online), state)
     return _as_run(best, fin, online.finish), report, logLs, chosen
 
 

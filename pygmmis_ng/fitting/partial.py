@@ -23,12 +23,11 @@ import numpy as np
 
 from ..execution import make_executor
 from ..model import GMM
-from .online import OnlineState, minibatch_step, start_stats, state_of, units_of
+from .online import OnlineState, run_pass, start_stats, state_of, units_of
 from .options import check_fit
 from .prepare import initial_bg_amp, prepare_problem
 from .problem import State
 from .restarts import initial_state
-from .schedule import pass_batches
 
 
 class PieceResult(NamedTuple):
@@ -107,19 +106,15 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
         running, t, rows = state.running, state.t, state.rows + N
         # the weight of a full minibatch follows the mean weight per row of all pieces
         row_weight = (state.row_weight * state.rows + problem.N_w) / rows
-    fit_bg = problem.bg is not None and (problem.bg.adjust_amp or problem.bg.amp > 0)
-    chunks, units, chunk_rows = units_of(problem, opts.online.batch_size)
-    logL = weight = 0.0
-    n_batches = t
+    n_before = t
     with make_executor(problem, opts.n_jobs, opts.client) as ex:
-        for batch in pass_batches(units, chunk_rows, opts.online.batch_size, None):
-            tasks = [chunks[i] for i in sorted(batch)]
-            up = minibatch_step(problem, st, running, tasks, t, opts.online, fit_bg, gen, ex,
-                                row_weight)
-            st, running, t = up.state, up.running, up.t
-            logL, weight = logL + up.logL, weight + up.weight
+        done = run_pass(problem, st, running, t, units_of(problem, opts.online.batch_size),
+                        opts.online, problem.bg is not None and (problem.bg.adjust_amp or problem.bg.amp > 0),
+                        gen, ex, row_weight,
+                        None)
+    st, running, t = done.state, done.running, done.t
     gmm.amp, gmm.mean, gmm.covar = st.amp, st.mean + problem.center, st.covar
     if background is not None:
         background.amp = st.bg_amp
     return PieceResult(state_of(problem, running, t, row_weight, rows),
-                       logL / weight if weight > 0 else np.nan, t - n_batches)
+                       done.logL / done.weight if done.weight > 0 else np.nan, t - n_before)
