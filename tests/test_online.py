@@ -463,3 +463,21 @@ def test_the_info_table_has_a_row_per_pass(noisy, caplog):
     rows = [r for r in caplog.records if getattr(r, "iteration", None) is not None]
     assert len(header) == 1 and len(rows) == res.online.n_passes + 1
     assert [int(r.getMessage().split()[1]) for r in rows] == [0, 6, 12, 18]   # minibatches
+
+
+def test_a_held_background_enters_online_em_as_it_enters_full_batch_em():
+    # amp 0 raised to amp_min and held there (adjust_amp False): a background member of
+    # fraction 0.2 in both (online EM judged the raw amp and left the member out)
+    rng = np.random.default_rng(4)
+    lo, hi = np.array([-6.0, -6.0]), np.array([12.0, 12.0])
+    X = np.concatenate([make_truth().draw(3000, rng=rng), rng.uniform(lo, hi, (750, 2))])
+    rng.shuffle(X)
+    fits = []
+    for kw in (dict(tol=1e-9), dict(batch_size=250, n_passes=60, tol=1e-6)):
+        bg = ng.Background((lo, hi))
+        bg.adjust_amp, bg.amp_min = False, 0.2
+        res = ng.fit(ng.GMM(3, 2), X, background=bg, rng=0, **kw)
+        fits.append((res.logL, bg.amp))
+    assert fits[0][1] == pytest.approx(0.2) and fits[1][1] == pytest.approx(0.2)
+    # the online passes alone (no finish; the slice is all rows: their logL is exact)
+    assert abs(fits[1][0] - fits[0][0]) < 2e-4

@@ -148,6 +148,12 @@ def update(p: Problem, st: State, stats: SufficientStats, fit_bg: bool, gen: np.
     return State(amp, mean, covar, bg_amp, st.N0), bad, ghost
 
 
+def fits_background(p: Problem, bg_amp: float) -> bool:
+    """Whether a run starting at background fraction ``bg_amp`` has a background member: a
+    background whose amplitude is fitted, or held at a positive value."""
+    return p.bg is not None and (p.bg.adjust_amp or bg_amp > 0)
+
+
 def reseed_row(p: Problem, gen: np.random.Generator) -> int:
     """A row of ``p.reseed_points`` drawn by weight from the distinct rows: the same draw for an integer
     weight as for the row repeated, and for any order of the rows."""
@@ -192,7 +198,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     """
     K = st.mean.shape[0]
     N = p.Xc.shape[0]
-    fit_bg = p.bg is not None and (p.bg.adjust_amp or st.bg_amp > 0)
+    fit_bg = fits_background(p, st.bg_amp)
     valid = _valid(p, fit_bg)
     log_header(p.impute, fit_bg)
     levels = list(oversampling_levels(p) if levels is None else levels)

@@ -18,9 +18,10 @@ import numpy as np
 
 from ..execution import make_executor
 from ..model import GMM
-from .em_loop import run_em
+from .em_loop import fits_background, run_em
 from .online import OnlineRun, OnlineState, run_online, start_stats, state_of
 from .options import FitOptions, Observations
+from .prepare import initial_bg_amp
 from .problem import Problem, Run
 from .restarts import initial_state
 from .schedule import learning_rate
@@ -80,7 +81,7 @@ def run_online_starts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Pr
     finishing EM's), the report, the slice logL of every start, and the chosen start's index.
     """
     online = opts.online
-    fit_bg = problem.bg is not None and (problem.bg.adjust_amp or problem.bg.amp > 0)
+    fit_bg = fits_background(problem, initial_bg_amp(opts))    # as every start begins
     runs: list[OnlineRun] = []
     with make_executor(problem, opts.n_jobs, opts.client) as ex:
         for r, seed in enumerate(seeds):

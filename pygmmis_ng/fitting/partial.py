@@ -23,6 +23,7 @@ import numpy as np
 
 from ..execution import make_executor
 from ..model import GMM
+from .em_loop import fits_background
 from .online import OnlineState, run_pass, start_stats, state_of, units_of
 from .options import check_fit
 from .prepare import initial_bg_amp, prepare_problem
@@ -109,8 +110,7 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
     n_before = t
     with make_executor(problem, opts.n_jobs, opts.client) as ex:
         done = run_pass(problem, st, running, t, units_of(problem, opts.online.batch_size),
-                        opts.online, problem.bg is not None and (problem.bg.adjust_amp or problem.bg.amp > 0),
-                        gen, ex, row_weight,
+                        opts.online, fits_background(problem, st.bg_amp), gen, ex, row_weight,
                         None)
     st, running, t = done.state, done.running, done.t
     gmm.amp, gmm.mean, gmm.covar = st.amp, st.mean + problem.center, st.covar
