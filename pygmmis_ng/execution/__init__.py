@@ -13,19 +13,31 @@ Ctrl-C; :mod:`.interrupts` holds Ctrl-C back while processes start or stop).
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from typing import Any
 
-from .cluster import ClusterLost, DaskExecutor
+from .cluster import ClusterLost, ClusterStalled, DaskExecutor
 from .pool import PoolExecutor, WorkerDied
 from .serial import SerialExecutor
+from .threadpools import in_daemonic_process
 
-__all__ = ["SerialExecutor", "PoolExecutor", "DaskExecutor", "ClusterLost", "WorkerDied",
-           "make_executor", "resolve_n_jobs"]
+__all__ = ["SerialExecutor", "PoolExecutor", "DaskExecutor", "ClusterLost", "ClusterStalled",
+           "WorkerDied", "make_executor", "resolve_n_jobs"]
 
 
 def resolve_n_jobs(n_jobs: int) -> int:
     """Number of worker processes for ``n_jobs`` (-1: one per CPU)."""
     return (os.cpu_count() or 1) if n_jobs == -1 else n_jobs
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of a warning that points at the first frame outside this package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def make_executor(problem: Any, n_jobs: int, client: Any = None) -> Any:
@@ -34,4 +46,12 @@ def make_executor(problem: Any, n_jobs: int, client: Any = None) -> Any:
     if client is not None:
         return DaskExecutor(problem, client)
     n = resolve_n_jobs(n_jobs)
-    return SerialExecutor(problem) if n == 1 else PoolExecutor(problem, n)
+    if n == 1:
+        return SerialExecutor(problem)
+    if in_daemonic_process():
+        warnings.warn(f"n_jobs={n_jobs}: this process is a daemonic worker (of a "
+                      "multiprocessing pool), which may not start processes; the fit runs its "
+                      f"chunks on {n} threads instead (the same result)", UserWarning,
+                      stacklevel=_caller_stacklevel())
+        return SerialExecutor(problem, n_threads=n)
+    return PoolExecutor(problem, n)

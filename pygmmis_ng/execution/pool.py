@@ -54,7 +54,7 @@ import numpy as np
 from ..data.mapped import CentredRows, is_memory_mapped
 from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
 from .interrupts import sigint_deferred
-from .serial import single_threaded_blas
+from .threadpools import single_threaded_blas
 
 logger = logging.getLogger("pygmmis_ng")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from threadpoolctl import ThreadpoolController
+from .threadpools import single_threaded_blas
 
 
 def default_threads() -> int:
@@ -28,17 +28,6 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:          # pragma: no cover - not on Linux
         return os.cpu_count() or 1
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager:
-    """BLAS limited to one thread while the context is open (restored on exit).
-
-    The kernels call BLAS on chunk-sized matrices from several threads, or from
-    one worker process per core: BLAS's own threads on top would oversubscribe
-    the cores (measured: 2x slower, and erratic), and a GEMM's result does not
-    depend on them.
-    """
-    return ThreadpoolController().limit(limits=1, user_api="blas")
 
 
 class SerialExecutor:

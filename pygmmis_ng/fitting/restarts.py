@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ..execution import make_executor
+from ..execution.threadpools import single_threaded_openmp
 from ..model import GMM
 from ..selection.background import Background
 from ..selection.imputation import CallbackError
@@ -46,7 +47,8 @@ def initial_state(gmm: GMM, obs: Observations, init: Any, opts: FitOptions, prob
     work = gmm.copy()
     extra = {"sample_weight": obs.Z_weight} if takes_weight(init) else {}
     try:
-        init(work, obs.Z, covar=obs.Z_covar, rng=rng, **extra)
+        with single_threaded_openmp():          # fork-safe k-means (execution.threadpools)
+            init(work, obs.Z, covar=obs.Z_covar, rng=rng, **extra)
     except Exception as exc:      # a user's callable: re-raised with context (Ctrl-C passes)
         if init in INIT_METHODS.values():
             raise

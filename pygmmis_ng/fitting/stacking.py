@@ -168,7 +168,8 @@ def stack_fit(gmms: Sequence[GMM], data: Any, kwargs: Sequence[dict], L: int = 1
     data : array-like (N, D)
     kwargs : sequence of dict
         Keywords of :func:`pygmmis_ng.fit` for each model (including
-        ``covar``); each model's cross-validation and fit use the same rng.
+        ``covar``, not ``rng`` or ``L``); each model's cross-validation and fit use the same
+        seed, drawn from ``rng``.
     L : int
         Folds of the cross-validation.
     tol : float
@@ -182,6 +183,10 @@ def stack_fit(gmms: Sequence[GMM], data: Any, kwargs: Sequence[dict], L: int = 1
     """
     if len(gmms) != len(kwargs):
         raise ValueError(f"{len(gmms)} models but {len(kwargs)} keyword dicts")
+    for kw in kwargs:
+        if "rng" in kw or "L" in kw:
+            raise ValueError(f"kwargs must not hold {'rng' if 'rng' in kw else 'L'!r}: stack_fit "
+                             "passes its own (each model's seed is drawn from stack_fit's rng)")
     gen = check_rng(rng)
     lcvs = []
     for gmm, kw in zip(gmms, kwargs):
