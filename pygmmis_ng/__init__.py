@@ -28,7 +28,7 @@ from .estimators.classifier import GenerativeClassifier
 from .estimators.mixture import IncompleteGaussianMixture
 from .estimators.model_selection import KScan, scan_K
 from .estimators.scoring import NoiseWarning
-from .execution import ClusterLost, WorkerDied
+from .execution import ClusterLost, ClusterStalled, WorkerDied
 from .fitting import init
 from .fitting.diagnostics import CollapseError, FitWarning, ReseedWarning, RunawayError
 from .fitting.fitter import fit
@@ -53,7 +53,8 @@ from .tools.pygmmis_compat import (
 __version__ = "0.1.0"
 
 __all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeClassifier",
-           "draw", "FitResult", "CallbackError", "WorkerDied", "ClusterLost", "FitWarning", "ReseedWarning",
+           "draw", "FitResult", "CallbackError", "WorkerDied", "ClusterLost", "ClusterStalled",
+           "FitWarning", "ReseedWarning",
            "NoiseWarning", "RunawayError", "CollapseError",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
            "compare", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",

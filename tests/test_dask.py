@@ -375,10 +375,10 @@ def test_a_worker_killed_mid_fit_with_dask_array_data_does_not_change_the_answer
 
 
 def test_a_cluster_without_workers_ends_the_fit_with_a_clear_error(monkeypatch):
-    from pygmmis_ng.execution import cluster as cluster_module
+    from pygmmis_ng.execution import cluster_watch
 
-    monkeypatch.setattr(cluster_module, "NO_WORKER_TIMEOUT", 1.0)
-    monkeypatch.setattr(cluster_module, "WAIT_POLL", 0.2)
+    monkeypatch.setattr(cluster_watch, "NO_WORKER_TIMEOUT", 1.0)
+    monkeypatch.setattr(cluster_watch, "WAIT_POLL", 0.2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lc = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,

@@ -40,7 +40,6 @@ so a lost worker does not change the answer here either.
 """
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,7 +56,10 @@ from .cluster_tasks import (  # noqa: F401 (_FLAGS, _PROBLEMS: what the workers 
     _run,
     _run_batch,
 )
+from .cluster_watch import QUERY_TIMEOUT, ClusterLost, ClusterStalled, Watchdog, stall_timeout, within
 from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
+
+__all__ = ["DaskExecutor", "ClusterLost", "ClusterStalled", "check_client"]
 
 #: not sent with the problem: the neighborhood flags stay on the workers (see _run_batch)
 NOT_SENT = (*PARENT_ONLY_FIELDS, FLAG_FIELD)
@@ -68,14 +70,6 @@ BATCHES_PER_WORKER = 4
 PERSIST_SHARE = 0.5
 #: ... else streamed each E-step, in batches of about this many bytes
 STREAM_BATCH_BYTES = 64 << 20
-#: seconds between checks on the cluster while waiting for an iteration's results
-WAIT_POLL = 1.0
-#: seconds without any worker after which a fit gives up
-NO_WORKER_TIMEOUT = 30.0
-
-
-class ClusterLost(RuntimeError):
-    """The Dask cluster of a fit has no worker left (for NO_WORKER_TIMEOUT seconds)."""
 
 
 def check_client(client: Any) -> Any:
@@ -90,6 +84,7 @@ def check_client(client: Any) -> Any:
         raise ValueError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
     if client.status != "running":
         raise ValueError(f"the dask client is not running (status {client.status!r})")
+    stall_timeout()                  # its configured stall timeout is valid
     return client
 
 
@@ -156,6 +151,7 @@ class DaskExecutor:
         self._payloads: list = []        # per batch: its chunks, or the task reading them
         self._prefetched: dict = {}      # (batch, chunk positions) -> future of their rows
         self.streamed = False            # dask-array rows read again each E-step
+        self.stall_timeout = stall_timeout()     # dask config pygmmis_ng.stall-timeout
 
     def start(self) -> None:
         """Send the problem and the chunks to the workers (once)."""
@@ -301,7 +297,7 @@ class DaskExecutor:
             self._wait(futures)
             results = self.client.gather(futures)
         except BaseException:
-            self.client.cancel(futures)       # stop what still runs
+            within(QUERY_TIMEOUT, self.client.cancel, futures)      # stop what still runs
             raise
         del futures                           # released (keys shared with the data: not cancelled)
         if not chunked:
@@ -312,25 +308,21 @@ class DaskExecutor:
         return out
 
     def _wait(self, futures: list) -> None:
-        """Wait for ``futures``; raise if the cluster has had no worker for NO_WORKER_TIMEOUT s
-        (lost workers are otherwise replaced and their chunks made again)."""
+        """Wait for ``futures``, watched (:mod:`.cluster_watch`): raise if the cluster has had
+        no worker, or the fit no progress, for too long (lost workers are otherwise replaced
+        and their chunks made again)."""
         from distributed import wait
 
-        alone_since = None
+        from . import cluster_watch
+
+        watch = Watchdog(self.client, self.stall_timeout)
         while True:
             try:
-                wait(futures, timeout=WAIT_POLL)
+                wait(futures, timeout=cluster_watch.WAIT_POLL)
                 return
             except TimeoutError:
                 pass
-            if self.client.scheduler_info().get("workers"):
-                alone_since = None
-                continue
-            alone_since = alone_since or time.monotonic()
-            if time.monotonic() - alone_since > NO_WORKER_TIMEOUT:
-                raise ClusterLost(f"the Dask cluster has had no worker for {NO_WORKER_TIMEOUT:g} "
-                                  "s: the fit cannot continue (nothing of it is left on the "
-                                  "cluster); start workers, or fit without client")
+            watch.check(futures)
 
     def close(self) -> None:
         """Release everything the fit holds on the cluster."""
@@ -341,10 +333,11 @@ class DaskExecutor:
             ([] if self._lite is None else [self._lite])
         self._batches, self._lite, self._payloads, self._prefetched = [], None, [], {}
         try:
+            # with a deadline each: a scheduler that stopped answering must not hang the fit
             if held:
-                self.client.cancel(held)
+                within(QUERY_TIMEOUT, self.client.cancel, held)
             if started:
-                self.client.run(_forget, self._tag)
+                within(QUERY_TIMEOUT, self.client.run, _forget, self._tag)
         except Exception:      # noqa: BLE001 - a cluster already gone holds nothing
             pass
 
