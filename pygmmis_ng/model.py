@@ -43,13 +43,12 @@ class GMM:
 
     Notes
     -----
-    A new GMM has ``amp = 0`` and zero means and covariances: it must be
-    initialized (by :func:`pygmmis_ng.fit` with an ``init_method``, or by
-    setting the attributes) before it can be evaluated or drawn from.
-    The arrays can be modified in place (``gmm.mean[0] = ...``) or replaced.
-    Replacing them with arrays of another number of components changes K, as
-    in pyGMMis (``gmm.amp = gmm.amp[keep]``, then ``mean`` and ``covar``):
-    until all three agree, using the GMM raises a ValueError that says so.
+    A new GMM has ``amp = 0`` and zero means and covariances: it must be initialized (by
+    :func:`pygmmis_ng.fit` with an ``init_method``, or by setting the attributes) before it
+    can be evaluated or drawn from. The arrays can be modified in place (``gmm.mean[0] =
+    ...``) or replaced. Replacing them with arrays of another number of components changes
+    K, as in pyGMMis (``gmm.amp = gmm.amp[keep]``, then ``mean`` and ``covar``): until all
+    three agree, using the GMM raises a ValueError that says so (and ``repr`` shows it).
     """
 
     def __init__(self, K: int = 1, D: int = 1) -> None:
@@ -141,7 +140,9 @@ class GMM:
         return _copy.deepcopy(self)
 
     def __repr__(self) -> str:
-        return f"GMM(K={self.K}, D={self.D})"
+        Ks = (self._amp.size, self._mean.shape[0], self._covar.shape[0])    # half-resized: say so
+        return f"GMM(K={self.K}, D={self.D})" if len(set(Ks)) == 1 else \
+            f"GMM(K=?, D={self.D}: amp {Ks[0]}, mean {Ks[1]}, covar {Ks[2]} components)"
 
     # -- density ------------------------------------------------------------
     def _eval_inputs(self, coords: Any, covar: Any, R: Any = None

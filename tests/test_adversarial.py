@@ -291,7 +291,15 @@ EST_CASES = {
     "clf-covar-N": (lambda: GenerativeClassifier(1).fit(X0, y0, covar=S0[:10]), "covar"),
     "clf-priors": (lambda: GenerativeClassifier(1, priors=[2.0, -1.0]).fit(X0, y0), "priors"),
     "clf-strings": (lambda: GenerativeClassifier(1).fit(X0.astype(str), y0), "X"),
+    # the estimators take ints for integer parameters, as scikit-learn's (fit takes 2.0 for 2)
+    **{f"est-{name}-float": (lambda name=name: IncompleteGaussianMixture(
+        **{"n_components": 2, name: 2.0}).fit(X0), name)
+       for name in ("n_components", "max_iter", "n_init", "oversampling", "verbose_interval",
+                    "batch_size", "n_passes")},
+    "clf-max_iter-float": (lambda: GenerativeClassifier(1, max_iter=5.0).fit(X0, y0), "max_iter"),
     "cv_fit-L": (lambda: ng.cv_fit(start_gmm(), X0, L=0), "L"),
+    "stack_fit-rng-in-kwargs": (lambda: ng.stack_fit([start_gmm()], X0, [{"rng": 1}], L=2),
+                                "rng"),
     "cv_fit-gmm": (lambda: ng.cv_fit("gmm", X0), "gmm"),
     "scan_K-empty": (lambda: ng.scan_K(X0, []), "K"),
     "scan_K-zero": (lambda: ng.scan_K(X0, [0]), "K"),

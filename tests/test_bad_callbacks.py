@@ -241,6 +241,31 @@ def test_keyboard_interrupt_in_callback_is_not_wrapped(X):
     assert_unchanged(gmm, before)
 
 
+def test_keyboard_interrupt_of_a_callback_in_a_thread_is_its_error(X):
+    """Ctrl-C arrives in the main thread only: in a fit on another thread a KeyboardInterrupt
+    is the callback's own, and says so (in a pool worker too: test_interrupts)."""
+    import threading
+
+    def interrupted(c):
+        raise KeyboardInterrupt
+
+    gmm = make_gmm()
+    before = snapshot(gmm)
+    caught = []
+
+    def run():
+        try:
+            ng.fit(gmm, X, sel_callback=interrupted, rng=0)
+        except BaseException as exc:          # noqa: BLE001 - inspected below
+            caught.append(exc)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(60)
+    assert len(caught) == 1 and isinstance(caught[0], ng.CallbackError), caught
+    assert "raised KeyboardInterrupt" in str(caught[0]) and "Ctrl-C does not arrive" in str(caught[0])
+    assert_unchanged(gmm, before)
+
+
 def test_background_bad_amp_bounds(X):
     gmm = make_gmm()
     before = snapshot(gmm)

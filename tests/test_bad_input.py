@@ -282,9 +282,10 @@ def test_gmm_half_resized_is_refused_until_all_three_agree():
         gmm(X)
     with pytest.raises(ValueError, match="disagree on K"):
         ng.fit(gmm, np.random.default_rng(0).normal(size=(50, D)), init_method="none")
+    assert repr(gmm) == f"GMM(K=?, D={D}: amp 3, mean 2, covar 2 components)"
     gmm.mean = np.zeros((K + 1, D))
     gmm.covar = np.tile(np.eye(D), (K + 1, 1, 1))
-    assert gmm.K == K + 1
+    assert gmm.K == K + 1 and repr(gmm) == f"GMM(K=3, D={D})"
     np.testing.assert_allclose(gmm(X), np.full(3, 1 / (2 * np.pi)))
 
 
@@ -375,7 +376,7 @@ def test_gmm_save_reserved_name(tmp_path, name):
     assert not path.exists()
 
 
-@pytest.mark.parametrize("scale", [1e200, 1e-200], ids=["huge", "tiny"])
+@pytest.mark.parametrize("scale", [1e200, 1e-200, 1e80], ids=["huge", "tiny", "spread-1e80"])
 def test_fit_data_scale_out_of_range(X, scale):
     gmm = make_gmm()
     before = snapshot(gmm)
@@ -385,7 +386,8 @@ def test_fit_data_scale_out_of_range(X, scale):
 
 
 def test_fit_extreme_but_representable_scales_work(X):
-    for scale in (1e-30, 1e30):
+    # 1e-90: SQUAREM's step norms once divided by the squared data variance (0: a raw error)
+    for scale in (1e-95, 1e-90, 1e-30, 1e30, 1e70):
         gmm = ng.GMM(K, D)
         logL, _ = ng.fit(gmm, X * scale, rng=0)
         assert np.isfinite(logL) and np.isfinite(gmm.covar).all()

@@ -24,11 +24,16 @@ from .covariances import check_covariances
 #: rows checked at a time (large data are never copied whole by the checks)
 CHECK_ROWS = 1 << 16
 
-def check_int(value: Any, name: str, minimum: int | None = None) -> int:
+def check_int(value: Any, name: str, minimum: int | None = None, strict: bool = False) -> int:
     """Check that ``value`` is an integer (not a bool) not smaller than ``minimum``.
 
-    An integral float (``K / 3`` with K = 9: 3.0) counts as that integer, as in pyGMMis.
+    An integral float (``K / 3`` with K = 9: 3.0) counts as that integer, as in pyGMMis,
+    unless ``strict`` (the estimators' parameters: scikit-learn refuses floats there).
     """
+    if strict and isinstance(value, numbers.Real) and \
+            not isinstance(value, (bool, np.bool_, numbers.Integral)):
+        raise ValueError(f"{name} must be an int, got the float {value!r} (the estimators take "
+                         "ints for integer parameters, as scikit-learn's do)")
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
         try:
             as_float = float(value)
@@ -253,10 +258,11 @@ def check_weight_values(w: np.ndarray) -> None:
 
 def check_spread(span: np.ndarray) -> None:
     """The extent (max - min) of each column must be representable in covariances: those
-    that vary lie within 1e-100..1e100."""
+    that vary lie within 1e-100..1e75 (their squares within 1e-200..1e150, see
+    :data:`~.arrays.MAX_MAGNITUDE`)."""
     span = span[span > 0].astype(np.float64)
-    if span.size and not (span.min() > 1e-100 and span.max() < 1e100):
-        raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e100, "
+    if span.size and not (span.min() > 1e-100 and span.max() < 1e75):
+        raise ValueError(f"data spread {span.min():.3g}..{span.max():.3g} is outside 1e-100..1e75, "
                          "where covariances cannot be represented in float64: rescale the data")
 
 

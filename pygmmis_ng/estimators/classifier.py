@@ -24,6 +24,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ..data.validation import check_noise, check_numeric
 from ..fitting.progress import check_progress, fit_progress
 from .mixture import IncompleteGaussianMixture
+from .param_checks import CLASSIFIER_INT_PARAMS, check_int_params
 from .regularization import choose_w
 
 
@@ -112,6 +113,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         sample_weight : None or (N,)
         """
         progress = check_progress(self.progress)
+        check_int_params(self, CLASSIFIER_INT_PARAMS)
         check_numeric(X, "X")
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
         check_classification_targets(y)

@@ -30,6 +30,7 @@ from .gaussian_params import (
 )
 from .init_params import resolve_init_params
 from .online import partial_fit_step
+from .param_checks import MIXTURE_INT_PARAMS, check_int_params
 from .scoring import observed_log_likelihood, warn_without_noise
 
 
@@ -273,12 +274,12 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         return partial_fit_step(self, X, covar, sample_weight)
 
     def _check_params(self) -> None:
-        """The estimator's own switches (the fit checks the rest before it changes anything)."""
+        """The estimator's own switches and its integer parameters (ints only, as in
+        scikit-learn; the fit checks the rest before it changes anything)."""
         for name in ("warm_start", "accelerate"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        check_int(self.verbose, "verbose", minimum=0)
-        check_int(self.verbose_interval, "verbose_interval", minimum=1)
+        check_int_params(self, MIXTURE_INT_PARAMS)
         check_dtype(self.dtype)
 
     def _init(self, D: int) -> Any:

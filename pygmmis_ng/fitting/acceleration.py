@@ -49,13 +49,14 @@ def _combine(p0: Params, p1: Params, p2: Params, alpha: float) -> Params:
 def _norms2(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> tuple[float, float, float]:
     """|r|^2, |v|^2 and |theta_2 - theta_1|^2 in the scaled parameters (see :func:`step_length`)."""
     s2 = float(np.mean(scale2))
-    weights = (1.0, 1.0 / s2, 1.0 / s2 ** 2, 1.0)
+    # differences are divided by their unit before squaring: data of any scale (1e-100..1e100)
+    units = (1.0, np.sqrt(s2), s2, 1.0)
     r2 = v2 = d2 = 0.0
-    for a, b, c, wt in zip(p0, p1, p2, weights):
+    for a, b, c, unit in zip(p0, p1, p2, units):
         a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
-        r2 += float(np.sum(wt * (b - a) ** 2))
-        v2 += float(np.sum(wt * (c - 2 * b + a) ** 2))
-        d2 += float(np.sum(wt * (c - b) ** 2))
+        r2 += float(np.sum(((b - a) / unit) ** 2))
+        v2 += float(np.sum(((c - 2 * b + a) / unit) ** 2))
+        d2 += float(np.sum(((c - b) / unit) ** 2))
     return r2, v2, d2
 
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import functools
 import math
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -61,9 +63,22 @@ def _call(callback: Callable, coords: np.ndarray, name: str, where: str) -> Any:
     less than the evaluation of the draws)."""
     try:
         return callback(np.array(coords, dtype=np.float64, order="C"))
-    except Exception as exc:  # re-raised with context, KeyboardInterrupt passes through
+    except KeyboardInterrupt as exc:    # Ctrl-C passes; a callback's own is its error
+        if _ctrl_c_arrives_here():
+            raise
+        raise CallbackError(f"{name} raised KeyboardInterrupt (called on {where}, {len(coords)} "
+                            "coordinates) where Ctrl-C does not arrive (a worker process or a "
+                            "thread): the callback raised it itself") from exc
+    except Exception as exc:  # re-raised with context
         raise CallbackError(f"{name} raised {type(exc).__name__}: {exc} (called on {where}, "
                             f"{len(coords)} coordinates)") from exc
+
+
+def _ctrl_c_arrives_here() -> bool:
+    """Whether a KeyboardInterrupt here can be the user's Ctrl-C: in the main thread of a
+    process that does not ignore SIGINT (our pool's workers do; Dask runs tasks in threads)."""
+    return threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
 
 
 def evaluate_selection(sel_callback: Callable, coords: np.ndarray, where: str) -> np.ndarray:
