@@ -182,10 +182,15 @@ def test_projected_fit_across_n_jobs_and_with_cutoff():
     ra = ng.fit(a, Y, covar=0.05 * np.eye(2), R=R, init_method="kmeans", rng=6)
     rb = ng.fit(b, Y, covar=0.05 * np.eye(2), R=R, init_method="kmeans", rng=6, n_jobs=2)
     rc = ng.fit(c, Y, covar=0.05 * np.eye(2), R=R, init_method="kmeans", rng=6, cutoff=30.0)
+    rd = ng.fit(ng.GMM(K, D), Y, covar=0.05 * np.eye(2), R=R, init_method="kmeans", rng=6,
+                accelerate="squarem")
     # compiled kernels: the same fixed chunks summed in the same order by any number of workers
-    assert rb.logL == ra.logL
+    # (the Newton polish's Hessian passes too)
+    assert ra.n_hessian > 0 and rb.logL == ra.logL
     assert np.array_equal(b.mean, a.mean) and np.array_equal(b.covar, a.covar)
-    assert rc.logL == pytest.approx(ra.logL, abs=1e-10)
+    # cutoff has no Newton polish: it equals SQUAREM alone, which stops within tol of the top
+    assert rc.logL == pytest.approx(rd.logL, abs=1e-10)
+    assert -1e-12 <= ra.logL - rc.logL < 2e-4
     assert all(len(u) == N for u in rc.U)           # a huge cutoff holds every sample
 
 

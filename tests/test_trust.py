@@ -10,8 +10,7 @@ import pytest
 
 import pygmmis_ng as ng
 from pygmmis_ng.fitting import diagnostics
-from pygmmis_ng.fitting.acceleration import Params, em_rate
-from pygmmis_ng.fitting.convergence import remaining_gain
+from pygmmis_ng.fitting.convergence import krylov_rate, remaining_gain
 from pygmmis_ng.fitting.fitter import choose_run
 from pygmmis_ng.tools import datasets
 
@@ -128,13 +127,36 @@ def test_the_ghost_rule():
 
 def test_the_rate_and_the_remaining_gain_of_a_geometric_sequence():
     lam, e = 0.9, np.array([1.0, -2.0])
-    p = [Params(np.ones(2), (lam ** k) * e[None], np.eye(2)[None], 0.0) for k in range(3)]
-    assert em_rate(p[0], p[1], p[2], np.ones(2)) == pytest.approx(lam)
+    points = [(lam ** k) * e for k in range(3)]
+    assert krylov_rate(points) == pytest.approx(lam)
     # logL gaps shrink by lam^2: after a step gaining delta, delta lam^2 / (1 - lam^2) remain
     gaps = [lam ** (2 * k) for k in range(200)]
     delta = gaps[0] - gaps[1]
     assert remaining_gain(delta, lam) == pytest.approx(gaps[1], rel=1e-12)
     assert remaining_gain(delta, 1.0) == np.inf
+
+
+def test_the_krylov_rate_finds_a_slow_direction_the_last_steps_hardly_move_in():
+    """A linear EM map with five fast directions (rates 0 to 0.3) and a slow one (0.995)
+    that holds most of the gap still to come but a small part of the steps (as after an
+    extrapolation): the ratio of two steps sees the fast rates (the power method), the Ritz
+    values of the confirmation's CONFIRM_STEPS steps see the slow one."""
+    from pygmmis_ng.fitting.convergence import CONFIRM_STEPS
+
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    rates = np.array([0.995, 0.3, 0.2, 0.1, 0.05, 0.0])
+    J = Q @ np.diag(rates) @ Q.T
+    x = Q @ np.array([8.0, 1.0, 0.5, 0.3, 0.2, 0.1])         # error from the fixed point 0
+    points = [x]
+    for _ in range(6):
+        points.append(J @ points[-1])
+    two = np.linalg.norm(points[2] - points[1]) / np.linalg.norm(points[1] - points[0])
+    assert two < 0.3                                       # what the old rule measured
+    assert krylov_rate(points[:CONFIRM_STEPS + 1]) == pytest.approx(0.995, rel=1e-3)
+    assert krylov_rate(points) == pytest.approx(0.995, rel=1e-6)
+    assert krylov_rate(points[:2]) == 0.0 and krylov_rate([x, x, x]) == 0.0
+    assert krylov_rate([x, 2 * x, 5 * x, 14 * x]) > 1                  # growing: no convergence
 
 
 def test_plain_em_does_not_stop_short_of_sklearns_optimum():

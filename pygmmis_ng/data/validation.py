@@ -49,6 +49,16 @@ def check_int(value: Any, name: str, minimum: int | None = None, strict: bool = 
     return value
 
 
+def check_accelerate(accelerate: Any) -> tuple[bool, bool]:
+    """(SQUAREM, Newton polish) for ``accelerate``: True both, 'squarem' the first only, False
+    neither (plain EM); anything else raises a TypeError."""
+    if isinstance(accelerate, str) and accelerate == "squarem":
+        return True, False
+    if not isinstance(accelerate, (bool, np.bool_)):
+        raise TypeError(f"accelerate must be True, False or 'squarem', got {accelerate!r}")
+    return bool(accelerate), bool(accelerate)
+
+
 def check_float(value: Any, name: str, minimum: float | None = None,
                 strict: bool = False, allow_none: bool = False) -> float | None:
     """Check that ``value`` is a finite real number (>= or > ``minimum``)."""

@@ -30,7 +30,7 @@ from .gaussian_params import (
 )
 from .init_params import resolve_init_params
 from .online import partial_fit_step
-from .param_checks import MIXTURE_INT_PARAMS, check_int_params
+from .param_checks import MIXTURE_INT_PARAMS, check_int_params, check_switches
 from .scoring import observed_log_likelihood, warn_without_noise
 
 
@@ -89,9 +89,12 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         Worker processes of the fit.
     client : None or dask.distributed.Client
         Fit on this Dask cluster (see :func:`pygmmis_ng.fit`).
-    accelerate : bool
-        SQUAREM extrapolation (and the oversampling ramp) between EM updates;
-        a fit stopped by ``max_iter`` still returns a plain EM update.
+    accelerate : bool or 'squarem'
+        SQUAREM extrapolation (and the oversampling ramp) between EM updates,
+        then Newton's method to the maximum where it applies (with the
+        default ``reg_covar`` > 0 it does not; see :func:`pygmmis_ng.fit`);
+        'squarem' the extrapolation only; a fit stopped by ``max_iter`` still
+        returns a plain EM update.
     dtype : numpy.float64 or numpy.float32
         How the fit stores X, covar (and its checks keep float32 X as it is):
         float32 halves their memory; the arithmetic is float64 either way
@@ -152,7 +155,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
                  oversampling: int = 10, covar_callback: Any = None, background: Any = None,
-                 split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool = True,
+                 split_n_merge: int = 0, n_jobs: int = 1, accelerate: bool | str = True,
                  client: Any = None, dtype: Any = np.float64, progress: bool | None = None,
                  batch_size: int | None = None, n_passes: int | None = None,
                  finish: int | bool = 0, shuffle: bool = True,
@@ -276,9 +279,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
     def _check_params(self) -> None:
         """The estimator's own switches and its integer parameters (ints only, as in
         scikit-learn; the fit checks the rest before it changes anything)."""
-        for name in ("warm_start", "accelerate"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_switches(self)
         check_int_params(self, MIXTURE_INT_PARAMS)
         check_dtype(self.dtype)
 

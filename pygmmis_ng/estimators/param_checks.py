@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..data.validation import check_int
 
 #: IncompleteGaussianMixture: name -> smallest value (None: no bound here, the fit checks it)
@@ -26,3 +28,11 @@ def check_int_params(est: Any, params: dict) -> None:
         if value is None and name in ("batch_size", "n_passes"):
             continue
         check_int(value, name, minimum=minimum, strict=True)
+
+
+def check_switches(est: Any) -> None:
+    """``warm_start`` a bool; ``accelerate`` a bool or 'squarem' (ValueError otherwise)."""
+    if not isinstance(est.warm_start, (bool, np.bool_)):
+        raise ValueError(f"warm_start must be True or False, got {est.warm_start!r}")
+    if not (isinstance(est.accelerate, (bool, np.bool_)) or est.accelerate == "squarem"):
+        raise ValueError(f"accelerate must be True, False or 'squarem', got {est.accelerate!r}")

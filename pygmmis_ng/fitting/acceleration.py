@@ -60,6 +60,14 @@ def _norms2(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> tuple[flo
     return r2, v2, d2
 
 
+def scaled_vector(p: Params, scale2: np.ndarray) -> np.ndarray:
+    """The parameters as one vector in the units of :func:`step_length`: amplitudes as they
+    are, means over the mean data sigma, covariances over its square."""
+    s2 = float(np.mean(scale2))
+    return np.concatenate([np.ravel(p.amp), np.ravel(p.mean) / np.sqrt(s2),
+                           np.ravel(p.covar) / s2, [p.bg_amp]])
+
+
 def step_length(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> float:
     """alpha = -|r| / |v| of scheme S3 in the scaled parameters (<= -1; -1 is plain EM).
 
@@ -72,20 +80,6 @@ def step_length(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> float
     if v2 <= 0 or not np.isfinite(r2 + v2):
         return -1.0
     return float(np.clip(-np.sqrt(r2 / v2), -ALPHA_MAX, -1.0))
-
-
-def em_rate(p0: Params, p1: Params, p2: Params, scale2: np.ndarray) -> float:
-    """|theta_2 - theta_1| / |theta_1 - theta_0|: the contraction of the EM map near here.
-
-    EM converges linearly; late in a run the ratio of successive steps
-    estimates its rate (the largest eigenvalue of the map's Jacobian, the
-    fraction of missing information in the slowest direction). inf if the
-    steps grow; 0 if the first is 0.
-    """
-    r2, _, d2 = _norms2(p0, p1, p2, scale2)
-    if not np.isfinite(r2 + d2):
-        return np.inf
-    return float(np.sqrt(d2 / r2)) if r2 > 0 else 0.0
 
 
 def extrapolate(p0: Params, p1: Params, p2: Params, scale2: np.ndarray,

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..kernels.stats import SufficientStats
 from .acceleration import Params, extrapolate
-from .convergence import RAMP_NOISE_TOL, check_convergence, params_of, remaining_gain
+from .convergence import RAMP_NOISE_TOL, Chain, check_convergence, params_of, remaining_gain
 from .diagnostics import (
     COLLAPSE_EXTRA,
     COLLAPSE_PER_COMPONENT,
@@ -46,6 +46,7 @@ from .mstep import (
     scaled_eig_min,
 )
 from .neighborhoods import stale_neighborhoods
+from .newton import eligible, polish
 from .problem import Problem, Run, State
 from .progress import log_header, log_row
 
@@ -58,6 +59,8 @@ MAX_DRAWS_PER_SAMPLE = 200
 RAMP_OVERSAMPLING = (1,)
 #: a run with a competitor (``behind``) is not given up before this many iterations
 ABANDON_AFTER = 10
+#: Newton polishes of one run at most (EM goes on between them if one cannot prove a maximum)
+MAX_POLISH = 3
 
 
 class Step(NamedTuple):
@@ -70,6 +73,7 @@ class Step(NamedTuple):
     n_reseeded: int             # components re-seeded in this update (collapsed or ghosts)
     ghosts: np.ndarray | None = None    # (K,) bool: re-seeded as ghosts of the selection
     logL_se: float = 0.0        # Monte-Carlo standard error of logL (from log Z, with imputation)
+    stats: Any = None           # the E-step's sums at the evaluated state (centred on its means)
 
 
 def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generator,
@@ -105,7 +109,31 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
                                  "and the noise covariances")
     new, bad, ghost = update(p, st, stats, fit_bg, gen, ghost)
     return Step(float(logL), N0, comps, new._replace(N0=N0), int((bad | ghost).sum()), ghost,
-                logL_se)
+                logL_se, stats)
+
+
+def evaluate(p: Problem, st: State, fit_bg: bool, ex: Any) -> Step:
+    """logL and the E-step's sums at ``st`` without an M-step (``new`` is ``st``): what the
+    Newton polish needs of a trial point (no imputation)."""
+    comps = group_comps(p, st.amp * (1 - st.bg_amp), st.mean, st.covar)
+    stats = observed_stats(p, comps, st.bg_amp if fit_bg else 0.0, ex)
+    logL = stats.logL / p.N_w
+    if not np.isfinite(logL):
+        raise FloatingPointError("the log-likelihood is not finite")
+    return Step(float(logL), p.N_w, comps, st, 0, None, 0.0, stats)
+
+
+def newton_polish(p: Problem, co: Any, st: State, step: Step, fit_bg: bool, ex: Any, it: int,
+                  maxiter: int) -> Any:
+    """The Newton polish (:func:`.newton.polish`) of a run whose EM test passed at iteration
+    ``it``: at most ``maxiter - it`` E-steps, each accepted step a row of the INFO table."""
+    rows = iter(range(it + 1, maxiter + 1))
+    N = p.Xc.shape[0]
+
+    def report(s: State, logL: float, delta: float) -> None:
+        log_row(next(rows), N, None, None, s.bg_amp if fit_bg else None, logL, delta, None)
+    return polish(p, co, st, step, lambda s: evaluate(p, s, fit_bg, ex), ex, maxiter - it,
+                  report)
 
 
 def update(p: Problem, st: State, stats: SufficientStats, fit_bg: bool, gen: np.random.Generator,
@@ -206,8 +234,11 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     history: list[float] = []
     converged = False
     n_reseeded = n_eval = n_collapsed = 0
-    prev = None         # (state, step) whose EM update is st: a plain pair, tested for convergence
+    prev = None         # (state, step) whose EM update is st: the last plain pair
     fallback = None     # (state, step) to return to if the extrapolated st turns out worse
+    chain = Chain()     # the consecutive plain EM iterates the convergence test measures
+    gap = np.nan        # the estimated distance of logL to the maximum
+    polished = n_hessian = 0
     M = None
     rate = 0.0          # the EM map's rate measured at the last convergence check
     nb_ref = None       # component means and Cholesky factors when their neighborhoods were made
@@ -250,18 +281,41 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         fallback = None
         delta = step.logL - history[-1] if history else None
         history.append(step.logL)
+        if chain.last is not st:          # st is not the EM update of the chain's last iterate
+            chain.start(st)
+        chain.extend(step.logL, step.N0, step.new)
+        if step.n_reseeded:               # re-seeded components: not an EM update
+            chain.start(step.new)
         stable = None
-        done = False
-        if prev is not None:
-            done, stable, _, rate = check_convergence(p, prev[0], prev[1].logL, prev[1].N0, st,
-                                                      step.logL, step.N0, step.new, rate,
-                                                      RAMP_NOISE_TOL * step.logL_se
-                                                      if os_now < p.oversampling else 0.0)
+        done = confirm = False
+        if chain.n_steps >= 2:
+            check = check_convergence(p, chain, rate, RAMP_NOISE_TOL * step.logL_se
+                                      if os_now < p.oversampling else 0.0)
+            done, stable, rate, confirm = check.done, check.stable, check.rate, check.pending
+            gap = check.gap
+            if confirm and polished < MAX_POLISH and eligible(p, st, fit_bg) is not None:
+                done, confirm = True, False         # the Newton polish proves it instead
         log_row(it, N, step.N0 - p.N_w if p.impute else None, step.N0 if p.impute else None,
                 st.bg_amp if fit_bg else None, step.logL, delta, stable)
         if done and it >= miniter and not levels:
-            converged = True
-            break
+            # EM's test passed: Newton's method to the maximum, and its decrement as proof
+            co = eligible(p, st, fit_bg) if polished < MAX_POLISH else None
+            if co is None:
+                converged = True
+                break
+            polished += 1
+            res = newton_polish(p, co, st, step, fit_bg, ex, it, maxiter)
+            n_eval, n_hessian = n_eval + res.n_eval, n_hessian + res.n_hessian
+            history += res.history
+            it += len(res.history)
+            st, step, gap = res.state, res.step, res.gap
+            if res.converged or it >= maxiter:
+                converged = res.converged
+                break
+            # EM goes on from the polished point, whose E-step comes again (logged again)
+            prev = fallback = None
+            history.pop()
+            continue
         if it >= maxiter or (behind is not None and prev is not None and it >= ABANDON_AFTER
                              and step.logL + remaining_gain(delta, rate) < behind):
             break
@@ -271,11 +325,13 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             logger.info("converged with oversampling %d; continuing with %d",
                         os_now, levels[0])
             os_now, M, prev = levels.pop(0), None, None
+            chain.start(st)
             continue
         nxt = step.new
         # no extrapolation into the last iteration: a run stopped by maxiter returns a plain
-        # EM update (maxiter=n means n EM steps, and warm starts of 1 step add up to n steps)
-        if p.accelerate and prev is not None and it < maxiter and \
+        # EM update (maxiter=n means n EM steps, and warm starts of 1 step add up to n steps);
+        # none while the convergence test confirms on consecutive plain EM steps (``confirm``)
+        if p.accelerate and prev is not None and it < maxiter and not confirm and \
                 not (step.n_reseeded or prev[1].n_reseeded):
             cand = extrapolate(params_of(prev[0]), params_of(st), params_of(step.new), p.scale2, valid)
             if cand is not None:
@@ -291,4 +347,4 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     return Run(State(st.amp, st.mean, st.covar, st.bg_amp, step.N0), step.logL,
                np.asarray(history), it, converged, n_reseeded, step.comps, n_eval,
                0 if watch is None else watch.n_ghosts, step.logL_se,
-               0 if watch is None else watch.n_left)
+               0 if watch is None else watch.n_left, gap, n_hessian)

@@ -33,7 +33,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
         tol: float = 1e-4, miniter: int | None = None, maxiter: int = 1000, frozen: Any = None,
         split_n_merge: int | bool = False, rng: Any = None, n_jobs: int = 1,
-        sample_weight: Any = None, n_init: int = 1, accelerate: bool = True,
+        sample_weight: Any = None, n_init: int = 1, accelerate: bool | str = True,
         covariance_type: str = "full", reg_covar: float = 0.0, client: Any = None,
         dtype: Any = np.float64, progress: bool | None = None, batch_size: int | None = None,
         n_passes: int | None = None, finish: int | bool = 0, shuffle: bool = True,
@@ -152,12 +152,14 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
         Number of initializations (each from its own random stream); the
         run with the highest final logL is kept. With imputation all runs
         share the same imputation draws, so their logL are comparable.
-    accelerate : bool
-        Extrapolate EM steps (SQUAREM) and, with imputation, converge first
-        with one draw per original sample before using all ``oversampling``
-        draws. Converges to the same fixed point in far fewer (and cheaper)
-        iterations; ``False`` runs plain EM, one update per iteration, as
-        pyGMMis does.
+    accelerate : bool or 'squarem'
+        True (default): extrapolate EM steps (SQUAREM) and, with imputation,
+        converge first with one draw per original sample before using all
+        ``oversampling`` draws; then, once EM's test passes, Newton's method
+        on the log-likelihood to the maximum, which the Newton decrement
+        proves (:mod:`pygmmis_ng.fitting.newton`; where it applies).
+        'squarem': the extrapolation only. ``False`` runs plain EM, one
+        update per iteration, as pyGMMis does.
     covariance_type : {'full', 'diag', 'tied', 'spherical'}
         The covariance family, as in scikit-learn's GaussianMixture: full
         matrices; diagonal ones; one full matrix shared by all components;

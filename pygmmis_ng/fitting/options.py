@@ -21,6 +21,7 @@ import numpy as np
 from ..data.latent import fill_latent
 from ..data.lazy import block_bounds, block_sum, ordered_sum, sample_index, total_weight
 from ..data.validation import (
+    check_accelerate,
     check_dtype,
     check_float,
     check_frozen,
@@ -121,6 +122,7 @@ class FitOptions:
     client: Any = None
     progress: bool | None = None
     online: OnlineOptions | None = None        # online (stepwise) EM; None: full-batch
+    newton: bool = True                        # the Newton polish after SQUAREM
 
     @property
     def impute(self) -> bool:
@@ -165,8 +167,7 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     oversampling = check_int(oversampling, "oversampling", minimum=1)
     n_init = check_int(n_init, "n_init", minimum=1)
     n_jobs = _check_n_jobs(n_jobs)
-    if not isinstance(accelerate, (bool, np.bool_)):
-        raise TypeError(f"accelerate must be True or False, got {accelerate!r}")
+    accelerate, newton = check_accelerate(accelerate)
     masks = check_frozen(frozen, K)
     check_frozen_params(gmm, masks)
     gen = check_rng(rng)
@@ -208,8 +209,8 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
         init=init, w=w, cutoff=cutoff, sel_callback=sel_callback, covar_callback=covar_callback,
         background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
         masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
-        accelerate=bool(accelerate), covariance_type=covariance_type, reg_covar=reg_covar,
-        client=client, progress=progress, online=online)
+        accelerate=accelerate, covariance_type=covariance_type, reg_covar=reg_covar,
+        client=client, progress=progress, online=online, newton=newton)
     return obs, options, gen
 
 

@@ -47,6 +47,7 @@ class Problem(NamedTuple):
     reseed_cdf: np.ndarray | None = None    # (M,) cumulative weights of those rows
     covariance_type: str = "full"           # 'full', 'diag', 'tied' or 'spherical'
     reg_covar: float = 0.0                  # added to every variance in the M-step
+    newton: bool = True                     # the Newton polish after SQUAREM (accelerate=True)
 
     @property
     def per_sample(self) -> bool:
@@ -81,3 +82,5 @@ class Run(NamedTuple):
     n_ghosts: int = 0           # components re-seeded as ghosts of the selection
     logL_se: float = 0.0        # Monte-Carlo standard error of logL (imputation)
     ghosts_left: int = 0        # components left as ghosts after repeated re-seeding
+    gap: float = float("nan")   # estimated distance of logL to the maximum (see FitResult.gap)
+    n_hessian: int = 0          # Hessian passes of the Newton polish

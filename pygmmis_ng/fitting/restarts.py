@@ -216,7 +216,7 @@ def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: P
                      n_reseeded=n_reseeded, n_ghosts=n_ghosts, restarts_logL=restarts_logL, chosen=chosen,
                      n_params=count_params(K, D, opts.masks, fit_bg_amp, opts.covariance_type),
                      weight_sum=problem.N_w, elapsed=elapsed, online=online,
-                     logL_se=best.logL_se)
+                     logL_se=best.logL_se, gap=best.gap, n_hessian=best.n_hessian)
 
 
 def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool,

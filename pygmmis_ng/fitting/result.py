@@ -75,6 +75,18 @@ class FitResult(tuple):
         error (from the estimate of Z), with online EM and no ``finish`` the
         error of the evaluation slice's mean as an estimate of all rows'; 0
         when ``logL`` is exact.
+    gap : float
+        The estimated distance of ``logL`` to the maximum of the basin the fit
+        is in. Where the Newton polish proved the maximum (see
+        :mod:`pygmmis_ng.fitting.newton`): the Newton decrement g^T (-H)^-1 g / 2
+        with the gradient g and Hessian H of the mean log-likelihood there,
+        exact for a quadratic and below ``tol`` / 1000 when ``converged``;
+        otherwise EM's estimate, its last gain plus the gain still to come at
+        the rate of its slowest direction (:mod:`pygmmis_ng.fitting.convergence`);
+        nan before two iterations.
+    n_hessian : int
+        Hessian passes over the data the Newton polish made (each costs a few
+        E-steps; 0 where it did not run).
     online : OnlineReport or None
         With ``batch_size``: how the online passes went (passes, minibatches,
         the slice's logL after each pass, the prequential logL of each pass,
