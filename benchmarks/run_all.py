@@ -48,6 +48,7 @@ BENCHMARKS = {
     "bench_out_of_core": ([], ["--sizes", "1e5"]),
     "bench_online": (["--plot", "online_passes.png"], ["--quick"]),
     "bench_dask_stress": ([], ["--quick"]),
+    "bench_convergence": ([], ["--quick"]),
 }
 
 SECTION = re.compile(r"^## `(bench_\w+)\.py`", re.M)

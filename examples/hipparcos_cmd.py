@@ -30,10 +30,16 @@ from pygmmis_ng.tools import hipparcos
 CLUMP_BOX = ((0.85, 1.25), (-0.5, 2.5))     # B-V and M_Hp around the red clump
 
 
+#: no component narrower than this (mag): without a floor the likelihood's maximum puts a
+#: component of zero width on the clump (deconvolution allows it; a fit run to its maximum
+#: finds it), as Bovy et al. (2009) floor their velocity components
+W = 0.02
+
+
 def fit_cmd(sample, K=20, seed=0, deconvolve=True):
     gmm = ng.GMM(K=K, D=2)
     result = ng.fit(gmm, sample.X, covar=sample.covar if deconvolve else None,
-                    init_method="kmeans", tol=1e-6, rng=seed)
+                    init_method="kmeans", tol=1e-6, rng=seed, w=W)
     return gmm, result
 
 
