@@ -105,6 +105,8 @@ def both(client, K, D, **kw):
     ra = ng.fit(a, rng=1, **kw)
     rb = ng.fit(b, rng=1, client=client, **kw)
     assert ra.logL == rb.logL and np.array_equal(ra.history, rb.history)
+    assert (ra.n_hessian, ra.n_eval) == (rb.n_hessian, rb.n_eval)
+    assert ra.gap == rb.gap or np.isnan(ra.gap) and np.isnan(rb.gap)
     for name in ("amp", "mean", "covar"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     return rb
@@ -116,6 +118,18 @@ def test_plain_and_deconvolution_with_missing_values_equal_one_process(client):
     Xn = X.copy()
     Xn[rng.random(len(X)) < 0.2, 1] = np.nan
     both(client, 3, 3, data=Xn, covar=S, sample_weight=rng.integers(1, 3, len(X)).astype(float))
+
+
+def test_the_newton_polish_on_the_cluster_equals_one_process(client):
+    """The Hessian passes run as tasks on the workers and are summed in chunk order: the
+    polished fit (its Newton steps, gap and Hessian count) is the one-process fit's bits."""
+    X, S, rng = blobs(3000)
+    Xn = X.copy()
+    Xn[rng.random(len(X)) < 0.1, 0] = np.nan
+    r = both(client, 2, 3, data=Xn, covar=S, sample_weight=rng.uniform(0.5, 2, len(X)))
+    assert r.n_hessian > 0
+    assert r.converged and 0 <= r.gap < 1e-7
+    assert_nothing_left(client)
 
 
 def test_projections_equal_one_process(client):

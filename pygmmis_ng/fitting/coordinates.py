@@ -144,6 +144,26 @@ class Coordinates:
         H[n_u:, n_u:] = self.T.T @ H_full[n_u:, n_u:] @ self.T
         return g, H
 
+    def sizes(self, st: State) -> np.ndarray:
+        """Each coordinate's natural size at st: 1 for the weights' log-ratios, a component's
+        sigma along the axis for its mean, sqrt(V_aa V_bb) for a covariance entry (all in
+        units of Coordinates.sigma). A step of this size changes a parameter by as much as
+        it is; a covariance may then stop being positive definite."""
+        out = np.ones(self.size)
+        D = self.D
+        ea, eb = unique_entries(D)
+        fam = _family_map(D, self.covariance_type)
+        for kind, k, col, w in self.blocks:
+            V = st.covar[max(k, 0)] / self.sigma**2
+            d = np.sqrt(np.diag(V))
+            o = self.n_u + col
+            if kind == "mean":
+                out[o:o + w] = d
+            else:
+                entry = d[ea] * d[eb]
+                out[o:o + w] = [entry[fam[:, j] != 0].max() for j in range(w)]
+        return out
+
     def step(self, st: State, s: np.ndarray) -> State:
         """The state moved by ``s`` (covariances may come out indefinite: the caller checks)."""
         K, D = self.K, self.D

@@ -239,6 +239,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     chain = Chain()     # the consecutive plain EM iterates the convergence test measures
     gap = np.nan        # the estimated distance of logL to the maximum
     polished = n_hessian = 0
+    ridge = False       # the last polish found the log-likelihood not concave and rising
     M = None
     rate = 0.0          # the EM map's rate measured at the last convergence check
     nb_ref = None       # component means and Cholesky factors when their neighborhoods were made
@@ -301,7 +302,10 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             # EM's test passed: Newton's method to the maximum, and its decrement as proof
             co = eligible(p, st, fit_bg) if polished < MAX_POLISH else None
             if co is None:
-                converged = True
+                # after a polish that found the log-likelihood still rising along some
+                # direction (not concave), EM's estimate is no bound: not called converged
+                converged = not ridge
+                gap = np.inf if ridge else gap
                 break
             polished += 1
             res = newton_polish(p, co, st, step, fit_bg, ex, it, maxiter)
@@ -309,6 +313,9 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             history += res.history
             it += len(res.history)
             st, step, gap = res.state, res.step, res.gap
+            ridge = not (res.converged or res.concave)
+            if ridge:
+                polished = MAX_POLISH     # no Newton ground here: EM decides, and may not claim
             if res.converged or it >= maxiter:
                 converged = res.converged
                 break
@@ -347,4 +354,4 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
     return Run(State(st.amp, st.mean, st.covar, st.bg_amp, step.N0), step.logL,
                np.asarray(history), it, converged, n_reseeded, step.comps, n_eval,
                0 if watch is None else watch.n_ghosts, step.logL_se,
-               0 if watch is None else watch.n_left, gap, n_hessian)
+               0 if watch is None else watch.n_left, gap, n_hessian, ridge)

@@ -21,7 +21,15 @@ leaves the parameter space or gains less than a quarter of what the
 quadratic model promised shrinks the trust region; a Hessian that is not
 negative definite (a saddle, or a ridge that curves away) is no proof of a
 maximum, and the trust region then moves along the curvature towards one.
-The Hessian is computed again if the model keeps failing.
+The exact Hessian is computed again after :data:`REFRESH_EVERY` accepted
+steps on the updated one, or when that keeps failing. A polish that ends
+where the exact Hessian is not negative definite has shown that EM's test
+passed on a crawl (the log-likelihood still rises along some direction):
+the run makes no further polish, and if EM's test then stops it, the fit is
+not called converged (``Run.on_ridge``; a ConvergenceWarning says why). That
+is the case where components collapse onto narrow groups of samples and the
+maximum lies on the edge of the parameter space (the Hipparcos velocities
+without a floor ``w``).
 
 Not for every fit (:func:`eligible`): with imputation the log-likelihood is
 a Monte-Carlo estimate (its error, not its curvature, limits what can be
@@ -50,12 +58,17 @@ logger = logging.getLogger("pygmmis_ng")
 MAX_PARAMS = 800
 #: ... and at most this many entries in a chunk's component-pair sums (K^2 nb^2)
 MAX_PAIR_SUMS = 4_000_000
-#: trust-region steps (E-steps) of one polish at most
-MAX_STEPS = 60
 #: the Hessian is computed again after this many steps in a row that gained too little
 REFRESH_AFTER = 4
+#: ... and after this many accepted steps on the updated model
+REFRESH_EVERY = 3
 #: initial trust radius, in units of the coordinates' typical size (Coordinates.scale)
 RADIUS0 = 1.0
+#: the trust region's unit of a coordinate is at most this fraction of its natural size
+UNIT_SIZE = 0.5
+#: the polish gives up when the trust radius falls below this (a step of 1e-8 of a
+#: parameter's standard error changes nothing)
+RADIUS_MIN = 1e-8
 #: a maximum is proven when the exact Hessian is negative definite there and the Newton
 #: decrement is below this fraction of tol: far below tol, so that a ridge that curves
 #: away (where the quadratic model sees only the first bit of what remains; on
@@ -161,12 +174,16 @@ def eligible(p: Problem, st: State, fit_bg: bool) -> Coordinates | None:
     return co
 
 
-def _units(Hn: np.ndarray) -> np.ndarray:
+def _units(Hn: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """The trust region's unit of each coordinate: 1 / sqrt of its curvature (so that the
     region is round in the log-likelihood's own metric, also along a direction where a
-    covariance is narrow), else 1 (the coordinates are in units of the data's sigma)."""
+    covariance is narrow), but at most UNIT_SIZE of the coordinate's natural size
+    (``Coordinates.sizes``): a parameter of little weight (the covariance of a component of
+    a few dozen samples) is barely curved, and a step of 1/sqrt(curvature) would move it
+    by many times its size, out of the parameter space."""
     d = np.diag(Hn)
-    return np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), 1.0)
+    unit = np.where(d > 0, 1.0 / np.sqrt(np.where(d > 0, d, 1.0)), np.inf)
+    return np.minimum(unit, UNIT_SIZE * sizes)
 
 
 def decrement(g: np.ndarray, Hn: np.ndarray) -> float:
@@ -229,6 +246,7 @@ class Polish(NamedTuple):
     converged: bool
     gap: float
     history: list
+    concave: bool = True        # the last exact Hessian was negative definite
 
 
 def _scaled_eig_min(p: Problem, covar: np.ndarray) -> float:
@@ -262,22 +280,24 @@ def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex:
     logger.info("EM's test passed: Newton's method on %d parameters", co.size)
     logL, g, H = hessian(p, co, st, ex)
     Hn, n_hess, n_eval = -H, 1, 0
-    scale = _units(Hn)
+    scale = _units(Hn, co.sizes(st))
     radius = RADIUS0
-    fails = refreshed_fails = 0
+    fails = n_sr1 = 0
     history: list = []
-    exact = True                          # Hn is the exact Hessian at st (not BFGS-updated)
+    exact = True                          # Hn is the exact Hessian at st (not SR1-updated)
+    concave = bool(np.isfinite(decrement(g, Hn)))
     for _ in range(4 * budget + 20):      # invalid steps cost no E-step: bounded all the same
         gap = decrement(g, Hn)
         if gap < PROOF * p.tol and not exact:
             _, g, H = hessian(p, co, st, ex)              # the proof takes the exact Hessian
             Hn, exact, n_hess = -H, True, n_hess + 1
             gap = decrement(g, Hn)
+            concave = bool(np.isfinite(gap))
         if gap < PROOF * p.tol:
             logger.info("maximum proven: Newton decrement %.3g (Hessian negative definite)", gap)
             return Polish(st, step, n_eval, n_hess, True, gap, history)
         if n_eval >= budget:
-            return Polish(st, step, n_eval, n_hess, False, gap, history)
+            return Polish(st, step, n_eval, n_hess, False, gap, history, concave)
         s, pred = trust_step(g, Hn, radius, scale)
         cand = co.step(st, s)
         length = float(np.linalg.norm(s / scale))
@@ -299,22 +319,20 @@ def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex:
             g_new = g_new / p.N_w
             Hn = sr1(Hn, s, g - g_new)
             st, step, g, exact = cand, new, g_new, False
+            n_sr1 += 1
             history.append(new.logL)
             if report is not None:
                 report(st, new.logL, gain)
         if rho < 0.25:
             fails += 1
         else:
-            fails = refreshed_fails = 0
-        if fails >= REFRESH_AFTER or radius < 1e-10:
-            if exact:                   # the exact model fails too: not Newton's ground
-                refreshed_fails += 1
-                if refreshed_fails >= 2:
-                    break
-                radius, fails = RADIUS0, 0
-                continue
-            _, g, H = hessian(p, co, st, ex)
-            Hn, fails, exact = -H, 0, True
-            scale, radius = _units(Hn), RADIUS0
+            fails = 0
+        if radius < RADIUS_MIN:
+            break                       # no step of any length gains: not Newton's ground
+        if not exact and (fails >= REFRESH_AFTER or n_sr1 >= REFRESH_EVERY):
+            _, g, H = hessian(p, co, st, ex)         # the updated model fails: the exact one
+            Hn, fails, exact, n_sr1 = -H, 0, True, 0
+            scale = _units(Hn, co.sizes(st))
+            concave = bool(np.isfinite(decrement(g, Hn)))
             n_hess += 1
-    return Polish(st, step, n_eval, n_hess, False, decrement(g, Hn), history)
+    return Polish(st, step, n_eval, n_hess, False, decrement(g, Hn), history, concave)

@@ -84,3 +84,4 @@ class Run(NamedTuple):
     ghosts_left: int = 0        # components left as ghosts after repeated re-seeding
     gap: float = float("nan")   # estimated distance of logL to the maximum (see FitResult.gap)
     n_hessian: int = 0          # Hessian passes of the Newton polish
+    on_ridge: bool = False      # stopped where the polish found the logL not concave (rising)

@@ -189,6 +189,14 @@ def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: P
                       f"last change of the evaluation slice's mean logL: {h[-1] - h[-2]:.3g}; "
                       "more passes, or finish=True for full-batch EM to tol)",
                       ConvergenceWarning, stacklevel=3)
+    elif not best.converged and best.on_ridge:
+        warnings.warn("EM's test passed where the log-likelihood is not concave: the Newton "
+                      "polish found directions along which it still rises, so the fit may be "
+                      f"far below a maximum (mean logL {best.logL:.6g}). Typically a component "
+                      "is collapsing onto a narrow group of samples, where the maximum lies on "
+                      "the edge of the parameter space; a covariance floor (w) or fewer "
+                      "components give a maximum that can be reached", ConvergenceWarning,
+                      stacklevel=3)
     elif not best.converged and opts.maxiter > 0:
         h = best.history
         last = f"{h[-1] - h[-2]:.3g}" if len(h) > 1 else "n/a"
