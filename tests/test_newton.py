@@ -194,3 +194,37 @@ def test_a_fit_stopped_where_the_likelihood_still_rises_is_not_called_converged(
     long = ng.fit(g.copy(), v.y, covar=v.covar, R=v.R, init_method="none",
                   accelerate="squarem", tol=0, maxiter=300)
     assert long.logL - res.logL > 2e-4
+
+
+def test_a_crawling_polish_hands_back_to_em(monkeypatch):
+    """A polish that needs more than MAX_HESSIAN Hessian passes stops polishing: EM decides,
+    with its own estimate as the gap. On the 'diag' data the uncapped polish takes several
+    passes; capped at one, the fit makes one pass per polish at most and no second polish."""
+    from sklearn.mixture.tests.test_gaussian_mixture import RandomData
+
+    from pygmmis_ng.fitting import em_loop, newton
+
+    X = RandomData(np.random.RandomState(0), scale=7).X["diag"]
+    full = ng.fit(ng.GMM(2, 2), X, covariance_type="diag", rng=0)
+    assert full.n_hessian > 2 and full.gap < 1e-6
+    monkeypatch.setattr(newton, "MAX_HESSIAN", 1)
+    monkeypatch.setattr(em_loop, "MAX_HESSIAN", 1)
+    g = ng.GMM(2, 2)
+    res = ng.fit(g, X, covariance_type="diag", rng=0)
+    assert res.converged and 1 <= res.n_hessian <= 2      # one pass (and a proof's, if any)
+    assert 0 <= res.gap < 1e-4 and np.all(np.diff(res.history) >= -1e-12)
+    assert (np.linalg.eigvalsh(g.covar)[:, 0] > 0).all()
+
+
+def test_no_polish_beyond_max_params():
+    """Above MAX_PARAMS free parameters the Hessian pass costs tens of E-steps: EM decides."""
+    from pygmmis_ng.fitting import newton
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 5)) + rng.integers(0, 4, size=(3000, 1))
+    K = 20                                        # 20 * (5 + 15) + 19 = 419 parameters
+    assert K * (5 + 15) + K - 1 > newton.MAX_PARAMS
+    res = ng.fit(ng.GMM(K, 5), X, rng=0, maxiter=300)
+    assert res.n_hessian == 0 and np.isfinite(res.gap)
+    small = ng.fit(ng.GMM(2, 5), X, rng=0)                # 41 parameters: polished
+    assert small.n_hessian >= 1

@@ -54,14 +54,19 @@ from .problem import Problem, State
 
 logger = logging.getLogger("pygmmis_ng")
 
-#: the polish runs only for fits with at most this many free parameters (the Hessian's size)
-MAX_PARAMS = 800
+#: the polish runs only for fits with at most this many free parameters (the Hessian's size;
+#: its pass grows with their square: at K=20, D=5 (419) one pass costs ~40 E-steps)
+MAX_PARAMS = 400
 #: ... and at most this many entries in a chunk's component-pair sums (K^2 nb^2)
 MAX_PAIR_SUMS = 4_000_000
 #: the Hessian is computed again after this many steps in a row that gained too little
 REFRESH_AFTER = 4
 #: ... and after this many accepted steps on the updated model
 REFRESH_EVERY = 3
+#: a polish makes at most this many Hessian passes (plus the one of a proof); one that needs
+#: more is crawling (K=20, D=5, N=2e5: 52 passes for 7e-5, ~100x SQUAREM's time): EM decides.
+#: The overlapping XD benchmark needs 20 on its way through a saddle region.
+MAX_HESSIAN = 24
 #: initial trust radius, in units of the coordinates' typical size (Coordinates.scale)
 RADIUS0 = 1.0
 #: the trust region's unit of a coordinate is at most this fraction of its natural size
@@ -330,6 +335,8 @@ def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex:
         if radius < RADIUS_MIN:
             break                       # no step of any length gains: not Newton's ground
         if not exact and (fails >= REFRESH_AFTER or n_sr1 >= REFRESH_EVERY):
+            if n_hess >= MAX_HESSIAN:
+                break                   # crawling: hand back to EM, whose estimate decides
             _, g, H = hessian(p, co, st, ex)         # the updated model fails: the exact one
             Hn, fails, exact, n_sr1 = -H, 0, True, 0
             scale = _units(Hn, co.sizes(st))
