@@ -5,7 +5,8 @@
 For each problem, from one start:
 
 * **to 1e-5**: E-steps (Hessian passes in brackets) and seconds until the
-  first evaluated state within 1e-5 per sample of the optimum, for plain EM
+  first evaluated state within 1e-5 per sample of the optimum (in the default
+  fit if it gets there, else in the long run), for plain EM
   (``accelerate=False``), SQUAREM (the polish switched off) and the default
   (SQUAREM, then Newton's method with the Newton decrement as the stopping
   test); every evaluation is timed as it ends;
@@ -18,6 +19,8 @@ default to tol 1e-10 and, where affordable, plain EM). The problems:
 * ``xd``: N = 10^5, D = 3, K = 10, full per-sample noise (eigenvalues 0.5-2
   against components of variance 0.3-1.5), from a 10-iteration scikit-learn
   GaussianMixture (the issue's start);
+* ``xd_overlap``: the same with the components closer (means spread 2 instead
+  of 4) and noise eigenvalues 0.5-1.5: overlap, so EM crawls;
 * ``hipparcos``: the Hipparcos-2 velocities, 29 125 stars, 2x3 projections,
   K = 10 (bench_hipparcos.py's problem: w = 0), from k-means;
 * ``sk_diag``: scikit-learn's 'diag' test data (its test_monotonic_likelihood),
@@ -42,14 +45,14 @@ from pygmmis_ng.fitting import em_loop, newton
 TARGET = 1e-5
 
 
-def xd_problem(quick):
+def xd_problem(quick, spread=4.0, noise=(0.5, 2.0)):
     from bench_scale import spd
     N, D, K = (20_000 if quick else 100_000), 3, 10
     rng = np.random.default_rng(1)
     truth = ng.GMM(K, D)
-    truth.amp, truth.mean = rng.dirichlet(np.full(K, 5.0)), rng.normal(0, 4.0, (K, D))
+    truth.amp, truth.mean = rng.dirichlet(np.full(K, 5.0)), rng.normal(0, spread, (K, D))
     truth.covar = spd(rng, K, D, 0.3, 1.5)
-    S = spd(rng, N, D, 0.5, 2.0)
+    S = spd(rng, N, D, *noise)
     X = truth.draw(N, rng=rng) + np.einsum("nij,nj->ni", np.linalg.cholesky(S),
                                             rng.standard_normal((N, D)))
     from sklearn.mixture import GaussianMixture
@@ -57,6 +60,10 @@ def xd_problem(quick):
     start = ng.GMM(K, D)
     start.amp, start.mean, start.covar = gm.weights_ / gm.weights_.sum(), gm.means_, gm.covariances_
     return start, dict(data=X, covar=S)
+
+
+def xd_overlap_problem(quick):
+    return xd_problem(quick, spread=2.0, noise=(0.5, 1.5))
 
 
 def hipparcos_problem(quick):
@@ -97,8 +104,8 @@ def paper_problem(quick):
                        covar_callback=lambda c: ds.covar, w=0.1, rng=0)
 
 
-PROBLEMS = {"xd": xd_problem, "hipparcos": hipparcos_problem, "sk_diag": sk_diag_problem,
-            "plain": plain_problem, "paper": paper_problem}
+PROBLEMS = {"xd": xd_problem, "xd_overlap": xd_overlap_problem, "hipparcos": hipparcos_problem,
+            "sk_diag": sk_diag_problem, "plain": plain_problem, "paper": paper_problem}
 
 
 @contextmanager
@@ -161,7 +168,7 @@ def bench(name, quick):
     start, kw = PROBLEMS[name](quick)
     runs = {}
     for method in METHODS:
-        cap = 3000 if method == "plain EM" else 20000
+        cap = 3000 if method == "plain EM" else 5000
         runs[method] = run(start, kw, method, tol=1e-10, maxiter=cap // (10 if quick else 1))
     opt = max(r[0].logL for r in runs.values())
     print(f"\n### {name}: optimum {opt:.10f} (the best long run)\n")
@@ -170,7 +177,10 @@ def bench(name, quick):
     print("|---|---|---|---|---|---|")
     for method in METHODS:
         res, t, log = run(start, kw, method)
-        print(f"| {method} | {first_within(runs[method][2], opt)} | {res.n_eval} "
+        # the default fit if it gets there (the polish starts only once EM's test passes at
+        # the fit's tol: at 1e-10 that is late), else the long run
+        reached = res.logL >= opt - TARGET
+        print(f"| {method} | {first_within(log if reached else runs[method][2], opt)} | {res.n_eval} "
               f"({getattr(res, 'n_hessian', 0)}), {t:.2f} s | {res.logL - opt:+.2e} | "
               f"{res.gap:.1e} | {res.converged} |", flush=True)
 
