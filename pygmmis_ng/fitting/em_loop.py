@@ -46,7 +46,7 @@ from .mstep import (
     scaled_eig_min,
 )
 from .neighborhoods import stale_neighborhoods
-from .newton import MAX_HESSIAN, eligible, polish
+from .newton import eligible, polish
 from .problem import Problem, Run, State
 from .progress import log_header, log_row
 
@@ -314,7 +314,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
             it += len(res.history)
             st, step, gap = res.state, res.step, res.gap
             ridge = not (res.converged or res.concave)
-            if ridge or res.n_hessian >= MAX_HESSIAN:
+            if ridge or res.crawled:
                 polished = MAX_POLISH     # no Newton ground (or a crawl): EM decides
             if res.converged or it >= maxiter:
                 converged = res.converged

@@ -252,6 +252,7 @@ class Polish(NamedTuple):
     gap: float
     history: list
     concave: bool = True        # the last exact Hessian was negative definite
+    crawled: bool = False       # ended at MAX_HESSIAN passes: no further polish helps
 
 
 def _scaled_eig_min(p: Problem, covar: np.ndarray) -> float:
@@ -288,6 +289,7 @@ def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex:
     scale = _units(Hn, co.sizes(st))
     radius = RADIUS0
     fails = n_sr1 = 0
+    crawled = False
     history: list = []
     exact = True                          # Hn is the exact Hessian at st (not SR1-updated)
     concave = bool(np.isfinite(decrement(g, Hn)))
@@ -336,10 +338,11 @@ def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex:
             break                       # no step of any length gains: not Newton's ground
         if not exact and (fails >= REFRESH_AFTER or n_sr1 >= REFRESH_EVERY):
             if n_hess >= MAX_HESSIAN:
-                break                   # crawling: hand back to EM, whose estimate decides
+                crawled = True          # hand back to EM, whose estimate decides
+                break
             _, g, H = hessian(p, co, st, ex)         # the updated model fails: the exact one
             Hn, fails, exact, n_sr1 = -H, 0, True, 0
             scale = _units(Hn, co.sizes(st))
             concave = bool(np.isfinite(decrement(g, Hn)))
             n_hess += 1
-    return Polish(st, step, n_eval, n_hess, False, decrement(g, Hn), history, concave)
+    return Polish(st, step, n_eval, n_hess, False, decrement(g, Hn), history, concave, crawled)
