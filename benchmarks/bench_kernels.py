@@ -1,39 +1,50 @@
-"""Per-E-step time of the XD kernels against the flop count (issue 18).
+"""The generated kernel family against its targets (issue 33), one run per row.
 
-XD with full per-sample noise, N=10^5, D=3, K=10: the fit of one problem from one
-k-means start to tol=1e-6, with the general compiled kernel and with the closed
-form for D=3, on 1 thread and on one per core. Reports ms per E-step, ns per
-sample-component pair and GFLOP/s at the issue's ~120 flops per pair (an E+M
-step at D=3), so that the distance to the hardware limit is visible. The logL must
-be the same for every variant.
+1. XD, N=10^5, D=3, K=10, full per-sample noise, one k-means start to tol=1e-6: ms per
+   E-step with the per-sample skeleton (D=3 written out: the closed form of before) and
+   with the lane skeleton (a block of samples in SIMD lanes), on 1 thread and on one per
+   core; GFLOP/s at ~120 flops per pair. Target: <= 15 ms per E-step on 2 threads.
+2. Plain EM, N=2*10^5, D=5, K=20, 50 iterations from the same start, against
+   scikit-learn (equal work); ours also with the quadratic-feature GEMMs of before.
+   Target: >= 30x scikit-learn.
+3. 'diag' and 'spherical', N=10^5, D=5 and 50, K=10, 30 iterations from the same start
+   against scikit-learn (equal work); ours also with the full-covariance kernels of
+   before. Target: >= 3x scikit-learn.
+4. Lines of pygmmis_ng/kernels/.
 
-    python benchmarks/bench_kernels.py [N]
+    python benchmarks/bench_kernels.py [--quick]
 """
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import time
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
-from bench_core import machine
+from bench_core import bench_plain, clustered_data, machine
 from bench_scale import spd
 
 import pygmmis_ng as ng
-from pygmmis_ng.kernels import compiled
+from pygmmis_ng.kernels import fused, stats
+from pygmmis_ng.kernels.skeletons import Spec
 
 FLOPS_PER_PAIR = 120
 
 
-def _general(*args):
-    """The general kernel with the closed form's signature (drops its q_negligible)."""
-    return compiled._stats_per_sample_jit(*args[:11], *args[12:])
+@contextmanager
+def patched(obj, name, value):
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
 
 
-def main() -> None:
-    warnings.simplefilter("ignore")
-    N = int(float(sys.argv[1])) if len(sys.argv) > 1 else 100_000
+def xd_rows(N: int) -> list[str]:
     D, K = 3, 10
     rng = np.random.default_rng(1)
     truth = ng.GMM(K, D)
@@ -43,28 +54,93 @@ def main() -> None:
                                             rng.standard_normal((N, D)))
     start = ng.GMM(K, D)
     ng.init.init_kmeans(start, X, rng=0)
-    closed = compiled.stats_per_sample_d3
     cores = len(os.sched_getaffinity(0))
-    rows = []
-    for name, kernel in (("general compiled", _general), ("closed form D=3", closed)):
+    rows = ["| kernel | threads | ms per E-step | ns per pair | GFLOP/s (120 flops/pair) | E-steps "
+            "| logL |", "|---|---|---|---|---|---|---|"]
+    skeleton = {"per-sample skeleton (D=3 written out)": lambda *a: Spec("sample", "per_sample", "full", 3),
+                "lane skeleton": fused.spec_for}
+    for name, choose in skeleton.items():
         for threads in sorted({1, cores}):
-            compiled.stats_per_sample_d3 = kernel
-            os.environ["PYGMMIS_NG_THREADS"] = str(threads)
-            ng.fit(start.copy(), X[:2000], covar=S[:2000], init_method="none", maxiter=2)
-            g = start.copy()
-            t = time.perf_counter()
-            r = ng.fit(g, X, covar=S, init_method="none", tol=1e-6)
-            t = time.perf_counter() - t
-            per = t / r.n_eval
-            rows.append((name, threads, 1e3 * per, 1e9 * per / (N * K),
-                         FLOPS_PER_PAIR * N * K / per / 1e9, r.n_eval, r.logL))
-    compiled.stats_per_sample_d3 = closed
+            with patched(fused, "spec_for", choose):
+                os.environ["PYGMMIS_NG_THREADS"] = str(threads)
+                ng.fit(start.copy(), X[:2000], covar=S[:2000], init_method="none", maxiter=2)
+                g = start.copy()
+                t = time.perf_counter()
+                r = ng.fit(g, X, covar=S, init_method="none", tol=1e-6)
+                per = (time.perf_counter() - t) / r.n_eval
+            rows.append(f"| {name} | {threads} | {1e3 * per:.1f} | {1e9 * per / (N * K):.1f} | "
+                        f"{FLOPS_PER_PAIR * N * K / per / 1e9:.2f} | {r.n_eval} | {r.logL:.10f} |")
     os.environ.pop("PYGMMIS_NG_THREADS", None)
-    print(f"# XD N={N} D={D} K={K}, per-sample noise, to tol=1e-6 ({machine()})")
-    print("| kernel | threads | ms per E-step | ns per pair | GFLOP/s (120 flops/pair) "
-          "| E-steps | logL |\n|---|---|---|---|---|---|---|")
-    for row in rows:
-        print("| {} | {} | {:.1f} | {:.1f} | {:.2f} | {} | {:.10f} |".format(*row))
+    return rows
+
+
+def plain_rows(N: int, iters: int) -> list[str]:
+    rows = ["| path | ours [s] | scikit-learn [s] | ratio | logL ours − sklearn |", "|---|---|---|---|---|"]
+    for name, top in (("lane kernel", fused.LANES_MAX_D["shared"]), ("quadratic GEMMs (before)", 0)):
+        with patched(fused, "LANES_MAX_D", {**fused.LANES_MAX_D, "shared": top}):
+            r = bench_plain(N, 5, 20, iters)
+        rows.append(f"| {name} | {r['t_ours']:.2f} | {r['t_other']:.2f} | "
+                    f"**{r['t_other'] / r['t_ours']:.1f}×** | {r['logL_ours'] - r['logL_other']:+.1e} |")
+    return rows
+
+
+def _sk_precisions(covar: np.ndarray, ct: str) -> np.ndarray:
+    var = np.einsum("kaa->ka", covar)
+    return 1.0 / (var if ct == "diag" else var[:, 0])
+
+
+def constrained_rows(N: int, iters: int) -> list[str]:
+    from sklearn.mixture import GaussianMixture
+
+    rows = ["| type | D | ours [s] | full kernels (before) [s] | scikit-learn [s] | ratio "
+            "| logL ours − sklearn |", "|---|---|---|---|---|---|---|"]
+    K = 10
+    for D in (5, 50):
+        X = clustered_data(N, D, K, np.random.default_rng(D))
+        km = ng.GMM(K, D)
+        ng.init.init_kmeans(km, X, rng=0)
+        for ct in ("diag", "spherical"):
+            start = km.copy()
+            var = np.einsum("kaa->ka", start.covar)
+            var = var if ct == "diag" else np.repeat(var.mean(1, keepdims=True), D, 1)
+            start.covar = np.einsum("ka,ab->kab", var, np.eye(D))
+            kw = dict(init_method="none", tol=0, maxiter=iters, accelerate=False,
+                      covariance_type=ct, reg_covar=1e-6)
+            times = {}
+            for label, fam in (("ours", stats.kernel_family), ("full", lambda c, n, f: "full")):
+                with patched(stats, "kernel_family", fam):
+                    ng.fit(start.copy(), X[:3000], **{**kw, "maxiter": 2})
+                    g = start.copy()
+                    t = time.perf_counter()
+                    ng.fit(g, X, **kw)
+                    times[label] = (time.perf_counter() - t, g)
+            sk = GaussianMixture(K, covariance_type=ct, reg_covar=1e-6, tol=0, max_iter=iters,
+                                 weights_init=start.amp, means_init=start.mean,
+                                 precisions_init=_sk_precisions(start.covar, ct))
+            t = time.perf_counter()
+            sk.fit(X)
+            t_sk = time.perf_counter() - t
+            t_ours, g = times["ours"]
+            rows.append(f"| {ct} | {D} | {t_ours:.2f} | {times['full'][0]:.2f} | {t_sk:.2f} | "
+                        f"**{t_sk / t_ours:.1f}×** | {np.mean(g.logL(X)) - sk.score(X):+.1e} |")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    warnings.simplefilter("ignore")
+    q = a.quick
+    print(f"# {machine()}\n\n## XD N={10**4 if q else 10**5} D=3 K=10, per-sample noise, to tol=1e-6")
+    print("\n".join(xd_rows(10**4 if q else 10**5)))
+    print(f"\n## Plain EM N={2 * 10**4 if q else 2 * 10**5} D=5 K=20, {5 if q else 50} iterations")
+    print("\n".join(plain_rows(2 * 10**4 if q else 2 * 10**5, 5 if q else 50)))
+    print(f"\n## 'diag' and 'spherical', N={10**4 if q else 10**5}, K=10, {3 if q else 30} iterations")
+    print("\n".join(constrained_rows(10**4 if q else 10**5, 3 if q else 30)))
+    kernels = Path(fused.__file__).parent
+    lines = sum(len(p.read_text().splitlines()) for p in kernels.glob("*.py"))
+    print(f"\nkernels/: {lines} lines in {len(list(kernels.glob('*.py')))} modules")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from bench_core import machine
 from bench_scale import spd
 
 import pygmmis_ng as ng
-from pygmmis_ng.kernels import compiled, compiled_masked, compiled_projected
+from pygmmis_ng.kernels import compiled_masked, compiled_projected, fused
 
 
 def best_of(f, *args, reps=5):
@@ -44,7 +44,7 @@ def kernel_rows(rng, n=20_000):
     for D in (5, 8):
         x, S = rng.normal(0, 3, (n, D)), spd(rng, n, D, 0.1, 0.5)
         mean, covar = rng.normal(0, 3, (10, D)), spd(rng, 10, D, 0.5, 2.0)
-        t = best_of(compiled.stats_per_sample, x, S, None, None, mean, covar,
+        t = best_of(fused.stats_per_sample, x, S, None, None, mean, covar,
                     np.full(10, -np.log(10)))
         rows.append((f"general D={D} K=10, per-sample noise", 1e9 * t / (n * 10)))
     for D, K, noise in ((10, 5, "shared"), (5, 10, "per-sample")):

@@ -88,7 +88,7 @@ def test_every_module_has_a_layer():
 
 def test_the_graph_sees_the_imports():
     # guards the checker itself: known edges must be found
-    assert f"{NAME}.kernels.compiled" in GRAPH[f"{NAME}.kernels.dense"]
+    assert f"{NAME}.kernels.fused" in GRAPH[f"{NAME}.kernels.dense"]
     assert f"{NAME}.data.observed" in GRAPH[f"{NAME}.model"]
     assert f"{NAME}.fitting.fitter" in GRAPH[f"{NAME}.estimators.mixture"]
 

@@ -7,9 +7,9 @@ import pytest
 from conftest import random_spd
 from scipy.special import logsumexp
 
-from pygmmis_ng.kernels import compiled, compiled_masked
+from pygmmis_ng.kernels import compiled_masked, fused
 
-pytestmark = pytest.mark.skipif(not compiled.ENABLED, reason="the masked kernel is compiled")
+pytestmark = pytest.mark.skipif(not fused.ENABLED, reason="the masked kernel is compiled")
 
 
 def _problem(seed, n=600, K=4, D=6, frac=0.35, noise="shared"):
@@ -108,7 +108,7 @@ def test_log_det_as_one_log_of_a_product_survives_extreme_scales(kernel, scale):
             return compiled_projected.stats_projected(x * s, R, S * s**2, weight, log_bg,
                                                       mean * s, covar * s**2, log_amp)
     else:
-        call = compiled.stats_per_sample if kernel == "general" else compiled_masked.stats_masked
+        call = fused.stats_per_sample if kernel == "general" else compiled_masked.stats_masked
 
         def run(s):
             return call(x * s, S * s**2, weight, log_bg, mean * s, covar * s**2, log_amp)

@@ -11,7 +11,7 @@ from scipy.stats import multivariate_normal
 import pygmmis_ng as ng
 from pygmmis_ng.data.lazy import stable_average
 from pygmmis_ng.fitting.convergence import remaining_gain
-from pygmmis_ng.kernels import compiled, compiled_transforms, dense, quadratic
+from pygmmis_ng.kernels import compiled_transforms, dense, fused, quadratic
 from pygmmis_ng.kernels.stats import prepare_components
 
 
@@ -65,24 +65,68 @@ def _case(D, variant, rng, K=5, n=3000):
     return x, prepare_components(amp, mean, covar, noise), weight, log_bg
 
 
-@pytest.mark.parametrize("D", range(1, 9))
+def _assert_stats_equal(a, b, family="full"):
+    """a (A, Mc, Cc, logL, B) equals b to the raw form's accuracy ('diag'/'spherical': the
+    diagonal / its mean of Cc, which is all those families' M-steps read)."""
+    Ca, Cb = a[2], b[2]
+    if family != "full":
+        Ca, Cb = np.einsum("kaa->ka", Ca), np.einsum("kaa->ka", Cb)
+        if family == "spherical":
+            Ca, Cb = Ca.mean(1), Cb.mean(1)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-10 * np.abs(b[1]).max())
+    np.testing.assert_allclose(Ca, Cb, rtol=1e-10, atol=1e-10 * np.abs(Cb).max())
+    assert a[3] == pytest.approx(b[3], rel=1e-12)
+    assert a[4] == pytest.approx(b[4], rel=1e-10, abs=1e-13)
+
+
+def _as_tuple(st):
+    return st.A, st.Mc, st.Cc, st.logL, st.B
+
+
+@pytest.mark.parametrize("D", [1, 2, 3, 5, 8, 12])
 @pytest.mark.parametrize("variant", ["plain", "shared", "weights_bg", "empty_member"])
-def test_quadratic_chunk_stats_equal_the_numpy_kernels(monkeypatch, D, variant):
+def test_quadratic_and_lane_stats_equal_the_numpy_kernels(monkeypatch, D, variant):
     x, comps, weight, log_bg = _case(D, variant, np.random.default_rng(10 * D))
     assert comps.quad is not None
-    assert dense.kernel_path(D, False, True, False) == "quadratic"
+    assert dense.kernel_path(D, False, True, False) == ("fused" if D <= 8 else "quadratic")
     out = {}
     for on in (True, False):
-        monkeypatch.setattr(compiled, "ENABLED", on)
-        out[on] = dense.chunk_stats(x, comps, None, weight, log_bg)
-    a, b = out[True], out[False]
-    np.testing.assert_allclose(a.A, b.A, rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(a.Mc, b.Mc, rtol=1e-10, atol=1e-10 * np.abs(b.Mc).max())
-    np.testing.assert_allclose(a.Cc, b.Cc, rtol=1e-10, atol=1e-10 * np.abs(b.Cc).max())
-    assert a.logL == pytest.approx(b.logL, rel=1e-12)
-    assert a.B == pytest.approx(b.B, rel=1e-10, abs=1e-13)
+        monkeypatch.setattr(fused, "ENABLED", on)
+        out[on] = _as_tuple(dense.chunk_stats(x, comps, None, weight, log_bg))
+    _assert_stats_equal(out[True], out[False])
+    raw = quadratic.central_stats(x, comps.mean, comps.quad, weight, log_bg)
+    ref = _as_tuple(dense.chunk_stats(x, comps._replace(gain=None, post_covar=None), None,
+                                      weight, log_bg))
+    _assert_stats_equal(raw, ref)
     if variant == "empty_member":
-        assert a.A[1] == 0.0
+        assert out[True][0][1] == 0.0 and raw[0][1] == 0.0
+
+
+@pytest.mark.parametrize("D", [2, 9, 30])
+@pytest.mark.parametrize("family", ["diag", "spherical"])
+@pytest.mark.parametrize("variant", ["plain", "weights_bg"])
+def test_diagonal_families_equal_the_numpy_kernels(monkeypatch, D, family, variant):
+    """The O(D) kernels of diagonal / isotropic components (lanes, GEMMs over 1 + 2D or
+    D + 2 features) against the full numpy kernels on the same components."""
+    rng = np.random.default_rng(D)
+    K = 4
+    x, _, weight, log_bg = _case(D, variant, rng)
+    var = rng.uniform(0.3, 2.0, (K, D if family == "diag" else 1)) * np.ones((K, D))
+    covar = np.einsum("ka,ab->kab", var, np.eye(D))
+    mean = rng.normal(size=(K, D))
+    comps = prepare_components(np.full(K, 0.8 / K), mean, covar, family=family)
+    assert comps.family == family
+    monkeypatch.setattr(fused, "ENABLED", False)
+    ref = _as_tuple(dense.chunk_stats(x, comps, None, weight, log_bg))
+    monkeypatch.setattr(fused, "ENABLED", True)
+    _assert_stats_equal(_as_tuple(dense.chunk_stats(x, comps, None, weight, log_bg)), ref, family)
+    _assert_stats_equal(quadratic.central_stats(x, mean, comps.quad, weight, log_bg, family),
+                        ref, family)
+    lanes = fused.stats_shared(x, weight, log_bg, mean, comps.prec_chol,
+                               comps.log_amp - 0.5 * (D * np.log(2 * np.pi) + comps.log_det),
+                               family=family)
+    _assert_stats_equal(lanes, ref, family)
 
 
 def test_far_components_use_the_centred_kernels(monkeypatch):
@@ -95,28 +139,27 @@ def test_far_components_use_the_centred_kernels(monkeypatch):
     covar = random_spd(rng, K, D, 0.5, 1.5)
     comps = prepare_components(np.ones(K) / K, mean, covar)
     assert comps.quad is None
-    assert dense.kernel_path(D, False, False, False) == "numpy"
-    assert dense.kernel_path(3, False, False, False) == "fused"
+    assert dense.kernel_path(D, False, False, False) == "fused"        # centred lanes
+    assert dense.kernel_path(12, False, False, False) == "numpy"
     near_mean = mean.copy()
     near_mean[0, 0] = 300.0                         # 300 sigma: still accurate enough
     near = prepare_components(np.ones(K) / K, near_mean, covar)
     assert near.quad is not None
     x = np.vstack([rng.normal(size=(500, D)) + near_mean[k] for k in range(K)])
-    out = {}
-    for on in (True, False):
-        monkeypatch.setattr(compiled, "ENABLED", on)
-        out[on] = dense.chunk_stats(x, near)
-    a, b = out[True], out[False]
+    monkeypatch.setattr(fused, "ENABLED", False)
+    b = dense.chunk_stats(x, near)
+    A, Mc, Cc, logL, B = quadratic.central_stats(x, near.mean, near.quad, None, None)
     # the documented bound: the cancellation costs < ~1e-10 of each component's variance
     var = np.einsum("kaa->ka", covar) * b.A[:, None]
-    assert np.all(np.abs(np.einsum("kaa->ka", a.Cc - b.Cc)) < 1e-9 * var)
-    assert a.logL == pytest.approx(b.logL, rel=1e-12)
+    assert np.all(np.abs(np.einsum("kaa->ka", Cc - b.Cc)) < 1e-9 * var)
+    assert logL == pytest.approx(b.logL, rel=1e-12)
 
 
 def test_neighborhoods_keep_the_fused_kernel():
     # a cutoff fit at D <= 3 skips pairs: only the fused loops do that
     assert dense.kernel_path(3, False, True, True) == "fused"
     assert dense.kernel_path(5, False, True, True) == "quadratic"
+    assert dense.kernel_path(5, False, False, True) == "numpy"
     assert dense.kernel_path(2, True, False, True) == "per_sample"
 
 

@@ -12,7 +12,7 @@ import scipy.stats as st
 from conftest import make_3d_pair
 
 import pygmmis_ng as ng
-from pygmmis_ng.kernels import compiled
+from pygmmis_ng.kernels import fused
 
 D, K = 3, 2
 
@@ -161,7 +161,7 @@ def test_cutoff_neighborhoods_in_data_order():
         np.testing.assert_array_equal(rb.U[k], np.flatnonzero(inside))
 
 
-@pytest.mark.skipif(not compiled.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
 def test_missing_fit_is_identical_for_any_n_jobs():
     rng = np.random.default_rng(6)
     g = truth()
@@ -266,7 +266,7 @@ def test_masked_kernel_for_many_patterns_equals_grouped_fit(monkeypatch, noise):
     assert ra.logL == pytest.approx(a.logL(X, covar=S).mean(), abs=1e-10)
 
 
-@pytest.mark.skipif(not compiled.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
 def test_masked_fit_is_identical_for_any_n_jobs_and_works_with_split_n_merge():
     rng = np.random.default_rng(15)
     g, X = many_patterns(4000, rng)

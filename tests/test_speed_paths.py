@@ -12,7 +12,7 @@ from conftest import random_spd
 import pygmmis_ng as ng
 from pygmmis_ng.fitting import acceleration
 from pygmmis_ng.fitting.acceleration import Params
-from pygmmis_ng.kernels import compiled, dense
+from pygmmis_ng.kernels import dense, fused
 from pygmmis_ng.kernels.stats import prepare_components
 from pygmmis_ng.selection.imputation import ImputationSampler, block_sizes
 from pygmmis_ng.tools import datasets
@@ -151,14 +151,14 @@ def test_imputation_ramp_is_logged_and_ends_with_all_draws(caplog):
 
 def test_numba_is_there():
     # numba is a dependency: the comparisons below must compare two different kernels
-    assert compiled.numba is not None and compiled.ENABLED
+    assert fused.numba is not None and fused.ENABLED
 
 
 @pytest.fixture
 def numpy_kernels(monkeypatch):
     """Switch the compiled kernels off for the duration of a block."""
     def switch(on: bool) -> None:
-        monkeypatch.setattr(compiled, "ENABLED", on)
+        monkeypatch.setattr(fused, "ENABLED", on)
     return switch
 
 
@@ -188,7 +188,7 @@ def test_fused_chunk_stats_equal_numpy(numpy_kernels, D, variant):
     a, b = out[True], out[False]
     # the per-sample kernel drops responsibilities below Q_NEGLIGIBLE = 1e-13: at most that
     # much of each sample's weight and moments
-    drop = compiled.Q_NEGLIGIBLE * n if S is not None else 0.0
+    drop = fused.Q_NEGLIGIBLE * n if S is not None else 0.0
     scale = np.abs(x).max() + np.abs(mean).max()
     np.testing.assert_allclose(a.A, b.A, rtol=1e-11, atol=drop)
     np.testing.assert_allclose(a.Mc, b.Mc, rtol=1e-10,

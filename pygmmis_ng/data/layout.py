@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..kernels import compiled
+from ..kernels import fused
 
 #: doubles of per-chunk working memory (measured on 2 threads: the quadratic-feature
 #: GEMMs of plain/shared noise are 10-20% faster with 3000-9000-row chunks than with
@@ -134,7 +134,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
     else:
         patterns, inverse = _patterns(observed)
         order = np.argsort(inverse, kind="stable")
-    if allow_masked and R is None and compiled.ENABLED and len(patterns) > MASKED_PATTERNS:
+    if allow_masked and R is None and fused.ENABLED and len(patterns) > MASKED_PATTERNS:
         # sorted by pattern all the same: the masked kernel reuses a pattern's factors
         chunks = tuple(eval_chunks(N, K, D, True))
         return Layout(order, (Group(slice(0, N), None, None, S if S is not None and S.ndim == 2

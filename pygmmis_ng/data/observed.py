@@ -23,7 +23,7 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
     For a projected group with no or shared noise: T_k = R V_k R^T + S,
     its factors, the gain V_k R^T T_k^-1 (D, dy) and the posterior covariance
     V_k - V_k R^T T_k^-1 R V_k. With per-sample noise: R m_k and R V_k R^T,
-    and the lift V_k R^T, V_k (see :func:`pygmmis_ng.kernels.compiled.stats_per_sample`).
+    and the lift V_k R^T, V_k (see :func:`pygmmis_ng.kernels.fused.stats_per_sample`).
     """
     if per_sample_R or grp.masked or (grp.R is None and per_sample_noise):
         with np.errstate(divide="ignore"):

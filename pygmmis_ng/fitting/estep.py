@@ -73,10 +73,19 @@ class NeighborhoodHistory:
         if self.comps is None or r.all():
             self.comps = list(comps)
         else:
-            self.comps = [type(old)(*[None if a is None else np.where(
-                r.reshape((-1,) + (1,) * (np.ndim(a) - 1)), b, a) for a, b in zip(old, new)])
-                for old, new in zip(self.comps, comps)]
+            self.comps = [type(old)(*[_merged(a, b, r) for a, b in zip(old, new)])
+                          for old, new in zip(self.comps, comps)]
         self.version += 1
+
+
+def _merged(old: Any, new: Any, redo: np.ndarray) -> Any:
+    """A field of components: per component, the new value where ``redo``; a kernel family
+    (a string) is kept only where both agree ('full' serves every component)."""
+    if old is None:
+        return None
+    if isinstance(old, str):
+        return old if old == new else "full"
+    return np.where(redo.reshape((-1,) + (1,) * (np.ndim(old) - 1)), new, old)
 
 
 def _observed_task(p: Problem, task: ObservedTask) -> SufficientStats:

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled import Q_NEGLIGIBLE, _back_solve, _fold_det, _inverse_gram, _lower_inverse
-from .compiled_transforms import compile_kernel, deconvolve, mirror_upper, weigh_members
+from .compiled_transforms import Q_NEGLIGIBLE, compile_kernel, deconvolve, mirror_upper, weigh_members
+from .compiled_transforms import back_solve as _back_solve
+from .compiled_transforms import fold_det as _fold_det
+from .compiled_transforms import inverse_gram as _inverse_gram
+from .compiled_transforms import lower_inverse as _lower_inverse
 
 
 def _factor_py(T, dy, L):

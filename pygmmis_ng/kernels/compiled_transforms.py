@@ -88,15 +88,66 @@ def _column_sums_py(values, weight, has_weight, out):
         out[d] = s + c
 
 
-def compile_kernel(fn, inline: bool = False):
+#: a responsibility below this is treated as 0 by the per-sample-noise, masked and projected
+#: kernels (the inverse and the moments of such a pair are not added: far below rounding)
+Q_NEGLIGIBLE = 1e-13
+#: a product of Cholesky diagonals is folded into the log det once it leaves this range
+#: (so that it neither overflows nor underflows)
+DET_MIN, DET_MAX = 1e-150, 1e150
+
+
+def _lower_inverse_py(L, n, out):
+    """out[:n, :n] = L[:n, :n]^-1 for a lower-triangular L (forward substitution)."""
+    for a in range(n):
+        out[a, a] = 1.0 / L[a, a]
+        for b in range(a):
+            s = 0.0
+            for c in range(b, a):
+                s -= L[a, c] * out[c, b]
+            out[a, b] = s * out[a, a]
+
+
+def _back_solve_py(Li, y, n, out):
+    """out[:n] = Li[:n, :n]^T y[:n] for a lower-triangular Li (u = L^-T L^-1 d from y = L^-1 d)."""
+    for a in range(n):
+        s = 0.0
+        for c in range(a, n):
+            s += Li[c, a] * y[c]
+        out[a] = s
+
+
+def _inverse_gram_py(Li, n, out):
+    """Upper triangle of out[:n, :n] = Li^T Li (T^-1 = L^-T L^-1 for Li = L^-1)."""
+    for a in range(n):
+        for b in range(a, n):
+            s = 0.0
+            for c in range(b, n):
+                s += Li[c, a] * Li[c, b]
+            out[a, b] = s
+
+
+def _fold_det_py(diag, det, logdet):
+    """(det * diag, logdet), the product folded into logdet once it leaves
+    [DET_MIN, DET_MAX]: log det T as 2 (logdet + log det) of the Cholesky diagonals'
+    product, one log per pair at ordinary scales instead of one per dimension."""
+    det *= diag
+    if not DET_MIN < det < DET_MAX:
+        return 1.0, logdet + np.log(det)
+    return det, logdet
+
+
+def compile_kernel(fn, inline: bool = False, cache: bool = True):
     """``fn`` compiled by numba (cached on disk, GIL released), or ``fn`` itself without numba.
 
     ``inline=True`` inlines it into the compiled kernels that call it (a called
-    helper cost up to 30% in the E-step kernels).
+    helper cost up to 30% in the E-step kernels). Division follows numpy's rules
+    (x / 0 is inf or nan, no exception): Python's ZeroDivisionError check is an
+    exit from every loop that divides, and a loop with an exit is not vectorized.
     """
     if numba is None:  # pragma: no cover - exercised only where numba is missing
         return fn
-    return numba.njit(cache=True, nogil=True, inline="always" if inline else "never")(fn)
+    return numba.njit(cache=cache, nogil=True, error_model="numpy",
+                      inline="always" if inline else "never")(fn)
 
 
 _sandwich = compile_kernel(_sandwich_py)
@@ -269,3 +320,7 @@ exp_parts = compile_kernel(_exp_parts_py, inline=True)
 pow2_bits = compile_kernel(_pow2_bits_py, inline=True)
 keep_member = compile_kernel(_keep_member_py, inline=True)
 weigh_members = compile_kernel(_weigh_members_py, inline=True)
+fold_det = compile_kernel(_fold_det_py, inline=True)
+lower_inverse = compile_kernel(_lower_inverse_py, inline=True)
+back_solve = compile_kernel(_back_solve_py, inline=True)
+inverse_gram = compile_kernel(_inverse_gram_py, inline=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compiled, compiled_transforms, quadratic
+from . import compiled_transforms, fused, quadratic
 from .stats import LOG_2PI, Components, SufficientStats, member_responsibilities
 
 # ---------------------------------------------------------------------------
@@ -147,28 +147,36 @@ def log_joint(x: np.ndarray, comps: Components, S: np.ndarray | None = None) -> 
 
 #: the kernel paths that skip samples of weight 0 at no cost (the others compute them)
 SKIPS_WEIGHTLESS = ("per_sample", "fused")
+#: largest dimension for which the per-sample skeleton (loops over one sample at a time)
+#: serves neighborhoods without per-sample noise; beyond, the GEMMs or numpy evaluate
+#: every pair (measured: 1.7-3.6x faster than numpy for D <= 3, slower at D = 8)
+MAX_D_NEIGHBORHOODS = 3
 
 
-def kernel_path(D: int, per_sample: bool, quad: bool, neighborhoods: bool) -> str:
+def kernel_path(D: int, per_sample: bool, quad: bool, neighborhoods: bool,
+                family: str = "full") -> str:
     """Which kernel serves a chunk without projections.
 
-    ``"per_sample"``: the fused per-sample-noise kernel of :mod:`.compiled` (measured
-    1.5-2.4x faster than the numpy structure-of-arrays kernel for D = 2 ... 10, and
-    without its K x D x D x n cache);
-    ``"quadratic"``: no or shared noise, where the raw quadratic form is accurate
-    (``quad``), two GEMMs (:mod:`.quadratic`, measured 3x faster than the fused loops
-    at D = 2, 3 and 4-8x faster than numpy at D = 4 ... 8); ``"fused"``: the fused
-    loops of :mod:`.compiled` for D <= 3, where they are the only ones that skip pairs
-    outside the neighborhoods of a ``cutoff`` fit, or where the quadratic form is not
-    accurate; ``"numpy"``: the reference kernels (also whenever numba is off).
+    ``"per_sample"``: the per-sample-noise kernels of :mod:`.fused`;
+    ``"fused"``: no or shared noise, by the lane kernels of :mod:`.fused` up to
+    ``LANES_MAX_D['shared']`` (measured 1.1-2x faster than the GEMMs at D = 2 ... 8),
+    for neighborhoods up to :data:`MAX_D_NEIGHBORHOODS` (the only kernels that skip
+    pairs outside them), and for the 'diag' / 'spherical' families at any D where the
+    quadratic form is not accurate; ``"quadratic"``: the two GEMMs of :mod:`.quadratic`
+    (larger D, where BLAS wins; ``quad``: the raw form is accurate);
+    ``"numpy"``: the reference kernels (also whenever numba is off).
     """
-    if not compiled.ENABLED:
+    if not fused.ENABLED:
         return "numpy"
     if per_sample:
         return "per_sample"
-    if quad and not (neighborhoods and D <= compiled.MAX_D):
+    if neighborhoods:
+        return "fused" if D <= MAX_D_NEIGHBORHOODS else ("quadratic" if quad else "numpy")
+    if D <= fused.LANES_MAX_D["shared"]:
+        return "fused"
+    if quad:
         return "quadratic"
-    return "fused" if D <= compiled.MAX_D else "numpy"
+    return "fused" if family != "full" else "numpy"
 
 
 def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
@@ -190,7 +198,7 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
     nbr, redo, c2 : neighborhoods (compiled kernels only)
         ``nbr`` (n, K) uint8, updated in place: pair (i, k) is evaluated only
         if flagged; the flags of components with ``redo[k]`` are first
-        recomputed as chi2_ik < c2 (see :func:`pygmmis_ng.kernels.compiled._stats_shared_py`).
+        recomputed as chi2_ik < c2 (see :func:`pygmmis_ng.kernels.fused.stats_shared`).
         The numpy kernels ignore them and evaluate every pair (exact).
 
     Returns
@@ -198,21 +206,22 @@ def chunk_stats(x: np.ndarray, comps: Components, S: np.ndarray | None = None,
     SufficientStats
     """
     K, D = comps.mean.shape
-    path = kernel_path(D, S is not None, comps.quad is not None, nbr is not None)
+    path = kernel_path(D, S is not None, comps.quad is not None, nbr is not None, comps.family)
     if path != "numpy":
         wsum = float(x.shape[0]) if weight is None else float(weight.sum())
     if path == "per_sample":
-        A, Mc, Cc, logL, B = compiled.stats_per_sample(x, S, weight, log_bg, comps.mean,
+        A, Mc, Cc, logL, B = fused.stats_per_sample(x, S, weight, log_bg, comps.mean,
                                                     comps.covar, comps.log_amp, nbr, redo, c2,
-                                                    comps.gain, comps.post_covar)
+                                                    comps.gain, comps.post_covar, comps.family)
         return SufficientStats(A, Mc, Cc, logL, wsum, B)
     if path == "quadratic":
-        A, Mc, Cc, logL, B = quadratic.central_stats(x, comps.mean, comps.quad, weight, log_bg)
+        A, Mc, Cc, logL, B = quadratic.central_stats(x, comps.mean, comps.quad, weight, log_bg,
+                                                     comps.family)
         return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
     if path == "fused":
         log_const = comps.log_amp - 0.5 * (D * LOG_2PI + comps.log_det)
-        A, Mc, Cc, logL, B = compiled.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
-                                                log_const, nbr, redo, c2)
+        A, Mc, Cc, logL, B = fused.stats_shared(x, weight, log_bg, comps.mean, comps.prec_chol,
+                                                log_const, nbr, redo, c2, comps.family)
         return _deconvolved(SufficientStats(A, Mc, Cc, logL, wsum, B), comps)
     log_p, _, cache = _log_joint_chi2_cache(x, comps, S)
     log_norm, q, q_bg = member_responsibilities(log_p, log_bg)

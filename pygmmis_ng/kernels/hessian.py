@@ -39,10 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled_transforms import compile_kernel
-
-#: responsibilities below this are treated as 0 (as :data:`.compiled.Q_NEGLIGIBLE`)
-Q_NEGLIGIBLE = 1e-13
+from .compiled_transforms import Q_NEGLIGIBLE, compile_kernel
 
 
 def unique_entries(D: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compiled, compiled_projected
+from . import compiled_projected, fused
 from .compiled_transforms import deconvolve
 from .stats import LOG_2PI, Components, SufficientStats, member_responsibilities
 
@@ -94,7 +94,7 @@ def chunk_stats(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, comps: Compo
     SufficientStats of the D-dimensional true values, centred on the means
     """
     K, D = comps.mean.shape
-    if compiled.ENABLED:
+    if fused.ENABLED:
         A, Mc, Cc, logL, B = compiled_projected.stats_projected(y, R, S, weight, log_bg, comps.mean,
                                                              comps.covar, comps.log_amp)
         return SufficientStats(A, Mc, Cc, logL,

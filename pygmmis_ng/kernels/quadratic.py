@@ -53,41 +53,57 @@ def accurate(mean: np.ndarray, prec_chol: np.ndarray) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def pairs(D: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of each second-order feature: the upper triangle (a <= b), row by row."""
-    rows, cols = np.triu_indices(D)
+def pairs(D: int, family: str = "full") -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each second-order feature: the upper triangle (a <= b), row by row
+    ('full'), the diagonal ('diag'), or the diagonal summed into one feature ('spherical')."""
+    rows, cols = np.triu_indices(D) if family == "full" else (np.arange(D), np.arange(D))
     return rows.astype(np.int64), cols.astype(np.int64)
 
 
 def feature_weights(log_amp: np.ndarray, mean: np.ndarray, prec_chol: np.ndarray,
-                    log_det: np.ndarray) -> np.ndarray:
+                    log_det: np.ndarray, family: str = "full") -> np.ndarray:
     """W (K, F) with z(x) . W[k] = log a_k N(x | m_k, T_k) (see the module docstring).
 
     Parameters
     ----------
     log_amp : (K,);  mean : (K, D);  prec_chol : (K, D, D), L_k^-1 of T_k = L_k L_k^T
     log_det : (K,) log det T_k
+    family : 'full'; 'diag' for diagonal T_k (features 1, x, x_a^2: F = 1 + 2 D);
+        'spherical' for isotropic T_k (features 1, x, |x|^2: F = D + 2)
     """
     K, D = mean.shape
-    rows, cols = pairs(D)
-    P = np.swapaxes(prec_chol, 1, 2) @ prec_chol                  # L^-T L^-1 = T^-1
-    Pm = np.einsum("kab,kb->ka", P, mean)
-    W = np.empty((K, 1 + D + len(rows)))
+    rows, cols = pairs(D, family)
+    if family == "full":
+        P = np.swapaxes(prec_chol, 1, 2) @ prec_chol                  # L^-T L^-1 = T^-1
+        Pm = np.einsum("kab,kb->ka", P, mean)
+        second = P[:, rows, cols] * np.where(rows == cols, -0.5, -1.0)
+    else:
+        p = np.diagonal(prec_chol, axis1=1, axis2=2) ** 2              # (K, D): 1 / T_k,aa
+        Pm = p * mean
+        second = -0.5 * (p if family == "diag" else p[:, :1])
+    W = np.empty((K, 1 + D + second.shape[1]))
     W[:, 0] = log_amp - 0.5 * (D * np.log(2.0 * np.pi) + log_det + np.einsum("ka,ka->k", mean, Pm))
     W[:, 1:D + 1] = Pm
-    W[:, D + 1:] = P[:, rows, cols] * np.where(rows == cols, -0.5, -1.0)
+    W[:, D + 1:] = second
     return W
 
 
-def _features_py(x, rows, cols, z):
-    """z(x) of a chunk into z (n, F): a column of ones, x, and x_a x_b for a <= b."""
+def _features_py(x, rows, cols, fold, z):
+    """z(x) of a chunk into z (n, F): a column of ones, x, and x_a x_b for the pairs
+    (rows, cols), or (``fold``) their sum in one column."""
     n, D = x.shape
     for i in range(n):
         z[i, 0] = 1.0
         for a in range(D):
             z[i, 1 + a] = x[i, a]
-        for j in range(rows.shape[0]):
-            z[i, 1 + D + j] = x[i, rows[j]] * x[i, cols[j]]
+        if fold:
+            s = 0.0
+            for j in range(rows.shape[0]):
+                s += x[i, rows[j]] * x[i, cols[j]]
+            z[i, 1 + D] = s
+        else:
+            for j in range(rows.shape[0]):
+                z[i, 1 + D + j] = x[i, rows[j]] * x[i, cols[j]]
 
 
 def _weigh_py(lp, weight, log_bg, has_bg):
@@ -140,44 +156,53 @@ _weigh = compile_kernel(_weigh_py)
 
 
 def raw_stats(x: np.ndarray, W: np.ndarray, weight: np.ndarray | None,
-              log_bg: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """A_k, sum_i w q_ik x_i, sum_i w q_ik x_i x_i^T, logL and B of one chunk.
+              log_bg: np.ndarray | None, family: str = "full"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """A_k, sum_i w q_ik x_i, sum_i w q_ik (second-order features), logL and B of one chunk.
 
     Parameters
     ----------
-    x : (n, D) samples;  W : (K, F) from :func:`feature_weights`
+    x : (n, D) samples;  W : (K, F) from :func:`feature_weights` of the same ``family``
     weight : (n,) or None;  log_bg : (n,) log amplitude-weighted background density, or None
 
     Returns
     -------
-    A : (K,);  S1 : (K, D);  S2 : (K, D, D) symmetric;  logL, B : floats
+    A : (K,);  S1 : (K, D);  S2 : (K, F - 1 - D) sums of the features of :func:`pairs`
+    logL, B : floats
     """
     n, D = x.shape
-    K = W.shape[0]
     w = np.ones(n) if weight is None else np.ascontiguousarray(weight, dtype=float)
     bg = np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float)
-    rows, cols = pairs(D)
+    rows, cols = pairs(D, family)
     z = np.empty((n, W.shape[1]))
-    _features(np.ascontiguousarray(x, dtype=float), rows, cols, z)
+    _features(np.ascontiguousarray(x, dtype=float), rows, cols, family == "spherical", z)
     lp = z @ W.T                                                    # (n, K) log a_k N_ik
     logL, B = _weigh(lp, w, bg, log_bg is not None)
     T = lp.T @ z                                                    # (K, F)
-    S2 = np.empty((K, D, D))
-    S2[:, rows, cols] = T[:, D + 1:]
-    S2[:, cols, rows] = T[:, D + 1:]
-    return T[:, 0].copy(), T[:, 1:D + 1].copy(), S2, float(logL), float(B)
+    return T[:, 0].copy(), T[:, 1:D + 1].copy(), T[:, D + 1:], float(logL), float(B)
 
 
 def central_stats(x: np.ndarray, mean: np.ndarray, W: np.ndarray, weight: np.ndarray | None,
-                  log_bg: np.ndarray | None
+                  log_bg: np.ndarray | None, family: str = "full"
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """As :func:`raw_stats`, with the moments about each component's mean m_k (K, D).
 
     Returns (A, Mc, Cc, logL, B) with Mc_k = sum w q (x - m_k) and
-    Cc_k = sum w q (x - m_k)(x - m_k)^T.
+    Cc_k = sum w q (x - m_k)(x - m_k)^T (its diagonal for 'diag'; for 'spherical' the
+    mean of the diagonal on every diagonal entry, as the M-step of that family reads it).
     """
-    A, S1, S2, logL, B = raw_stats(x, W, weight, log_bg)
+    A, S1, S2, logL, B = raw_stats(x, W, weight, log_bg, family)
+    K, D = mean.shape
     Mc = S1 - A[:, None] * mean
-    mS1 = mean[:, :, None] * S1[:, None, :]
-    Cc = S2 - mS1 - np.swapaxes(mS1, 1, 2) + A[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    Cc = np.zeros((K, D, D))
+    if family == "full":
+        rows, cols = pairs(D)
+        Cc[:, rows, cols] = S2
+        Cc[:, cols, rows] = S2
+        mS1 = mean[:, :, None] * S1[:, None, :]
+        Cc += A[:, None, None] * mean[:, :, None] * mean[:, None, :] - mS1 - np.swapaxes(mS1, 1, 2)
+        return A, Mc, Cc, logL, B
+    diag = S2 - 2.0 * mean * S1 + A[:, None] * mean**2 if family == "diag" else \
+        np.repeat((S2[:, 0] - 2.0 * (mean * S1).sum(1) + A * (mean**2).sum(1))[:, None] / D, D, 1)
+    Cc[:, np.arange(D), np.arange(D)] = diag
     return A, Mc, Cc, logL, B

@@ -53,6 +53,11 @@ class Components(NamedTuple):
         Weights of the quadratic features for no or shared noise
         (:func:`pygmmis_ng.kernels.quadratic.feature_weights`); None for
         per-sample noise, or where that form would lose accuracy.
+    family : str
+        'full', or 'diag' / 'spherical' when every V_k (+ S) is diagonal / isotropic
+        (see :func:`kernel_family`): the kernels then do O(D) work per pair and sum
+        only the diagonal (its mean) of the second moments -- all that the M-step of
+        that covariance type reads.
     """
 
     log_amp: np.ndarray
@@ -63,6 +68,24 @@ class Components(NamedTuple):
     gain: np.ndarray | None
     post_covar: np.ndarray | None
     quad: np.ndarray | None = None
+    family: str = "full"
+
+
+def kernel_family(covar: np.ndarray, noise: np.ndarray | None, family: str) -> str:
+    """The kernel family for components ``covar`` (K, D, D) of a fit whose covariance type
+    and noise allow ``family`` ('diag' or 'spherical'; the caller checked that the noise is
+    diagonal): 'full' as soon as some V_k is not diagonal (a frozen full component, a start
+    not yet constrained); 'spherical' only without shared noise and for isotropic V_k."""
+    if family == "full":
+        return "full"
+    K, D = covar.shape[:2]
+    var = np.diagonal(covar, axis1=1, axis2=2)
+    if np.count_nonzero(covar.reshape(K, -1)) != np.count_nonzero(var):
+        return "full"
+    if family == "spherical" and (noise is not None and noise.ndim == 2
+                                  or not (var == var[:, :1]).all()):
+        return "diag"
+    return family
 
 
 @dataclass
@@ -109,7 +132,7 @@ class SufficientStats:
 
 
 def prepare_components(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
-                       noise: np.ndarray | None = None) -> Components:
+                       noise: np.ndarray | None = None, family: str = "full") -> Components:
     """Factorize what the chunk kernels need once per iteration.
 
     Parameters
@@ -118,6 +141,8 @@ def prepare_components(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
     mean : ndarray (K, D)
     covar : ndarray (K, D, D), symmetric positive definite
     noise : None, ndarray (D, D) shared, or ndarray (N, D, D) per sample
+    family : 'full', or 'diag' / 'spherical' if the fit's covariance type and its
+        (diagonal) noise allow the O(D) kernels (see :func:`kernel_family`)
 
     Raises
     ------
@@ -127,8 +152,9 @@ def prepare_components(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
     with np.errstate(divide="ignore"):
         log_amp = np.log(amp)
     per_sample = noise is not None and noise.ndim == 3
+    family = kernel_family(covar, noise, family)
     if per_sample:
-        return Components(log_amp, mean, covar, None, None, None, None)
+        return Components(log_amp, mean, covar, None, None, None, None, None, family)
     T = covar if noise is None else covar + noise[None]
     chol = np.linalg.cholesky(T)
     K, D = mean.shape
@@ -143,14 +169,9 @@ def prepare_components(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
         gain = np.swapaxes(Tinv_V, 1, 2)
         post_covar = covar - covar @ Tinv_V
         post_covar = 0.5 * (post_covar + np.swapaxes(post_covar, 1, 2))
-    quad = (quadratic.feature_weights(log_amp, mean, prec_chol, log_det)
+    quad = (quadratic.feature_weights(log_amp, mean, prec_chol, log_det, family)
             if quadratic.accurate(mean, prec_chol) else None)
-    return Components(log_amp, mean, covar, prec_chol, log_det, gain, post_covar, quad)
-
-
-# ---------------------------------------------------------------------------
-# structure-of-arrays linear algebra for per-sample noise: matrices (D, D, n)
-# ---------------------------------------------------------------------------
+    return Components(log_amp, mean, covar, prec_chol, log_det, gain, post_covar, quad, family)
 
 
 def log_normalize(log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

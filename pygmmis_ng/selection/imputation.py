@@ -43,7 +43,7 @@ import scipy.stats.qmc
 
 from ..data.layout import eval_chunks
 from ..data.validation import as_float_array
-from ..kernels import compiled, compiled_transforms, dense
+from ..kernels import compiled_transforms, dense, fused
 from ..kernels.stats import SufficientStats, prepare_components
 from .background import Background
 
@@ -257,7 +257,7 @@ class ImputationSampler:
         K = amp.size
         cum = np.cumsum(np.append(amp * (1 - bg_amp), bg_amp))
         u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
-        if compiled.ENABLED:
+        if fused.ENABLED:
             x, comp = compiled_transforms.draw_transform(u, z, v, cum, mean, chol,
                                                          None if bg is None else bg.footprint)
         else:

@@ -1,0 +1,227 @@
+"""The compiled E-step kernels: one family generated from two skeletons, and its registry.
+
+Every kernel is :mod:`.skeletons` (the loops: a block of samples in SIMD lanes,
+or one sample at a time with neighborhoods) filled with :mod:`.algebra` (the
+per-pair math, written out for one dimension) and keyed by a
+:class:`~.skeletons.Spec` -- skeleton, noise kind, covariance family,
+dimension. :func:`kernel` renders a spec's source into a file of the kernel
+cache directory (named by a hash of the source and of the helpers it inlines)
+and imports it, so numba caches the compiled code next to it like that of any
+module: a new process loads a kernel in milliseconds. :func:`spec_for` is the
+only place that decides which kernel serves a chunk.
+
+The cache directory is ``$PYGMMIS_NG_KERNEL_DIR``, else
+``$XDG_CACHE_HOME/pygmmis_ng`` (``~/.cache/pygmmis_ng``), else a per-user
+directory under the system's temporary directory; where none is writable the
+kernels are compiled in memory every process. Set ``PYGMMIS_NG_NUMBA=0``
+(before import), or :data:`ENABLED` to False, to use the numpy kernels.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import algebra, compiled_transforms, lanes, skeletons
+from .compiled_transforms import Q_NEGLIGIBLE, deconvolve, numba
+from .skeletons import Spec
+
+#: whether the compiled kernels serve (else the numpy kernels of :mod:`.dense`)
+ENABLED = numba is not None and os.environ.get("PYGMMIS_NG_NUMBA", "1") != "0"
+#: largest dimension written out per noise kind in the lane skeleton (beyond: the
+#: per-sample skeleton's loops, or the GEMMs of :mod:`.quadratic` without per-sample noise)
+LANES_MAX_D = {"shared": 8, "per_sample": 4}
+#: largest dimension written out in the per-sample skeleton (beyond: loops)
+SAMPLE_MAX_D = 4
+
+
+def spec_for(noise: str, family: str, D: int, neighborhoods: bool) -> Spec:
+    """The kernel for a chunk: lanes unless neighborhoods are used or D is too large.
+
+    ``family`` 'diag' or 'spherical' (diagonal components and noise) is served by
+    one lane kernel for any D above those written out (below, the full lane kernels
+    are faster; their second moments hold the diagonal); with neighborhoods, by the
+    'full' kernels.
+    """
+    if family != "full" and not neighborhoods and D > LANES_MAX_D[noise]:
+        return Spec("lanes", noise, family, 0)
+    if not neighborhoods and D <= LANES_MAX_D[noise]:
+        return Spec("lanes", noise, "full", D)
+    return Spec("sample", noise, "full", D if D <= SAMPLE_MAX_D else 0)
+
+
+def registry() -> list[Spec]:
+    """Every kernel :func:`spec_for` can choose (with dimension 0 for 'any D')."""
+    out = [Spec("lanes", n, f, 0) for n in ("shared", "per_sample") for f in ("diag", "spherical")]
+    for noise, top in LANES_MAX_D.items():
+        out += [Spec("lanes", noise, "full", D) for D in range(1, top + 1)]
+        out += [Spec("sample", noise, "full", D) for D in range(SAMPLE_MAX_D + 1)]
+    return out
+
+
+def _cache_dir() -> Path | None:
+    env = os.environ.get("PYGMMIS_NG_KERNEL_DIR")
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    for base in ([Path(env)] if env else []) + [Path(xdg) / "pygmmis_ng",
+                                                 Path(tempfile.gettempdir()) / f"pygmmis_ng-{uid}"]:
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            probe = base / f".probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+            return base
+        except OSError:
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _helpers_hash() -> str:
+    """What the generated sources inline besides their own text."""
+    h = hashlib.sha256(str(getattr(numba, "__version__", "")).encode())
+    for mod in (compiled_transforms, lanes):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()
+
+
+@functools.cache
+def kernel(spec: Spec):
+    """The compiled kernel of ``spec`` (rendered to the cache directory, imported)."""
+    src = skeletons.source(spec)
+    key = hashlib.sha256((src + _helpers_hash()).encode()).hexdigest()[:16]
+    name = f"pygmmis_ng_kernel_{spec.skeleton}_{spec.noise}_{spec.family}_{spec.dim}_{key}"
+    where = _cache_dir()
+    if where is None:                   # nowhere to write: compile in memory, uncached
+        ns: dict = {}
+        exec(compile(src.replace("compile_kernel(kernel)", "compile_kernel(kernel, cache=False)"),
+                     name, "exec"), ns)
+        return ns["kernel"]
+    path = where / f"{name}.py"
+    if not path.exists():
+        tmp = where / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(src)
+        os.replace(tmp, path)           # atomic: processes rendering at once agree
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module          # numba's cache finds the kernel's globals by name
+    module_spec.loader.exec_module(module)
+    return module.kernel
+
+
+def _flags(nbr: np.ndarray | None, redo: np.ndarray | None, K: int) -> tuple:
+    if nbr is None:
+        return np.zeros((0, 0), dtype=np.uint8), np.zeros(K, dtype=np.uint8)
+    if nbr.dtype != np.uint8 or not nbr.flags.c_contiguous or not nbr.flags.writeable:
+        raise ValueError("nbr must be a writable C-contiguous uint8 array (it is updated in place)")
+    return nbr, np.ascontiguousarray(redo, dtype=np.uint8)
+
+
+def run(spec: Spec, x: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,
+        log_bg: np.ndarray | None, mean: np.ndarray, C: np.ndarray, log_c: np.ndarray,
+        q_negligible: float, nbr: np.ndarray | None = None, redo: np.ndarray | None = None,
+        c2: float = 0.0) -> tuple[np.ndarray, float, float, int]:
+    """Call the kernel of ``spec`` on one chunk: (moment sums (K, NS), logL, B, status)."""
+    n, D = x.shape
+    K = mean.shape[0]
+    sums = np.zeros((K, algebra.moments(D, spec.family)))
+    args = (np.ascontiguousarray(x, dtype=float),
+            np.zeros((0, 0, 0)) if S is None else np.ascontiguousarray(S, dtype=float),
+            np.ones(n) if weight is None else np.ascontiguousarray(weight, dtype=float),
+            np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float),
+            int(log_bg is not None), np.ascontiguousarray(mean, dtype=float),
+            np.ascontiguousarray(C, dtype=float), np.ascontiguousarray(log_c, dtype=float),
+            float(q_negligible), sums)
+    if spec.skeleton == "sample":
+        args += _flags(nbr, redo, K) + (float(c2),)
+    logL, B, status = kernel(spec)(*args)
+    return sums, float(logL), float(B), int(status)
+
+
+def unpack(sums: np.ndarray, D: int, family: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A (K,), first (K, D), second (K, D, D) symmetric) from the moment sums."""
+    K = sums.shape[0]
+    second = np.zeros((K, D, D))
+    if family == "full":
+        rows, cols = np.triu_indices(D)
+        second[:, rows, cols] = sums[:, 1 + D:]
+        second[:, cols, rows] = sums[:, 1 + D:]
+    else:
+        diag = sums[:, 1 + D:] if family == "diag" else np.repeat(sums[:, 1 + D:] / D, D, axis=1)
+        second[:, np.arange(D), np.arange(D)] = diag
+    return sums[:, 0].copy(), sums[:, 1:1 + D].copy(), second
+
+
+def _raise_not_pd(status: int, what: str) -> None:
+    raise np.linalg.LinAlgError(f"{what} is not positive definite for sample {status - 1} of a chunk")
+
+
+def stats_shared(x: np.ndarray, weight: np.ndarray | None, log_bg: np.ndarray | None,
+                 mean: np.ndarray, prec_chol: np.ndarray, log_const: np.ndarray,
+                 nbr: np.ndarray | None = None, redo: np.ndarray | None = None, c2: float = 0.0,
+                 family: str = "full"
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """A_k, sum q (x - m_k), sum q (x - m_k)(x - m_k)^T, logL and B of one chunk.
+
+    Parameters
+    ----------
+    x : (n, D);  weight, log_bg : (n,) or None
+    mean : (K, D);  prec_chol : (K, D, D) lower L_k^-1 of T_k = V_k (+ S)
+    log_const : (K,) log a_k - (D log 2pi + log det T_k) / 2
+    nbr, redo, c2 : neighborhoods (``nbr`` (n, K) uint8, updated in place: pair (i, k)
+        is evaluated only if flagged, flags of components with ``redo[k]`` are first
+        rewritten as chi2_ik < c2; a sample outside every neighborhood meets all components)
+    family : 'diag' or 'spherical' when every T_k is diagonal (isotropic): O(D) per pair,
+        and only the diagonal (its mean) of the second moments is summed
+    """
+    D = x.shape[1]
+    spec = spec_for("shared", family, D, nbr is not None)
+    C = prec_chol if spec.family == "full" else np.diagonal(prec_chol, axis1=1, axis2=2) ** 2
+    sums, logL, B, _ = run(spec, x, None, weight, log_bg, mean, C, log_const, 0.0, nbr, redo, c2)
+    return unpack(sums, D, spec.family) + (logL, B)
+
+
+def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
+                     log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
+                     log_amp: np.ndarray, nbr: np.ndarray | None = None,
+                     redo: np.ndarray | None = None, c2: float = 0.0,
+                     gain: np.ndarray | None = None, post: np.ndarray | None = None,
+                     family: str = "full"
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """A_k, Mc_k, Cc_k (of the deconvolved values, centred on the means), logL and B of one
+    chunk with per-sample noise S (n, D, D): T_ik = V_k + S_i factorized pair by pair.
+
+    Sums q u and q (u u^T - T^-1) with u = T_ik^-1 (x_i - m_k) are lifted as
+    Mc = G sum q u, Cc = G [sum q (u u^T - T^-1)] G^T + A post, with G = post = V_k
+    (``gain``, ``post``: V_k R^T and V_k for samples of a shared projection R, whose
+    ``mean`` and ``covar`` are then R m_k and R V_k R^T). ``family`` 'diag' or
+    'spherical' when V_k and every S_i are diagonal (V_k isotropic); ``nbr``, ``redo``,
+    ``c2``: neighborhoods as in :func:`stats_shared`.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If some V_k + S_i is not positive definite.
+    """
+    D = x.shape[1]
+    spec = spec_for("per_sample", family, D, nbr is not None)
+    log_c = log_amp - 0.5 * D * np.log(2.0 * np.pi)
+    C = covar if spec.family == "full" else np.diagonal(covar, axis1=1, axis2=2)
+    sums, logL, B, status = run(spec, x, S, weight, log_bg, mean, C, log_c, Q_NEGLIGIBLE,
+                                nbr, redo, c2)
+    if status == -1:                    # a determinant out of range: fold it into logs
+        spec = Spec("sample", "per_sample", "full", 0)
+        sums, logL, B, status = run(spec, x, S, weight, log_bg, mean, covar, log_c,
+                                    Q_NEGLIGIBLE, nbr, redo, c2)
+    if status > 0:
+        _raise_not_pd(status, "V_k + S_i")
+    A, SU, G = unpack(sums, D, spec.family)
+    if gain is None:
+        gain = post = covar
+    return (A,) + deconvolve(gain, post, A, SU, G) + (logL, B)
