@@ -232,3 +232,37 @@ def test_the_lane_kernels_compile_to_packed_simd_instructions(monkeypatch):
         asm = "\n".join(kernel.inspect_asm().values())
         assert re.search(packed + r"\s+%[xyz]mm", asm), spec
     assert lanes.BL % 8 == 0
+
+
+@pytest.mark.filterwarnings("ignore::pygmmis_ng.ConvergenceWarning")
+@pytest.mark.parametrize("ct", ["diag", "spherical"])
+@pytest.mark.parametrize("noise", [None, "diagonal", "correlated"])
+def test_constrained_fits_with_the_o_d_kernels_equal_those_with_full_kernels(ct, noise,
+                                                                              monkeypatch):
+    import pygmmis_ng as ng
+    from pygmmis_ng.fitting.prepare import noise_is_diagonal
+    from pygmmis_ng.kernels import stats
+
+    rng = np.random.default_rng(7)
+    N, D = 3000, 10
+    X = rng.normal(size=(N, D)) + 3.0 * rng.integers(0, 3, (N, 1))
+    S = None
+    if noise is not None:
+        S = np.einsum("na,ab->nab", rng.uniform(0.05, 0.3, (N, D)), np.eye(D))
+        if noise == "correlated":
+            S[:, 0, 1] = S[:, 1, 0] = 0.01
+    assert noise_is_diagonal(S) == (noise != "correlated")
+    families = []
+    real_path = dense.kernel_path
+    monkeypatch.setattr(dense, "kernel_path", lambda *a: families.append(a[4]) or real_path(*a))
+    kw = dict(covar=S, covariance_type=ct, rng=3, tol=1e-9, init_method="kmeans")
+    g1 = ng.GMM(3, D)
+    r1 = ng.fit(g1, X, **kw)
+    used = set(families)
+    assert used == ({"full"} if noise == "correlated" else {ct})
+    monkeypatch.setattr(stats, "kernel_family", lambda c, n, f: "full")
+    g2 = ng.GMM(3, D)
+    r2 = ng.fit(g2, X, **kw)
+    assert r1.logL == pytest.approx(r2.logL, rel=1e-11)
+    np.testing.assert_allclose(g1.covar, g2.covar, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(g1.mean, g2.mean, rtol=1e-7, atol=1e-9)

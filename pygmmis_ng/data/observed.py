@@ -12,24 +12,29 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import compiled_masked, dense, projected
-from ..kernels.stats import Components, SufficientStats, prepare_components
+from ..kernels.stats import Components, SufficientStats, kernel_family, prepare_components
 from .layout import Group, Layout, in_given_order, make_layout, sorted_rows
 
 
 def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
-                     per_sample_noise: bool, per_sample_R: bool) -> Components:
+                     per_sample_noise: bool, per_sample_R: bool, family: str = "full"
+                     ) -> Components:
     """What the kernels need for one group at the current parameters.
 
     For a projected group with no or shared noise: T_k = R V_k R^T + S,
     its factors, the gain V_k R^T T_k^-1 (D, dy) and the posterior covariance
     V_k - V_k R^T T_k^-1 R V_k. With per-sample noise: R m_k and R V_k R^T,
     and the lift V_k R^T, V_k (see :func:`pygmmis_ng.kernels.fused.stats_per_sample`).
+    ``family`` 'diag' / 'spherical': the fit's covariance type, with noise that has no
+    correlations; groups of complete samples then use the O(D) kernels (see
+    :func:`pygmmis_ng.kernels.stats.kernel_family`).
     """
     if per_sample_R or grp.masked or (grp.R is None and per_sample_noise):
+        fam = kernel_family(covar, None, family) if grp.R is None and not grp.masked else "full"
         with np.errstate(divide="ignore"):
-            return Components(np.log(amp), mean, covar, None, None, None, None)
+            return Components(np.log(amp), mean, covar, None, None, None, None, None, fam)
     if grp.R is None:
-        return prepare_components(amp, mean, covar, grp.S)
+        return prepare_components(amp, mean, covar, grp.S, family)
     R = grp.R
     VRt = covar @ R.T                                               # (K, D, dy)
     P = R @ VRt                                                     # (K, dy, dy)

@@ -32,7 +32,7 @@ def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray
                                     for a in (grp.obs, grp.R, grp.S))
         if key not in made:
             made[key] = observed.group_components(grp, amp, mean, covar, p.per_sample,
-                                                  p.per_sample_R)
+                                                  p.per_sample_R, p.kernel_family)
         out.append(made[key])
     return out
 

@@ -1,6 +1,8 @@
 """Prepare a fit: the fixed quantities of the :class:`~.problem.Problem` from the checked arguments."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..data.layout import make_layout, single_group_layout, sorted_rows, windowed_layout
@@ -72,7 +74,9 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         const_axes=None if opts.covariance_type == "spherical" else _constant_axes(
             Z, Zw, S, R),
         reseed_index=reseed_index, reseed_cdf=np.cumsum(reseed_w),
-        covariance_type=opts.covariance_type, reg_covar=opts.reg_covar)
+        covariance_type=opts.covariance_type, reg_covar=opts.reg_covar,
+        kernel_family=opts.covariance_type if opts.covariance_type in ("diag", "spherical")
+        and noise_is_diagonal(Ss) else "full")
 
 
 def initial_bg_amp(opts: FitOptions) -> float:
@@ -102,3 +106,18 @@ def _constant_axes(Z: np.ndarray, weight: np.ndarray | None, S: np.ndarray | Non
         return None
     const = constant_axes(Z, weight)
     return const if const.any() else None
+
+
+def noise_is_diagonal(S: Any) -> bool:
+    """Whether the noise (None, (D, D) or (N, D, D) in memory) has no correlations, so that
+    diagonal components keep every T_ik diagonal (one pass over S; a lazy S is not read)."""
+    if S is None:
+        return True
+    if not isinstance(S, np.ndarray):
+        return False
+    D = S.shape[-1]
+    off = ~np.eye(D, dtype=bool)
+    if S.ndim == 2:
+        return not S[off].any()
+    step = max(1, (1 << 20) // (D * D))
+    return not any(S[lo:lo + step][:, off].any() for lo in range(0, S.shape[0], step))

@@ -48,6 +48,7 @@ class Problem(NamedTuple):
     covariance_type: str = "full"           # 'full', 'diag', 'tied' or 'spherical'
     reg_covar: float = 0.0                  # added to every variance in the M-step
     newton: bool = True                     # the Newton polish after SQUAREM (accelerate=True)
+    kernel_family: str = "full"             # 'diag'/'spherical': O(D) kernels (diagonal noise)
 
     @property
     def per_sample(self) -> bool:
