@@ -19,7 +19,7 @@ from bench_core import machine
 from bench_scale import spd
 
 import pygmmis_ng as ng
-from pygmmis_ng.kernels import compiled_masked, compiled_projected, fused
+from pygmmis_ng.kernels import fused
 
 
 def best_of(f, *args, reps=5):
@@ -52,14 +52,14 @@ def kernel_rows(rng, n=20_000):
         x = x[np.lexsort(np.packbits(np.isnan(x), axis=1).T[::-1])]      # sorted by pattern
         S = spd(rng, n, D, 0.1, 0.5) if noise == "per-sample" else spd(rng, 1, D, 0.1, 0.5)[0]
         mean, covar = rng.normal(0, 3, (K, D)), spd(rng, K, D, 0.5, 2.0)
-        t = best_of(compiled_masked.stats_masked, x, S, None, None, mean, covar,
+        t = best_of(fused.stats_masked, x, S, None, None, mean, covar,
                     np.full(K, -np.log(K)))
         rows.append((f"masked D={D} K={K}, {noise} noise, 25% missing", 1e9 * t / (n * K)))
     for D, dy, K in ((3, 1, 10), (3, 2, 10), (5, 3, 10)):
         R, y = rng.normal(size=(n, dy, D)), rng.normal(size=(n, dy))
         S = spd(rng, n, dy, 0.1, 0.5)
         mean, covar = rng.normal(0, 1, (K, D)), spd(rng, K, D, 0.5, 2.0)
-        t = best_of(compiled_projected.stats_projected, y, R, S, None, None, mean, covar,
+        t = best_of(fused.stats_projected, y, R, S, None, None, mean, covar,
                     np.full(K, -np.log(K)))
         rows.append((f"projected D={D} dy={dy} K={K}, per-sample R and noise", 1e9 * t / (n * K)))
     return rows

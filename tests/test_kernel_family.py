@@ -86,13 +86,48 @@ def _close(got, ref, family):
     assert got[4] == pytest.approx(ref.B, rel=1e-11)
 
 
-@pytest.mark.parametrize("spec", fused.registry(), ids=lambda s: "-".join(map(str, s)))
+PROJECTED = Spec("sample", "projected", "full", 0)
+#: the kernels on complete samples without projections; the projected one has its own test
+#: below, the two for missing values (noise 'masked', 'masked_shared') are tested against
+#: brute force in tests/test_kernels_masked.py
+DENSE = [s for s in fused.registry() if s.noise in ("shared", "per_sample")]
+
+
+@pytest.mark.parametrize("spec", DENSE, ids=lambda s: "-".join(map(str, s)))
 def test_every_registry_kernel_equals_the_numpy_reference(spec, monkeypatch):
     args = _problem(spec, seed=sum(map(ord, "".join(map(str, spec)))))
     got = _via_spec(spec, *args)
     assert got[5] == 0
     assert got[0][2] == 0.0                         # the empty member gets nothing
     _close(got, _reference(*args, monkeypatch), spec.family)
+
+
+def test_the_projected_kernel_equals_the_numpy_reference(monkeypatch):
+    from pygmmis_ng.kernels import projected
+
+    assert PROJECTED in fused.registry()
+    rng = np.random.default_rng(11)
+    n, D, dy, K = 600, 4, 2, 4
+    R = rng.normal(size=(n, dy, D))
+    S = random_spd(rng, n, dy, 0.05, 0.5)
+    mean, covar = rng.normal(size=(K, D)), random_spd(rng, K, D, 0.3, 2.0)
+    y = np.einsum("nab,nb->na", R, mean[rng.integers(0, K, n)] + rng.normal(size=(n, D)))
+    amp = np.array([0.4, 0.3, 0.0, 0.2])
+    weight = rng.uniform(0, 2, n)
+    weight[::7] = 0.0
+    log_bg = np.log(0.1) - 0.5 * dy * np.log(2 * np.pi * 9.0) + rng.normal(size=n)
+    with np.errstate(divide="ignore"):
+        comps = Components(np.log(amp), mean, covar, None, None, None, None)
+    out = {}
+    for on in (False, True):
+        monkeypatch.setattr(fused, "ENABLED", on)
+        out[on] = projected.chunk_stats(y, R, S, comps, weight, log_bg)
+    got = out[True]
+    _close((got.A, got.Mc, got.Cc, got.logL, got.B), out[False], "full")
+    assert got.A[2] == 0.0
+    S[9] = -1e3 * np.eye(dy)
+    with pytest.raises(np.linalg.LinAlgError, match="sample 9 "):
+        fused.stats_projected(y, R, S, weight + 1, None, mean, covar, np.log(amp + 1e-300))
 
 
 @pytest.mark.parametrize("noise", ["shared", "per_sample"])
@@ -120,7 +155,7 @@ def test_neighborhood_flags_are_the_chi2_cut_and_skipped_pairs_do_not_count(nois
     assert cut[3] < full[3]                         # pairs outside add no likelihood
 
 
-@pytest.mark.parametrize("spec", [s for s in fused.registry() if s.noise == "per_sample"],
+@pytest.mark.parametrize("spec", [s for s in DENSE if s.noise == "per_sample"],
                          ids=lambda s: "-".join(map(str, s)))
 def test_a_noise_that_is_not_positive_definite_names_its_sample(spec):
     x, S, weight, log_bg, amp, mean, covar = _problem(spec, seed=4)

@@ -7,7 +7,7 @@ import pytest
 from conftest import random_spd
 from scipy.special import logsumexp
 
-from pygmmis_ng.kernels import compiled_masked, fused
+from pygmmis_ng.kernels import fused
 
 pytestmark = pytest.mark.skipif(not fused.ENABLED, reason="the masked kernel is compiled")
 
@@ -59,7 +59,7 @@ def _brute_force(x, S, weight, log_bg, mean, covar, log_amp):
 @pytest.mark.parametrize("noise", ["none", "shared", "per-sample"])
 def test_masked_kernel_equals_brute_force(noise):
     args = _problem(1, noise=noise)
-    got = compiled_masked.stats_masked(*args)
+    got = fused.stats_masked(*args)
     want = _brute_force(*args)
     for g, w in zip(got[:3], want[:3]):
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
@@ -72,7 +72,7 @@ def test_masked_kernel_complete_rows_and_one_pattern_per_sample():
     pattern (a run of one: the shared factors are remade for each sample)."""
     x, S, weight, log_bg, mean, covar, log_amp = _problem(2, frac=0.0)
     for xs in (x, np.where(np.eye(6, dtype=bool)[np.arange(len(x)) % 6], np.nan, x)):
-        got = compiled_masked.stats_masked(xs, S, weight, log_bg, mean, covar, log_amp)
+        got = fused.stats_masked(xs, S, weight, log_bg, mean, covar, log_amp)
         want = _brute_force(xs, S, weight, log_bg, mean, covar, log_amp)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
@@ -85,7 +85,7 @@ def test_masked_kernel_reports_the_sample_with_a_non_definite_T(noise):
     bad = np.flatnonzero(~np.isnan(x[:, 2]) & (weight > 0))[0]
     covar[1, 2, 2] = -50.0              # V_1 + S is not PD wherever x_2 is measured
     with pytest.raises(np.linalg.LinAlgError, match=f"sample {bad} of a chunk"):
-        compiled_masked.stats_masked(x, S, weight, log_bg, mean, covar, log_amp)
+        fused.stats_masked(x, S, weight, log_bg, mean, covar, log_amp)
 
 
 @pytest.mark.parametrize("scale", [1e-60, 1e60])
@@ -95,8 +95,6 @@ def test_log_det_as_one_log_of_a_product_survives_extreme_scales(kernel, scale):
     D = 8 and a scale of 1e±60 that product (1e±480) leaves the float range, so it must be
     folded into the log as it grows. Units change logL by -(sum_i w_i dy_i) log(scale) and
     nothing else."""
-    from pygmmis_ng.kernels import compiled_projected
-
     x, S, weight, log_bg, mean, covar, log_amp = _problem(4, D=8, noise="per-sample",
                                                           frac=0.2 if kernel == "masked" else 0.0)
     log_bg = None
@@ -105,10 +103,10 @@ def test_log_det_as_one_log_of_a_product_survives_extreme_scales(kernel, scale):
         S = np.einsum("nab,ncb->nac", R, R) * 0.1 + 0.1 * np.eye(8)
 
         def run(s):
-            return compiled_projected.stats_projected(x * s, R, S * s**2, weight, log_bg,
-                                                      mean * s, covar * s**2, log_amp)
+            return fused.stats_projected(x * s, R, S * s**2, weight, log_bg,
+                                         mean * s, covar * s**2, log_amp)
     else:
-        call = fused.stats_per_sample if kernel == "general" else compiled_masked.stats_masked
+        call = fused.stats_per_sample if kernel == "general" else fused.stats_masked
 
         def run(s):
             return call(x * s, S * s**2, weight, log_bg, mean * s, covar * s**2, log_amp)

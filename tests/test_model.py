@@ -5,7 +5,6 @@ from conftest import make_truth, random_spd
 from scipy.stats import multivariate_normal
 
 import pygmmis_ng as ng
-from pygmmis_ng.kernels import dense
 
 
 def scipy_density(gmm, X, S=None):
@@ -81,17 +80,6 @@ def test_copy_is_deep(truth):
     c = truth.copy()
     c.mean[0, 0] = 99.0
     assert truth.mean[0, 0] == 0.0
-
-
-def test_soa_linear_algebra_matches_numpy():
-    rng = np.random.default_rng(0)
-    for D in (1, 2, 3, 6):
-        T = random_spd(rng, 50, D, 0.01, 10.0)
-        L = dense.cholesky_soa(np.ascontiguousarray(T.transpose(1, 2, 0)))
-        np.testing.assert_allclose(L.transpose(2, 0, 1), np.linalg.cholesky(T), rtol=1e-10, atol=1e-12)
-        Linv = dense.tri_inverse_soa(L).transpose(2, 0, 1)
-        np.testing.assert_allclose(Linv @ np.linalg.cholesky(T), np.tile(np.eye(D), (50, 1, 1)),
-                                   atol=1e-10)
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,13 @@ import pytest
 
 import pygmmis_ng as ng
 from pygmmis_ng.fitting.em_loop import reseed_row
-from pygmmis_ng.fitting.init import INIT_METHODS, support_index, takes_weight, weighted_support
+from pygmmis_ng.fitting.init import (
+    INIT_METHODS,
+    ReseedSupport,
+    support_index,
+    takes_weight,
+    weighted_support,
+)
 
 
 def weighted_and_repeated(seed=0, n=60, D=2):
@@ -93,8 +99,7 @@ def test_user_callbacks_get_weights_only_if_they_ask():
 def test_collapsed_components_are_reseeded_at_rows_drawn_by_weight():
     weight = np.array([0.0, 3.0, 1.0, 0.0])
     rows = np.arange(8.0).reshape(4, 2)
-    index, w = support_index(rows, weight)
-    p = types.SimpleNamespace(reseed_index=index, reseed_cdf=np.cumsum(w))
+    p = types.SimpleNamespace(reseed_support=ReseedSupport(rows, weight))
     gen = np.random.default_rng(0)
     picks = np.array([reseed_row(p, gen) for _ in range(20000)])
     assert set(np.unique(picks)) == {1, 2}

@@ -39,17 +39,21 @@ _CHUNK_BUDGET = {"shared": 1 << 19, "per_sample": 1 << 20}
 
 
 def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool, max_rows: int | None = None,
-                blocks: tuple | None = None) -> list[slice]:
+                blocks: tuple | None = None, diagonal: bool = False) -> list[slice]:
     """Fixed chunk boundaries for streaming N samples through the kernels.
 
     The chunk length depends only on (N, K, D, noise kind), never on the
     number of workers, so sums are reduced in the same order everywhere.
     ``max_rows`` caps it (the minibatches of online EM are made of whole
     chunks); ``blocks`` (row counts summing to N, e.g. a dask array's row
-    chunks) makes every chunk lie within one block.
+    chunks) makes every chunk lie within one block. ``diagonal``: a 'diag' or
+    'spherical' fit whose kernels work in O(D) per pair (see
+    :func:`pygmmis_ng.kernels.stats.kernel_family`), so rows cost O(D), not O(D^2).
     """
     if per_sample_noise:
-        budget, per_row = _CHUNK_BUDGET["per_sample"], K * D * D + K * D + 2 * K
+        budget, per_row = _CHUNK_BUDGET["per_sample"], K * D * (1 if diagonal else D) + K * D + 2 * K
+    elif diagonal:                      # features (1, x, x^2) and the (n, K) log densities
+        budget, per_row = _CHUNK_BUDGET["shared"], 2 * D + 4 * K
     else:
         budget, per_row = _CHUNK_BUDGET["shared"], K * D + D * D + 2 * K
     size = int(np.clip(budget // per_row, 256, 65536))
@@ -82,7 +86,7 @@ class Group(NamedTuple):
         chi2 radius of the stored neighborhoods in dy_g dimensions (with cutoff).
     masked : bool
         All samples in one group whatever their pattern, for the compiled
-        kernel of :mod:`pygmmis_ng.kernels.compiled_masked` (many patterns, see :data:`MASKED_PATTERNS`).
+        kernel of :func:`pygmmis_ng.kernels.fused.stats_masked` (many patterns, see :data:`MASKED_PATTERNS`).
     """
 
     rows: slice
@@ -109,22 +113,26 @@ class Layout(NamedTuple):
 
 
 def single_group_layout(N: int, S: np.ndarray | None, K: int, D: int,
-                        max_rows: int | None = None, blocks: tuple | None = None) -> Layout:
+                        max_rows: int | None = None, blocks: tuple | None = None,
+                        diagonal: bool = False) -> Layout:
     """The layout of N complete samples without projections (one group, rows unchanged), as
     :func:`make_layout` makes it, from the shapes alone (``S``: None, (D, D) or (N, D, D));
     ``max_rows`` and ``blocks`` as in :func:`eval_chunks`."""
     per_sample = S is not None and S.ndim == 3
     return Layout(None, (Group(slice(0, N), None, None, None if per_sample else S,
-                               tuple(eval_chunks(N, K, D, per_sample, max_rows, blocks)), D),))
+                               tuple(eval_chunks(N, K, D, per_sample, max_rows, blocks,
+                                                 diagonal)), D),))
 
 
 def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
-                allow_masked: bool = False) -> Layout:
+                allow_masked: bool = False, diagonal: bool = False) -> Layout:
     """Group the samples of data X (N, dy) by missingness pattern.
 
     ``R``: None, (dy, D) or (N, dy, D); ``S``: None, (dy, dy) or (N, dy, dy).
     The data are not reordered here: the caller applies ``order``.
     ``allow_masked``: one masked group for many patterns (compiled kernels, no R).
+    ``diagonal``: chunk lengths of the O(D) kernels (:func:`eval_chunks`) for the group
+    of complete samples.
     """
     N, dy = X.shape
     per_sample = (S is not None and S.ndim == 3) or (R is not None and R.ndim == 3)
@@ -154,7 +162,8 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
         if S is not None and S.ndim == 2:
             Sg = S if obs is None else S[np.ix_(obs, obs)]
         chunks = tuple(slice(start + c.start, start + c.stop)
-                       for c in eval_chunks(int(n), K, D, per_sample))
+                       for c in eval_chunks(int(n), K, D, per_sample,
+                                            diagonal=diagonal and obs is None and R is None))
         groups.append(Group(slice(start, start + int(n)), obs, Rg, Sg, chunks,
                             int(pattern.sum())))
         start += int(n)
@@ -163,7 +172,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
 
 
 def windowed_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
-                    window: int) -> Layout:
+                    window: int, diagonal: bool = False) -> Layout:
     """The layout of online EM: the rows cut into windows of ``window`` consecutive rows (the
     minibatches), each laid out by :func:`make_layout` on its own -- its samples sorted by
     missingness pattern within the window, its chunks never crossing into another window.
@@ -173,7 +182,8 @@ def windowed_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K
     orders, groups, moved = [], [], False
     for lo in range(0, N, window):
         hi = min(lo + window, N)
-        sub = make_layout(X[lo:hi], per(R, lo, hi), per(S, lo, hi), K, D, allow_masked=True)
+        sub = make_layout(X[lo:hi], per(R, lo, hi), per(S, lo, hi), K, D, allow_masked=True,
+                          diagonal=diagonal)
         moved = moved or sub.order is not None
         orders.append(lo + (np.arange(hi - lo) if sub.order is None else sub.order))
         groups += [g._replace(rows=slice(lo + g.rows.start, lo + g.rows.stop),

@@ -5,13 +5,13 @@ A group that shares one projection R_g (a missingness pattern, or a shared
 R_g m_k, R_g V_k R_g^T (+ noise); :func:`group_components` prepares them and
 the rectangular gains that lift the sums back to D dimensions. Samples with
 their own projection go through :mod:`pygmmis_ng.kernels.projected`, many
-missingness patterns at once through :mod:`pygmmis_ng.kernels.compiled_masked`.
+missingness patterns at once through :func:`pygmmis_ng.kernels.fused.stats_masked`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import compiled_masked, dense, projected
+from ..kernels import dense, fused, projected
 from ..kernels.stats import Components, SufficientStats, kernel_family, prepare_components
 from .layout import Group, Layout, in_given_order, make_layout, sorted_rows
 
@@ -82,7 +82,7 @@ def chunk_stats(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
     """Sufficient statistics (of the true values) of one chunk of a group."""
     x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
     if grp.masked:
-        A, Mc, Cc, logL, B = compiled_masked.stats_masked(x, grp.S if S_c is None else S_c, weight,
+        A, Mc, Cc, logL, B = fused.stats_masked(x, grp.S if S_c is None else S_c, weight,
                                                        log_bg, comps.mean, comps.covar,
                                                        comps.log_amp)
         return SufficientStats(A, Mc, Cc, logL,

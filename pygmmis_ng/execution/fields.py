@@ -10,4 +10,4 @@ ROW_FIELDS = ("Xc", "S", "R", "weight", "log_bg_obs")
 #: the neighborhood flags (with ``cutoff``): per-sample state the chunk tasks write
 FLAG_FIELD = "nbr"
 #: large arrays only the fitting process uses (never sent)
-PARENT_ONLY_FIELDS = ("reseed_points", "order", "reseed_index", "reseed_cdf")
+PARENT_ONLY_FIELDS = ("reseed_points", "order", "reseed_support")

@@ -185,8 +185,9 @@ def fits_background(p: Problem, bg_amp: float) -> bool:
 def reseed_row(p: Problem, gen: np.random.Generator) -> int:
     """A row of ``p.reseed_points`` drawn by weight from the distinct rows: the same draw for an integer
     weight as for the row repeated, and for any order of the rows."""
-    j = int(np.searchsorted(p.reseed_cdf, gen.random() * p.reseed_cdf[-1], side="right"))
-    return int(p.reseed_index[min(j, len(p.reseed_index) - 1)])
+    index, cdf = p.reseed_support.index_cdf()
+    j = int(np.searchsorted(cdf, gen.random() * cdf[-1], side="right"))
+    return int(index[min(j, len(index) - 1)])
 
 
 def _valid(p: Problem, fit_bg: bool):

@@ -143,6 +143,23 @@ def support_index(data: np.ndarray, sample_weight: np.ndarray | None = None
     return keep[first], np.bincount(inverse.reshape(-1), weights=w[keep])
 
 
+class ReseedSupport:
+    """Where collapsed components are re-seeded: the distinct rows of positive weight of
+    :func:`support_index`, found on the first re-seed (most fits never re-seed, and are
+    spared the hashing pass over the data)."""
+
+    def __init__(self, data: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
+        self._source: tuple | None = (data, sample_weight)
+        self._made: tuple[np.ndarray, np.ndarray] | None = None
+
+    def index_cdf(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row index (M,), cumulative summed weights (M,)) of the distinct rows."""
+        if self._made is None:
+            index, w = support_index(*self._source)
+            self._made, self._source = (index, np.cumsum(w)), None
+        return self._made
+
+
 def weighted_support(data: np.ndarray, sample_weight: np.ndarray | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows (M, D) of positive weight and their summed weights (M,); see

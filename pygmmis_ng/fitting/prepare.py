@@ -10,7 +10,7 @@ from ..data.lazy import stable_average
 from ..data.mapped import CentredRows, is_memory_mapped
 from ..data.observed import background_log_density, lazy_background_log_density
 from ..selection.imputation import ImputationSampler
-from .init import axis_variances, constant_axes, support_index, volume_filling_scale
+from .init import ReseedSupport, axis_variances, constant_axes, volume_filling_scale
 from .neighborhoods import chi2_cutoff, neighborhood_chi2
 from .options import FitOptions, Observations
 from .problem import Problem
@@ -31,17 +31,20 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
     bg = opts.background
     online = opts.online
     max_rows = None if online is None else online.batch_size
+    family = opts.covariance_type if opts.covariance_type in ("diag", "spherical") \
+        and noise_is_diagonal(S) else "full"
+    diagonal = family != "full"
     if obs.on_cluster:
         # online: chunks within the dask array's row blocks (the minibatches' units)
         blocks = None if online is None else tuple(X.chunks[0])
-        layout = single_group_layout(N, S, K, D, max_rows, blocks)
+        layout = single_group_layout(N, S, K, D, max_rows, blocks, diagonal)
         Xs, Ss, Rs, ws = X, S, None, weight
         Xc = (X - center).astype(X.dtype)    # lazily, on the workers (the same bits)
         log_bg_obs = None if bg is None else lazy_background_log_density(bg, X, S)
     else:
         # online: each minibatch window laid out on its own (every pattern in each minibatch)
-        layout = make_layout(X, R, S, K, D, allow_masked=True) if online is None else \
-            windowed_layout(X, R, S, K, D, online.batch_size)
+        layout = make_layout(X, R, S, K, D, allow_masked=True, diagonal=diagonal) \
+            if online is None else windowed_layout(X, R, S, K, D, online.batch_size, diagonal)
         Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
         shift = center if R is None else (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
         # in float64, stored as the data are (float32 with dtype=float32)
@@ -57,8 +60,6 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
     if opts.impute:
         sampler = ImputationSampler(int(gen.integers(2**62)), D, opts.background is not None,
                                     opts.covar_callback is not None)
-    # collapsed components are re-seeded at a row drawn by weight from the distinct rows
-    reseed_index, reseed_w = support_index(Z, obs.Z_weight)
     Zw = obs.Z_weight
     return Problem(
         Xc=Xc, center=center, S=Ss, weight=ws, N_w=obs.N_w, groups=layout.groups,
@@ -73,10 +74,10 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         reseed_points=Z - center,
         const_axes=None if opts.covariance_type == "spherical" else _constant_axes(
             Z, Zw, S, R),
-        reseed_index=reseed_index, reseed_cdf=np.cumsum(reseed_w),
+        # collapsed components are re-seeded at a row drawn by weight from the distinct rows
+        reseed_support=ReseedSupport(Z, obs.Z_weight),
         covariance_type=opts.covariance_type, reg_covar=opts.reg_covar,
-        kernel_family=opts.covariance_type if opts.covariance_type in ("diag", "spherical")
-        and noise_is_diagonal(Ss) else "full")
+        kernel_family=family)
 
 
 def initial_bg_amp(opts: FitOptions) -> float:

@@ -43,8 +43,7 @@ class Problem(NamedTuple):
     order: np.ndarray | None = None        # sorted row r is the data's row order[r]
     reseed_points: np.ndarray | None = None  # (n, D) centred latent points of the init rows
     const_axes: np.ndarray | None = None   # (D,) bool: axes along which the data are constant
-    reseed_index: np.ndarray | None = None  # (M,) rows of reseed_points, one per distinct row
-    reseed_cdf: np.ndarray | None = None    # (M,) cumulative weights of those rows
+    reseed_support: Any = None              # ReseedSupport: distinct rows, cumulative weights
     covariance_type: str = "full"           # 'full', 'diag', 'tied' or 'spherical'
     reg_covar: float = 0.0                  # added to every variance in the M-step
     newton: bool = True                     # the Newton polish after SQUAREM (accelerate=True)

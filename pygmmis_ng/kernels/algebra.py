@@ -24,7 +24,37 @@ T^-1 (x - m_k) and s_ab = u_a u_b - (T^-1)_ab (per-sample noise); for the
 """
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
+
+
+class Spec(NamedTuple):
+    """What a kernel does: ``skeleton`` 'lanes' or 'sample'; ``noise`` 'shared' (none
+    or one S for all), 'per_sample', 'projected' (a projection R_i and a noise S_i per
+    sample, whose values are y_i = R_i x_i + noise), 'masked' (per-sample noise) or
+    'masked_shared' (values missing in many patterns); ``family`` 'full', 'diag' or
+    'spherical'; ``dim`` the dimension it is written out for (0: any, in loops)."""
+
+    skeleton: str
+    noise: str
+    family: str
+    dim: int
+
+
+def indent(lines: list[str], n: int) -> str:
+    """Source lines indented by n spaces, joined."""
+    return "\n".join(" " * n + line if line else "" for line in lines)
+
+
+def substitute(line: str, x: str, s: str) -> str:
+    """The placeholders X(a) and S(a, b) of an algebra replaced by the skeleton's access."""
+    line = re.sub(r"X\((\d+)\)", lambda m: x.format(a=m.group(1)), line)
+    return re.sub(r"S\((\d+), (\d+)\)", lambda m: s.format(a=m.group(1), b=m.group(2)), line)
+
+
+def lower_pairs(D: int) -> list[tuple[int, int]]:
+    """The (a, b) with b <= a, row by row: the order of a lower triangle's entries."""
+    return [(a, b) for a in range(D) for b in range(a + 1)]
 
 
 class Algebra(NamedTuple):

@@ -9,8 +9,6 @@
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 try:
@@ -72,20 +70,20 @@ def _matvec_py(G, v, out):
 
 
 def _column_sums_py(values, weight, has_weight, out):
-    """out[d] = sum_i w_i values[i, d], rows in order, compensated (Neumaier)."""
+    """out[d] = sum_i w_i values[i, d], rows in order, compensated (Neumaier); the columns
+    side by side (a row at a time, as the array lies in memory)."""
     n, D = values.shape
+    s = np.zeros(D)
+    c = np.zeros(D)
+    for i in range(n):
+        wi = weight[i] if has_weight else 1.0
+        for d in range(D):
+            v = values[i, d] * wi if has_weight else values[i, d]
+            t = s[d] + v
+            c[d] += ((s[d] - t) + v) if abs(s[d]) >= abs(v) else ((v - t) + s[d])
+            s[d] = t
     for d in range(D):
-        s = 0.0
-        c = 0.0
-        for i in range(n):
-            v = values[i, d] * weight[i] if has_weight else values[i, d]
-            t = s + v
-            if abs(s) >= abs(v):
-                c += (s - t) + v
-            else:
-                c += (v - t) + s
-            s = t
-        out[d] = s + c
+        out[d] = s[d] + c[d]
 
 
 #: a responsibility below this is treated as 0 by the per-sample-noise, masked and projected
@@ -136,17 +134,21 @@ def _fold_det_py(diag, det, logdet):
     return det, logdet
 
 
-def compile_kernel(fn, inline: bool = False, cache: bool = True):
+def compile_kernel(fn, inline: bool = False, cache: bool = True, contract: bool = False):
     """``fn`` compiled by numba (cached on disk, GIL released), or ``fn`` itself without numba.
 
     ``inline=True`` inlines it into the compiled kernels that call it (a called
     helper cost up to 30% in the E-step kernels). Division follows numpy's rules
     (x / 0 is inf or nan, no exception): Python's ZeroDivisionError check is an
     exit from every loop that divides, and a loop with an exit is not vectorized.
+    ``contract=True`` lets the compiler fuse a * b + c into one instruction (FMA): 17%
+    faster lane kernels, and more accurate, but a machine without FMA rounds differently
+    (the same machine always gives the same bits).
     """
     if numba is None:  # pragma: no cover - exercised only where numba is missing
         return fn
     return numba.njit(cache=cache, nogil=True, error_model="numpy",
+                      fastmath={"contract"} if contract else False,
                       inline="always" if inline else "never")(fn)
 
 
@@ -194,17 +196,6 @@ def column_sums(values: np.ndarray, weight: np.ndarray | None = None) -> np.ndar
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _strict_upper(D: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(D, 1)
-
-
-def mirror_upper(M: np.ndarray) -> None:
-    """Copy the upper triangle of each (D, D) matrix of a stack onto its lower one, in place."""
-    rows, cols = _strict_upper(M.shape[-1])
-    M[:, cols, rows] = M[:, rows, cols]
-
-
 def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.ndarray,
                Cc: np.ndarray, H: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(G Mc, G Cc H^T + A post), the latter symmetrized (post defaults to H).
@@ -231,12 +222,13 @@ def deconvolve(G: np.ndarray, post: np.ndarray | None, A: np.ndarray, Mc: np.nda
     return Mc_out, Cc_out
 
 
-def _normalize_py(lp, K, has_bg, log_bg, i, mx):
-    """Members' densities relative to the largest, in place; returns their sum.
+def _weigh_members_py(lp, K, has_bg, log_bg, i, mx, wi, logL, B):
+    """Sample i's members relative to the largest, in place, added to logL and B.
 
     lp[:K] holds log a_k N_ik (-inf for skipped pairs); the background member
-    log_bg[i] goes to lp[K] (0 after the call without background), and the
-    largest log density to lp[K + 1]. Returns 0 if every member is -inf.
+    log_bg[i] goes to lp[K], and the largest log density to lp[K + 1]. Returns
+    (tot, scale, logL, B): tot = 0 when no member can produce the sample (logL is
+    then -inf), scale = wi / tot turns lp[k] into w_i q_ik.
     """
     lp[K] = -np.inf
     if has_bg:
@@ -245,25 +237,13 @@ def _normalize_py(lp, K, has_bg, log_bg, i, mx):
             mx = lp[K]
     lp[K + 1] = mx
     if mx == -np.inf:
-        return 0.0
+        return 0.0, 0.0, -np.inf, B
     tot = 0.0
     for k in range(K + 1):
         lp[k] = np.exp(lp[k] - mx)
         tot += lp[k]
-    return tot
-
-
-def _weigh_members_py(lp, K, has_bg, log_bg, i, mx, wi, logL, B):
-    """Normalize sample i's members (:func:`_normalize_py`) and add it to logL and B.
-
-    Returns (tot, scale, logL, B): tot = 0 when no member can produce the sample
-    (logL is then -inf), scale = wi / tot turns lp[k] into w_i q_ik.
-    """
-    tot = _normalize(lp, K, has_bg, log_bg, i, mx)
-    if tot == 0.0:
-        return 0.0, 0.0, -np.inf, B
     scale = wi / tot
-    return tot, scale, logL + wi * (lp[K + 1] + np.log(tot)), B + lp[K] * scale
+    return tot, scale, logL + wi * (mx + np.log(tot)), B + lp[K] * scale
 
 
 def _keep_member_py(lp, k, log_p, chi2, use_nbr, redo, nbr, i, c2, attempt, mx):
@@ -315,9 +295,41 @@ def _pow2_bits_py(kf):
     return (np.int64(kf) + 1023) << 52
 
 
-_normalize = compile_kernel(_normalize_py, inline=True)
+if numba is not None:
+    from llvmlite import ir
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def float_of_bits(typingctx, b):
+        """The float64 whose bits are the int64 ``b`` (a bitcast: free, and vectorizable
+        where a view of an array is not)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.DoubleType())
+        return numba.types.float64(numba.types.int64), codegen
+
+    @intrinsic
+    def bits_of_float(typingctx, x):
+        """The int64 bits of the float64 ``x`` (a bitcast)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(64))
+        return numba.types.int64(numba.types.float64), codegen
+else:  # pragma: no cover - exercised only where numba is missing
+    def float_of_bits(b):
+        return np.array(b, dtype=np.int64).view(np.float64)[()]
+
+    def bits_of_float(x):
+        return np.array(x, dtype=np.float64).view(np.int64)[()]
+
+
+def _exp_branch_free_py(x):
+    """exp(x) for -1000 < x < 700 (see :func:`_exp_parts_py`), in a form loops vectorize."""
+    p, kf = exp_parts(x)
+    return p * float_of_bits(pow2_bits(kf))
+
+
 exp_parts = compile_kernel(_exp_parts_py, inline=True)
 pow2_bits = compile_kernel(_pow2_bits_py, inline=True)
+exp_branch_free = compile_kernel(_exp_branch_free_py, inline=True)
 keep_member = compile_kernel(_keep_member_py, inline=True)
 weigh_members = compile_kernel(_weigh_members_py, inline=True)
 fold_det = compile_kernel(_fold_det_py, inline=True)

@@ -13,11 +13,10 @@ Three paths, each with the work it really needs:
   :mod:`.quadratic` instead (:func:`kernel_path`);
 * one shared noise S: T_k = V_k + S is per component, so the chunk work is
   that of plain EM plus D x D products per component: O(K D^3), not O(N K D^3);
-* per-sample noise S_i: the Cholesky factors of all T_ik in a chunk are
-  computed "structure of arrays" (samples on the last, contiguous axis), so a
-  D x D factorization costs O(D) numpy calls for the whole chunk. The
-  statistics need only sum_i q_ik u_ik, sum_i q_ik u u^T and sum_i q_ik T_ik^-1
-  with u = T_ik^-1 (x_i - m_k), because
+* per-sample noise S_i: the Cholesky factors of all T_ik in a chunk in
+  batched LAPACK calls, one per component. The statistics need only
+  sum_i q_ik u_ik, sum_i q_ik u u^T and sum_i q_ik T_ik^-1 with
+  u = T_ik^-1 (x_i - m_k), because
   Cc_k = V_k [sum q (u u^T - T^-1)] V_k + A_k V_k.
 
 Nothing of size N x K x D x D is ever held: the per-chunk cache is
@@ -29,47 +28,6 @@ import numpy as np
 
 from . import compiled_transforms, fused, quadratic
 from .stats import LOG_2PI, Components, SufficientStats, member_responsibilities
-
-# ---------------------------------------------------------------------------
-# structure-of-arrays linear algebra for per-sample noise: matrices (D, D, n)
-# ---------------------------------------------------------------------------
-
-def cholesky_soa(T: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factors of a stack of SPD matrices laid out (D, D, n).
-
-    Raises numpy.linalg.LinAlgError if a pivot is not positive.
-    """
-    D = T.shape[0]
-    L = np.zeros_like(T)
-    for j in range(D):
-        if j:
-            Lj = L[j, :j]
-            pivot = T[j, j] - np.einsum("kn,kn->n", Lj, Lj)
-        else:
-            pivot = T[j, j]
-        if not (pivot > 0).all():
-            raise np.linalg.LinAlgError("matrix is not positive definite")
-        L[j, j] = np.sqrt(pivot)
-        if j + 1 < D:
-            col = T[j + 1:, j]
-            if j:
-                col = col - np.einsum("ikn,kn->in", L[j + 1:, :j], L[j, :j])
-            L[j + 1:, j] = col / L[j, j]
-    return L
-
-
-def tri_inverse_soa(L: np.ndarray) -> np.ndarray:
-    """Inverses of a stack of lower-triangular matrices laid out (D, D, n)."""
-    D = L.shape[0]
-    Linv = np.zeros_like(L)
-    for i in range(D):
-        inv_diag = 1.0 / L[i, i]
-        Linv[i, i] = inv_diag
-        if i:
-            # row i: Linv[i, :i] = -(sum_k L[i, k] Linv[k, :i]) / L[i, i], k < i
-            Linv[i, :i] = -np.einsum("kn,kjn->jn", L[i, :i], Linv[:i, :i]) * inv_diag
-    return Linv
-
 
 # ---------------------------------------------------------------------------
 # log p and sufficient statistics of one chunk
@@ -86,7 +44,8 @@ def _mahalanobis_shared(x: np.ndarray, comps: Components) -> np.ndarray:
 
 def _mahalanobis_per_sample(x: np.ndarray, S: np.ndarray, comps: Components
                             ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """chi2_ik and log det T_ik for T_ik = V_k + S_i, plus the cache the statistics need.
+    """chi2_ik and log det T_ik for T_ik = V_k + S_i, plus the cache the statistics need
+    (batched LAPACK over the chunk: the reference the compiled kernels are tested against).
 
     Returns
     -------
@@ -97,20 +56,19 @@ def _mahalanobis_per_sample(x: np.ndarray, S: np.ndarray, comps: Components
     """
     K, D = comps.mean.shape
     n = x.shape[0]
-    S_soa = np.ascontiguousarray(S.transpose(1, 2, 0))          # (D, D, n)
-    xt = np.ascontiguousarray(x.T)                              # (D, n)
     chi2 = np.empty((n, K))
     log_det = np.empty((n, K))
     u_all = np.empty((K, D, n))
     Linv_all = np.empty((K, D, D, n))
+    eye = np.broadcast_to(np.eye(D), (n, D, D))
     for k in range(K):
-        L = cholesky_soa(S_soa + comps.covar[k][:, :, None])
-        Linv = tri_inverse_soa(L)
-        r = np.einsum("abn,bn->an", Linv, xt - comps.mean[k][:, None])   # L^-1 d
-        chi2[:, k] = np.einsum("an,an->n", r, r)
-        log_det[:, k] = 2.0 * np.log(np.einsum("aan->an", L)).sum(axis=0)
-        u_all[k] = np.einsum("abn,an->bn", Linv, r)             # L^-T L^-1 d = T^-1 d
-        Linv_all[k] = Linv
+        L = np.linalg.cholesky(S + comps.covar[k])                 # LinAlgError if not SPD
+        Linv = np.tril(np.linalg.solve(L, eye))
+        r = np.einsum("nab,nb->na", Linv, x - comps.mean[k])       # L^-1 d
+        chi2[:, k] = np.einsum("na,na->n", r, r)
+        log_det[:, k] = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+        u_all[k] = np.einsum("nab,na->bn", Linv, r)                # L^-T L^-1 d = T^-1 d
+        Linv_all[k] = Linv.transpose(1, 2, 0)
     return chi2, log_det, (u_all, Linv_all)
 
 

@@ -62,7 +62,7 @@ def registry() -> list[Spec]:
     for noise, top in LANES_MAX_D.items():
         out += [Spec("lanes", noise, "full", D) for D in range(1, top + 1)]
         out += [Spec("sample", noise, "full", D) for D in range(SAMPLE_MAX_D + 1)]
-    return out
+    return out + [Spec("sample", n, "full", 0) for n in ("projected", "masked", "masked_shared")]
 
 
 def _cache_dir() -> Path | None:
@@ -100,7 +100,7 @@ def kernel(spec: Spec):
     where = _cache_dir()
     if where is None:                   # nowhere to write: compile in memory, uncached
         ns: dict = {}
-        exec(compile(src.replace("compile_kernel(kernel)", "compile_kernel(kernel, cache=False)"),
+        exec(compile(src.replace("compile_kernel(kernel,", "compile_kernel(kernel, cache=False,"),
                      name, "exec"), ns)
         return ns["kernel"]
     path = where / f"{name}.py"
@@ -126,10 +126,10 @@ def _flags(nbr: np.ndarray | None, redo: np.ndarray | None, K: int) -> tuple:
 def run(spec: Spec, x: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,
         log_bg: np.ndarray | None, mean: np.ndarray, C: np.ndarray, log_c: np.ndarray,
         q_negligible: float, nbr: np.ndarray | None = None, redo: np.ndarray | None = None,
-        c2: float = 0.0) -> tuple[np.ndarray, float, float, int]:
+        c2: float = 0.0, R: np.ndarray | None = None) -> tuple[np.ndarray, float, float, int]:
     """Call the kernel of ``spec`` on one chunk: (moment sums (K, NS), logL, B, status)."""
-    n, D = x.shape
-    K = mean.shape[0]
+    n = x.shape[0]
+    K, D = mean.shape
     sums = np.zeros((K, algebra.moments(D, spec.family)))
     args = (np.ascontiguousarray(x, dtype=float),
             np.zeros((0, 0, 0)) if S is None else np.ascontiguousarray(S, dtype=float),
@@ -139,7 +139,8 @@ def run(spec: Spec, x: np.ndarray, S: np.ndarray | None, weight: np.ndarray | No
             np.ascontiguousarray(C, dtype=float), np.ascontiguousarray(log_c, dtype=float),
             float(q_negligible), sums)
     if spec.skeleton == "sample":
-        args += _flags(nbr, redo, K) + (float(c2),)
+        args += _flags(nbr, redo, K) + (float(c2), np.zeros((0, 0, 0)) if R is None
+                                         else np.ascontiguousarray(R, dtype=float))
     logL, B, status = kernel(spec)(*args)
     return sums, float(logL), float(B), int(status)
 
@@ -158,8 +159,18 @@ def unpack(sums: np.ndarray, D: int, family: str) -> tuple[np.ndarray, np.ndarra
     return sums[:, 0].copy(), sums[:, 1:1 + D].copy(), second
 
 
-def _raise_not_pd(status: int, what: str) -> None:
-    raise np.linalg.LinAlgError(f"{what} is not positive definite for sample {status - 1} of a chunk")
+def _lift(result: tuple, what: str, family: str, covar: np.ndarray, gain: np.ndarray | None = None,
+          post: np.ndarray | None = None) -> tuple:
+    """(A, G Σ q u, G [Σ q (u u^T - T^-1)] G^T + A post, logL, B) from a kernel's ``result``
+    (G = post = V_k unless given); a status > 0 names the sample whose ``what`` is not
+    positive definite."""
+    sums, logL, B, status = result
+    if status > 0:
+        raise np.linalg.LinAlgError(f"{what} is not positive definite for sample {status - 1} "
+                                    "of a chunk")
+    A, SU, G = unpack(sums, covar.shape[1], family)
+    return (A,) + deconvolve(covar if gain is None else gain, covar if post is None else post,
+                             A, SU, G) + (logL, B)
 
 
 def stats_shared(x: np.ndarray, weight: np.ndarray | None, log_bg: np.ndarray | None,
@@ -213,15 +224,54 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
     spec = spec_for("per_sample", family, D, nbr is not None)
     log_c = log_amp - 0.5 * D * np.log(2.0 * np.pi)
     C = covar if spec.family == "full" else np.diagonal(covar, axis1=1, axis2=2)
-    sums, logL, B, status = run(spec, x, S, weight, log_bg, mean, C, log_c, Q_NEGLIGIBLE,
-                                nbr, redo, c2)
-    if status == -1:                    # a determinant out of range: fold it into logs
+    result = run(spec, x, S, weight, log_bg, mean, C, log_c, Q_NEGLIGIBLE, nbr, redo, c2)
+    if result[3] == -1:                 # a determinant out of range: fold it into logs
         spec = Spec("sample", "per_sample", "full", 0)
-        sums, logL, B, status = run(spec, x, S, weight, log_bg, mean, covar, log_c,
-                                    Q_NEGLIGIBLE, nbr, redo, c2)
-    if status > 0:
-        _raise_not_pd(status, "V_k + S_i")
-    A, SU, G = unpack(sums, D, spec.family)
-    if gain is None:
-        gain = post = covar
-    return (A,) + deconvolve(gain, post, A, SU, G) + (logL, B)
+        result = run(spec, x, S, weight, log_bg, mean, covar, log_c, Q_NEGLIGIBLE, nbr, redo, c2)
+    return _lift(result, "V_k + S_i", spec.family, covar, gain, post)
+
+
+def stats_projected(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,
+                    log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
+                    log_amp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """A_k, Mc_k, Cc_k (of the true values, centred on the means), logL and B of one chunk
+    of samples y (n, dy) with their own projection R (n, dy, D) and noise S (None, (dy, dy)
+    or (n, dy, dy)): sums q R^T u and q R^T (u u^T - T^-1) R, u = T_ik^-1 (y_i - R_i m_k),
+    lifted by V_k.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If some R_i V_k R_i^T + S_i is not positive definite.
+    """
+    n, dy = y.shape
+    S = np.zeros((n, dy, dy)) if S is None else np.broadcast_to(S, (n, dy, dy))
+    log_c = log_amp - 0.5 * dy * np.log(2.0 * np.pi)
+    result = run(Spec("sample", "projected", "full", 0), y, S, weight, log_bg, mean, covar,
+                 log_c, Q_NEGLIGIBLE, R=R)
+    return _lift(result, "R_i V_k R_i^T + S_i", "full", covar)
+
+
+def stats_masked(x: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,
+                 log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
+                 log_amp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """A_k, Mc_k, Cc_k (of the true values, centred on the means), logL and B of one chunk
+    of samples with values missing in many patterns (:mod:`.patterns`).
+
+    ``x`` (n, D) with NaN for missing values (every row has a measured one), sorted by
+    pattern (any order is correct; runs of one pattern are faster); ``S`` None, (D, D)
+    shared or (n, D, D) per-sample noise.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If some V_k[o, o] + S_i[o, o] is not positive definite.
+    """
+    n, D = x.shape
+    if S is not None and S.ndim == 3 and S.shape[0] == n and n > 1:
+        spec = Spec("sample", "masked", "full", 0)
+    else:
+        spec = Spec("sample", "masked_shared", "full", 0)
+        S = np.zeros((1, D, D)) if S is None else (S[:1] if S.ndim == 3 else S[None])
+    result = run(spec, x, S, weight, log_bg, mean, covar, log_amp, Q_NEGLIGIBLE)
+    return _lift(result, "V_k + S_i over the measured values", "full", covar)

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled_transforms import Q_NEGLIGIBLE, compile_kernel
+from .compiled_transforms import Q_NEGLIGIBLE, compile_kernel, inverse_gram, lower_inverse
+from .patterns import factor
 
 
 def unique_entries(D: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,33 +53,14 @@ def unique_entries(D: int) -> tuple[np.ndarray, np.ndarray]:
 def _pair_py(x_i, R_i, T, mean_k, D, dy, L, Li, P, r, a, c, B, PR, identity):
     """Factor T (dy x dy) into its Cholesky L and form c, B of one pair (R_i the identity
     if ``identity``); returns log phi (or nan if T is not positive definite)."""
-    logdet = 0.0
+    logdet = factor(T, dy, L)
+    if logdet == -np.inf:
+        return np.nan
+    lower_inverse(L, dy, Li)
+    inverse_gram(Li, dy, P)                               # P = Li^T Li = T^-1
     for p in range(dy):
-        for q in range(p + 1):
-            s = T[p, q]
-            for t in range(q):
-                s -= L[p, t] * L[q, t]
-            if p == q:
-                if s <= 0.0:
-                    return np.nan
-                L[p, p] = np.sqrt(s)
-                logdet += np.log(L[p, p])
-            else:
-                L[p, q] = s / L[q, q]
-    for p in range(dy):                                   # Li = L^-1
-        Li[p, p] = 1.0 / L[p, p]
         for q in range(p):
-            s = 0.0
-            for t in range(q, p):
-                s -= L[p, t] * Li[t, q]
-            Li[p, q] = s * Li[p, p]
-    for p in range(dy):                                   # P = Li^T Li
-        for q in range(p, dy):
-            s = 0.0
-            for t in range(q, dy):
-                s += Li[t, p] * Li[t, q]
-            P[p, q] = s
-            P[q, p] = s
+            P[p, q] = P[q, p]
     chi2 = 0.0
     for p in range(dy):
         s = x_i[p]

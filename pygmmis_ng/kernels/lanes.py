@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compiled_transforms import compile_kernel, exp_parts, pow2_bits
+from .compiled_transforms import bits_of_float, compile_kernel, exp_branch_free, float_of_bits
 
-#: samples per block (measured, XD D=3 K=10: 8 lanes do not vectorize, 32 is 3% faster than 64)
-BL = 32
+#: samples per block (measured, one thread: 8 lanes do not vectorize; 64 is 1.1-1.4x faster than
+#: 32 and 16 for XD at D = 3, 4 and plain EM at D = 2 ... 8; 128, 256 are slower at D >= 5)
+BL = 64
 #: a member below exp(LOG_FLOOR) times the sample's largest gets 0 (as in :mod:`.quadratic`)
 LOG_FLOOR = -600.0
 FLOOR = float(np.exp(LOG_FLOOR + 1.0))
@@ -30,14 +31,13 @@ _MANTISSA = 0x000FFFFFFFFFFFFF
 _ONE = 0x3FF0000000000000
 
 
-def _lane_log_py(v, vb, j):
-    """log v[j] for a positive normal float (vb = v viewed as int64), within ~1 ulp: the
-    exponent from the bits, the mantissa m in [sqrt(1/2), sqrt(2)) by the series of
-    2 atanh((m - 1) / (m + 1)) to the 21st power; no branches, no library call."""
-    b = vb[j]
+def _lane_log_py(v):
+    """log v for a positive normal float, within ~1 ulp: the exponent from the bits, the
+    mantissa m in [sqrt(1/2), sqrt(2)) by the series of 2 atanh((m - 1) / (m + 1)) to the
+    21st power; no branches, no library call."""
+    b = bits_of_float(v)
     e = float((b >> 52) - 1023)
-    vb[j] = (b & _MANTISSA) | _ONE
-    m = v[j]
+    m = float_of_bits((b & _MANTISSA) | _ONE)
     big = m > _SQRT2
     m = m * 0.5 if big else m
     e = e + 1.0 if big else e
@@ -57,29 +57,22 @@ def _lane_log_py(v, vb, j):
     return e * _LN2_HI + (r + e * _LN2_LO)
 
 
-def _weigh_lanes_py(lp, K, MX, BGL, has_bg, WL, TOT, bits, scale, nb, q_negligible, logL, B):
-    """Turn lp[k, j] = log a_k N_jk of a block into w_j q_jk in place (0 below
-    ``q_negligible`` times the sample's total); returns logL and B with the block's samples
-    added in order. A lane of weight 0 gets zeros; a sample no member can produce makes
-    logL -inf."""
+def _weigh_lanes_py(lp, K, MX, BGL, has_bg, WL, TOT, nb, q_negligible, logL, B):
+    """Turn lp[k, j] = log a_k N_jk of a block into the members' densities relative to the
+    sample's largest, TOT[j] into w_j / their total and MX[j] into ``q_negligible`` times
+    that total: w_j q_jk = lp[k, j] TOT[j] where lp[k, j] >= MX[j], else 0 (the moment
+    loops form it as they go). Returns logL and B with the block's samples added in order;
+    a lane of weight 0 gets TOT 0, a sample no member can produce makes logL -inf."""
     for j in range(BL):
         d = BGL[j] - MX[j]
-        p, kf = exp_parts(d if d > LOG_FLOOR else LOG_FLOOR)
-        TOT[j] = p
-        bits[j] = pow2_bits(kf)
-    for j in range(BL):
-        e = TOT[j] * scale[j] if has_bg else 0.0
+        e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR) if has_bg else 0.0
         BGL[j] = e if e > FLOOR else 0.0
         TOT[j] = BGL[j]
     for k in range(K):
         lpk = lp[k]
         for j in range(BL):
             d = lpk[j] - MX[j]
-            p, kf = exp_parts(d if d > LOG_FLOOR else LOG_FLOOR)
-            lpk[j] = p
-            bits[j] = pow2_bits(kf)
-        for j in range(BL):
-            e = lpk[j] * scale[j]
+            e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR)
             e = e if e > FLOOR else 0.0
             lpk[j] = e
             TOT[j] += e
@@ -98,11 +91,6 @@ def _weigh_lanes_py(lp, K, MX, BGL, has_bg, WL, TOT, bits, scale, nb, q_negligib
             TOT[j] = s
     for j in range(nb, BL):
         TOT[j] = 0.0
-    for k in range(K):
-        lpk = lp[k]
-        for j in range(BL):
-            e = lpk[j]
-            lpk[j] = e * TOT[j] if e >= MX[j] else 0.0
     return logL, B
 
 

@@ -17,7 +17,7 @@ Groups of samples that share one projection (a missingness pattern, or a
 shared ``R``) do not come here: they are the no/shared/per-sample noise
 problems of :mod:`.dense` in the projected space (see
 :mod:`pygmmis_ng.data.layout`).
-The statistics use the compiled kernel of :mod:`.compiled_projected` when
+The statistics use the compiled kernel of :mod:`.fused` (per-sample skeleton) when
 numba is enabled; this numpy version (batched LAPACK: np.linalg.cholesky
 and solve over the chunk, never explicit inverses) is the reference, and
 serves density evaluation.
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import compiled_projected, fused
+from . import fused
 from .compiled_transforms import deconvolve
 from .stats import LOG_2PI, Components, SufficientStats, member_responsibilities
 
@@ -95,8 +95,8 @@ def chunk_stats(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, comps: Compo
     """
     K, D = comps.mean.shape
     if fused.ENABLED:
-        A, Mc, Cc, logL, B = compiled_projected.stats_projected(y, R, S, weight, log_bg, comps.mean,
-                                                             comps.covar, comps.log_amp)
+        A, Mc, Cc, logL, B = fused.stats_projected(y, R, S, weight, log_bg, comps.mean,
+                                                   comps.covar, comps.log_amp)
         return SufficientStats(A, Mc, Cc, logL,
                                float(y.shape[0] if weight is None else weight.sum()), B)
     dy = y.shape[1]

@@ -28,7 +28,7 @@ import functools
 
 import numpy as np
 
-from .compiled_transforms import compile_kernel, exp_parts, pow2_bits
+from .compiled_transforms import compile_kernel, exp_branch_free
 
 #: largest |L_k^-1 m_k|^2 (bounded by |m_k|^2 |L_k^-1|_F^2) for which the raw
 #: quadratic form is used: the cancellation then costs at most ~1e-10 of chi2
@@ -114,8 +114,6 @@ def _weigh_py(lp, weight, log_bg, has_bg):
     row of zeros; one that no member can produce makes logL -inf.
     """
     n, K = lp.shape
-    bits = np.empty(K, dtype=np.int64)
-    scale = bits.view(np.float64)
     logL = 0.0
     B = 0.0
     for i in range(n):
@@ -129,13 +127,9 @@ def _weigh_py(lp, weight, log_bg, has_bg):
             for k in range(K):
                 lp[i, k] = 0.0
             continue
-        for k in range(K):
-            p, kf = exp_parts(max(lp[i, k] - mx, LOG_FLOOR))
-            lp[i, k] = p
-            bits[k] = pow2_bits(kf)
         tot = 0.0
         for k in range(K):
-            e = lp[i, k] * scale[k]
+            e = exp_branch_free(max(lp[i, k] - mx, LOG_FLOOR))
             e = e if e > FLOOR else 0.0
             lp[i, k] = e
             tot += e
