@@ -36,6 +36,10 @@ from ..kernels import fused
 #: GEMMs of plain/shared noise are 10-20% faster with 3000-9000-row chunks than with
 #: 800-2000, and 2-4x faster than with 250; the per-sample path likes long rows)
 _CHUNK_BUDGET = {"shared": 1 << 19, "per_sample": 1 << 20}
+#: the dimension up to which plain / shared-noise chunks go through the lane kernels
+#: (:data:`pygmmis_ng.kernels.fused.LANES_MAX_D`); measured at N=2e5, D=5, K=20 on 2
+#: threads: 8 chunks of 25000 rows 10.6 ms per iteration, 63 of 3177 rows 13.6-13.7 ms
+_LANES_MAX_D = fused.LANES_MAX_D["shared"]
 
 
 def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool, max_rows: int | None = None,
@@ -56,6 +60,8 @@ def eval_chunks(N: int, K: int, D: int, per_sample_noise: bool, max_rows: int | 
         budget, per_row = _CHUNK_BUDGET["shared"], 2 * D + 4 * K
     else:
         budget, per_row = _CHUNK_BUDGET["shared"], K * D + D * D + 2 * K
+        if D <= _LANES_MAX_D:           # the lane kernels hold nothing per row: 8 chunks
+            budget, per_row = max(2048, -(-N // 8)), 1      # (for the threads), or 2048 rows
     size = int(np.clip(budget // per_row, 256, 65536))
     if max_rows is not None:
         size = max(1, min(size, int(max_rows)))

@@ -88,18 +88,21 @@ def feature_weights(log_amp: np.ndarray, mean: np.ndarray, prec_chol: np.ndarray
     return W
 
 
-def _features_py(x, rows, cols, fold, z):
+def _features_py(x, rows, cols, mode, z):
     """z(x) of a chunk into z (n, F): a column of ones, x, and x_a x_b for the pairs
-    (rows, cols), or (``fold``) their sum in one column."""
+    (rows, cols) (``mode`` 0), x_a^2 (1) or |x|^2 (2)."""
     n, D = x.shape
     for i in range(n):
         z[i, 0] = 1.0
         for a in range(D):
             z[i, 1 + a] = x[i, a]
-        if fold:
+        if mode == 1:
+            for a in range(D):
+                z[i, 1 + D + a] = x[i, a] * x[i, a]
+        elif mode == 2:
             s = 0.0
-            for j in range(rows.shape[0]):
-                s += x[i, rows[j]] * x[i, cols[j]]
+            for a in range(D):
+                s += x[i, a] * x[i, a]
             z[i, 1 + D] = s
         else:
             for j in range(rows.shape[0]):
@@ -107,39 +110,51 @@ def _features_py(x, rows, cols, fold, z):
 
 
 def _weigh_py(lp, weight, log_bg, has_bg):
-    """Turn lp[i, k] = log a_k N_ik into w_i q_ik in place; returns (logL, B).
+    """Turn lp[k, i] = log a_k N_ik (K, n) into w_i q_ik in place; returns (logL, B).
 
-    The members' exponentials are computed in a branch-free loop; the sums over
-    samples run in order, as in the fused kernels. A sample of weight 0 gets a
-    row of zeros; one that no member can produce makes logL -inf.
+    Components outside, samples inside: the loops over samples vectorize (branch-free
+    exp and log); the sums over samples run in order, as in the other kernels. A sample
+    of weight 0 gets zeros; one that no member can produce makes logL -inf.
     """
-    n, K = lp.shape
+    K, n = lp.shape
+    mx = np.empty(n)
+    tot = np.empty(n)
+    for i in range(n):
+        mx[i] = log_bg[i] if has_bg else -np.inf
+    for k in range(K):
+        lpk = lp[k]
+        for i in range(n):
+            mx[i] = max(mx[i], lpk[i])
+    for i in range(n):
+        d = log_bg[i] - mx[i] if has_bg else LOG_FLOOR
+        e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR) if has_bg else 0.0
+        tot[i] = e if e > FLOOR else 0.0
+    bg = tot.copy()
+    for k in range(K):
+        lpk = lp[k]
+        for i in range(n):
+            d = lpk[i] - mx[i]
+            e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR)
+            e = e if e > FLOOR else 0.0
+            lpk[i] = e
+            tot[i] += e
     logL = 0.0
     B = 0.0
     for i in range(n):
         wi = weight[i]
-        mx = log_bg[i] if has_bg else -np.inf
-        for k in range(K):
-            mx = max(mx, lp[i, k])
-        if wi == 0.0 or mx == -np.inf:
-            if wi != 0.0:
-                logL = -np.inf
-            for k in range(K):
-                lp[i, k] = 0.0
-            continue
-        tot = 0.0
-        for k in range(K):
-            e = exp_branch_free(max(lp[i, k] - mx, LOG_FLOOR))
-            e = e if e > FLOOR else 0.0
-            lp[i, k] = e
-            tot += e
-        bg = np.exp(log_bg[i] - mx) if has_bg else 0.0
-        tot += bg
-        s = wi / tot
-        for k in range(K):
-            lp[i, k] *= s
-        logL += wi * (mx + np.log(tot))
-        B += bg * s
+        if wi == 0.0:
+            tot[i] = 0.0
+        elif mx[i] == -np.inf or tot[i] == 0.0:
+            logL = -np.inf
+            tot[i] = 0.0
+        else:
+            logL += wi * (mx[i] + np.log(tot[i]))
+            tot[i] = wi / tot[i]
+            B += bg[i] * tot[i]
+    for k in range(K):
+        lpk = lp[k]
+        for i in range(n):
+            lpk[i] *= tot[i]
     return logL, B
 
 
@@ -169,10 +184,11 @@ def raw_stats(x: np.ndarray, W: np.ndarray, weight: np.ndarray | None,
     bg = np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float)
     rows, cols = pairs(D, family)
     z = np.empty((n, W.shape[1]))
-    _features(np.ascontiguousarray(x, dtype=float), rows, cols, family == "spherical", z)
-    lp = z @ W.T                                                    # (n, K) log a_k N_ik
+    _features(np.ascontiguousarray(x, dtype=float), rows, cols,
+              {"full": 0, "diag": 1, "spherical": 2}[family], z)
+    lp = W @ z.T                                                    # (K, n) log a_k N_ik
     logL, B = _weigh(lp, w, bg, log_bg is not None)
-    T = lp.T @ z                                                    # (K, F)
+    T = lp @ z                                                      # (K, F)
     return T[:, 0].copy(), T[:, 1:D + 1].copy(), T[:, D + 1:], float(logL), float(B)
 
 
