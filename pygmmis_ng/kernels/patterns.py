@@ -37,6 +37,18 @@ def _factor_py(T, dy, L):
     return logdet + np.log(det)
 
 
+def _forward_chi2_py(L, r, n, y):
+    """y[:n] = L^-1 r for the lower-triangular L (forward substitution); returns |y|^2."""
+    chi2 = 0.0
+    for a in range(n):
+        s = r[a]
+        for c in range(a):
+            s -= L[a, c] * y[c]
+        y[a] = s / L[a, a]
+        chi2 += y[a] * y[a]
+    return chi2
+
+
 def _pattern_py(x, i, o, o_prev, dy_prev):
     """Measured indices of sample i into o; returns (dy, whether o equals o_prev[:dy_prev])."""
     dy = 0
@@ -106,6 +118,7 @@ def _flush_shared_py(o, dy, K, D, Ao, SDo, DDo, Tinv, W, SUo, Go, sums):
 
 
 factor = compile_kernel(_factor_py, inline=True)
+forward_chi2 = compile_kernel(_forward_chi2_py, inline=True)
 pattern = compile_kernel(_pattern_py, inline=True)
 to_u = compile_kernel(_to_u_py, inline=True)
 scatter = compile_kernel(_scatter_py, inline=True)

@@ -51,6 +51,16 @@ def kernel(x, S, weight, log_bg, has_bg, mean, C, log_c, q_negligible, sums, nbr
     return logL, B, 0
 """
 
+#: per-pair factors of the loops over D: T_ik, its Cholesky factor, the residual, L^-1 r
+_FACTORS = ("T = np.empty((D, D))\nLs = np.empty((K, D, D))\nres = np.empty(D)\n"
+            "ys = np.empty((K, D))\nu = np.empty(D)\nLi = np.empty((D, D))")
+#: T_ik (lower triangle) and the residual res made: factor, solve, log density
+_SOLVE = """
+logdet = factor(T, D, Ls[k])
+if logdet == -np.inf:
+    return logL, B, i + 1
+chi2 = forward_chi2(Ls[k], res, D, ys[k])
+log_p = log_c[k] - 0.5 * chi2 - logdet"""
 _GENERAL = {
     "shared": ("d = np.empty((K, D))", """\
 chi2 = 0.0
@@ -63,67 +73,32 @@ for a in range(D):
     chi2 += s * s
 log_p = log_c[k] - 0.5 * chi2""", """\
 u = d[k]"""),
-    "per_sample": ("Ls = np.empty((K, D, D))\nys = np.empty((K, D))\nu = np.empty(D)\n"
-                   "Tinv = np.empty((D, D))\nLi = np.empty((D, D))", """\
-logdet = 0.0
-det = 1.0
-chi2 = 0.0
+    "per_sample": (_FACTORS + "\nTinv = np.empty((D, D))", """\
 for a in range(D):
+    res[a] = x[i, a] - mean[k, a]
     for b in range(a + 1):
-        s = C[k, a, b] + S[i, a, b]
-        for c in range(b):
-            s -= Ls[k, a, c] * Ls[k, b, c]
-        if a == b:
-            if not s > 0.0:
-                return logL, B, i + 1
-            Ls[k, a, a] = np.sqrt(s)
-            det, logdet = fold_det(Ls[k, a, a], det, logdet)
-        else:
-            Ls[k, a, b] = s / Ls[k, b, b]
-    s = x[i, a] - mean[k, a]
-    for c in range(a):
-        s -= Ls[k, a, c] * ys[k, c]
-    ys[k, a] = s / Ls[k, a, a]
-    chi2 += ys[k, a] * ys[k, a]
-log_p = log_c[k] - 0.5 * chi2 - (logdet + np.log(det))""", """\
+        T[a, b] = C[k, a, b] + S[i, a, b]""" + _SOLVE, """\
 lower_inverse(Ls[k], D, Li)
 back_solve(Li, ys[k], D, u)
 inverse_gram(Li, D, Tinv)"""),
 }
-_PROJECTED = ("Ls = np.empty((K, D, D))\nys = np.empty((K, D))\nu = np.empty(D)\n"
-              "Li = np.empty((D, D))\nRV = np.empty((D, Dm))\nW = np.empty((D, Dm))\n"
-              "Ru = np.empty(Dm)", """\
+_PROJECTED = (_FACTORS + "\nRV = np.empty((D, Dm))\nW = np.empty((D, Dm))\nRu = np.empty(Dm)", """\
 for a in range(D):
     for b in range(Dm):
         s = 0.0
         for c in range(Dm):
             s += R[i, a, c] * C[k, c, b]
         RV[a, b] = s
-logdet = 0.0
-det = 1.0
-chi2 = 0.0
 for a in range(D):
+    s = x[i, a]
+    for c in range(Dm):
+        s -= R[i, a, c] * mean[k, c]
+    res[a] = s
     for b in range(a + 1):
         s = S[i, a, b]
         for c in range(Dm):
             s += RV[a, c] * R[i, b, c]
-        for c in range(b):
-            s -= Ls[k, a, c] * Ls[k, b, c]
-        if a == b:
-            if not s > 0.0:
-                return logL, B, i + 1
-            Ls[k, a, a] = np.sqrt(s)
-            det, logdet = fold_det(Ls[k, a, a], det, logdet)
-        else:
-            Ls[k, a, b] = s / Ls[k, b, b]
-    s = x[i, a]
-    for c in range(Dm):
-        s -= R[i, a, c] * mean[k, c]
-    for c in range(a):
-        s -= Ls[k, a, c] * ys[k, c]
-    ys[k, a] = s / Ls[k, a, a]
-    chi2 += ys[k, a] * ys[k, a]
-log_p = log_c[k] - 0.5 * chi2 - (logdet + np.log(det))""", """\
+        T[a, b] = s""" + _SOLVE, """\
 lower_inverse(Ls[k], D, Li)
 back_solve(Li, ys[k], D, u)
 for a in range(D):
@@ -173,8 +148,7 @@ if not same:
     dy_prev = dy
     o_prev[:dy] = o[:dy]"""
 _MASKED = {     # (alloc, prepare per pattern and component, pair, accum, flush)
-    "masked": ("Vo = np.empty((K, D, D))\nLs = np.empty((K, D, D))\nys = np.empty((K, D))\n"
-               "u = np.empty(D)\nLi = np.empty((D, D))\nTinv = np.empty((D, D))", """\
+    "masked": (_FACTORS + "\nVo = np.empty((K, D, D))\nTinv = np.empty((D, D))", """\
         for a in range(dy):
             for b in range(a + 1):
                 Vo[k, a, b] = T[a, b]""", """\
@@ -184,13 +158,9 @@ for a in range(dy):
 logdet = factor(T, dy, Ls[k])
 if logdet == -np.inf:
     return logL, B, i + 1
-chi2 = 0.0
 for a in range(dy):
-    s = x[i, o[a]] - mo[k, a]
-    for c in range(a):
-        s -= Ls[k, a, c] * ys[k, c]
-    ys[k, a] = s / Ls[k, a, a]
-    chi2 += ys[k, a] * ys[k, a]
+    res[a] = x[i, o[a]] - mo[k, a]
+chi2 = forward_chi2(Ls[k], res, dy, ys[k])
 log_p = log_c[k] - 0.5 * (dy * LOG_2PI + 2.0 * logdet + chi2)""", """\
 lower_inverse(Ls[k], dy, Li)
 inverse_gram(Li, dy, Tinv)
@@ -201,8 +171,8 @@ for a in range(dy):
     SUo[k, a] += qa
     for b in range(a, dy):
         Go[k, a, b] += qa * u[b] - q * Tinv[a, b]""", "scatter(o_prev, dy_prev, K, D, Ao, SUo, Go, sums)"),
-    "masked_shared": ("L = np.empty((D, D))\nP = np.empty((K, D, D))\nTinv = np.empty((K, D, D))\n"
-                      "logdets = np.empty(K)\nd = np.empty((K, D))\nSDo = np.zeros((K, D))\n"
+    "masked_shared": ("T = np.empty((D, D))\nL = np.empty((D, D))\nP = np.empty((K, D, D))\n"
+                      "Tinv = np.empty((K, D, D))\nlogdets = np.empty(K)\nd = np.empty((K, D))\nSDo = np.zeros((K, D))\n"
                       "DDo = np.zeros((K, D, D))\nW = np.empty((D, D))", """\
         logdets[k] = factor(T, dy, L)
         if logdets[k] == -np.inf:
@@ -235,7 +205,7 @@ def _masked_source(spec: Spec) -> str:
     """Values missing in many patterns, samples sorted by pattern (see :mod:`.patterns`):
     per-sample noise S (n, D, D), or one shared S (1, D, D), over the measured values."""
     alloc, prepare, pair, accum, flush = _MASKED[spec.noise]
-    alloc += ("\nmo = np.empty((K, D))\nT = np.empty((D, D))\nAo = np.zeros(K)\n"
+    alloc += ("\nmo = np.empty((K, D))\nAo = np.zeros(K)\n"
               "SUo = np.zeros((K, D))\nGo = np.zeros((K, D, D))\no = np.empty(D, np.int64)\n"
               "o_prev = np.empty(D, np.int64)\ndy_prev = -1")
     shared = "S[0, o[a], o[b]]" if spec.noise == "masked_shared" else "0.0"
