@@ -172,7 +172,8 @@ for a in range(dy):
     for b in range(a, dy):
         Go[k, a, b] += qa * u[b] - q * Tinv[a, b]""", "scatter(o_prev, dy_prev, K, D, Ao, SUo, Go, sums)"),
     "masked_shared": ("T = np.empty((D, D))\nL = np.empty((D, D))\nP = np.empty((K, D, D))\n"
-                      "Tinv = np.empty((K, D, D))\nlogdets = np.empty(K)\nd = np.empty((K, D))\nSDo = np.zeros((K, D))\n"
+                      "Tinv = np.empty((K, D, D))\nlogdets = np.empty(K)\nd = np.empty((K, D))\n"
+                      "SDo = np.zeros((K, D))\n"
                       "DDo = np.zeros((K, D, D))\nW = np.empty((D, D))", """\
         logdets[k] = factor(T, dy, L)
         if logdets[k] == -np.inf:
