@@ -196,7 +196,7 @@ def test_diagonal_per_sample_noise_through_the_chunk_kernel(family, D, monkeypat
     spec = Spec("lanes", "per_sample", family, 0)
     x, S, weight, log_bg, amp, mean, covar = _problem(spec, seed=D, D=D)
     with np.errstate(divide="ignore"):
-        comps = Components(np.log(amp), mean, covar, None, None, None, None, None, family)
+        comps = Components(np.log(amp), mean, covar, None, None, None, None, family=family)
     got = dense.chunk_stats(x, comps, S, weight, log_bg)
     _close((got.A, got.Mc, got.Cc, got.logL, got.B),
            _reference(x, S, weight, log_bg, amp, mean, covar, monkeypatch), family)

@@ -32,7 +32,7 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
     if per_sample_R or grp.masked or (grp.R is None and per_sample_noise):
         fam = kernel_family(covar, None, family) if grp.R is None and not grp.masked else "full"
         with np.errstate(divide="ignore"):
-            return Components(np.log(amp), mean, covar, None, None, None, None, None, fam)
+            return Components(np.log(amp), mean, covar, None, None, None, None, family=fam)
     if grp.R is None:
         return prepare_components(amp, mean, covar, grp.S, family)
     R = grp.R

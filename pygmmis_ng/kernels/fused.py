@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import algebra, compiled_transforms, lanes, skeletons
+from . import algebra, compiled_transforms, lanes, patterns, skeletons
 from .compiled_transforms import Q_NEGLIGIBLE, deconvolve, numba
 from .skeletons import Spec
 
@@ -86,7 +86,7 @@ def _cache_dir() -> Path | None:
 def _helpers_hash() -> str:
     """What the generated sources inline besides their own text."""
     h = hashlib.sha256(str(getattr(numba, "__version__", "")).encode())
-    for mod in (compiled_transforms, lanes):
+    for mod in (compiled_transforms, lanes, patterns):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()
 

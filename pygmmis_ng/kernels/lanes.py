@@ -18,7 +18,10 @@ from .compiled_transforms import bits_of_float, compile_kernel, exp_branch_free,
 #: samples per block (measured, one thread: 8 lanes do not vectorize; 64 is 1.1-1.4x faster than
 #: 32 and 16 for XD at D = 3, 4 and plain EM at D = 2 ... 8; 128, 256 are slower at D >= 5)
 BL = 64
-#: a member below exp(LOG_FLOOR) times the sample's largest gets 0 (as in :mod:`.quadratic`)
+#: a member whose density is below exp(LOG_FLOOR) times the sample's largest is given 0
+#: (also in :mod:`.quadratic`): its weight (< 1e-260) is invisible in any sum, while
+#: subnormal numbers in the exponential (and the GEMMs) would cost up to 5x a chunk's time;
+#: FLOOR: what is left of a clipped difference after the exponential is dropped below it
 LOG_FLOOR = -600.0
 FLOOR = float(np.exp(LOG_FLOOR + 1.0))
 #: products of Cholesky diagonals outside this range make a lane kernel hand the chunk to
@@ -57,20 +60,22 @@ def _lane_log_py(v):
     return e * _LN2_HI + (r + e * _LN2_LO)
 
 
-def _weigh_lanes_py(lp, K, MX, BGL, has_bg, WL, TOT, nb, q_negligible, logL, B):
-    """Turn lp[k, j] = log a_k N_jk of a block into the members' densities relative to the
-    sample's largest, TOT[j] into w_j / their total and MX[j] into ``q_negligible`` times
-    that total: w_j q_jk = lp[k, j] TOT[j] where lp[k, j] >= MX[j], else 0 (the moment
-    loops form it as they go). Returns logL and B with the block's samples added in order;
-    a lane of weight 0 gets TOT 0, a sample no member can produce makes logL -inf."""
-    for j in range(BL):
+def _weigh_columns_py(lp, K, n, nb, MX, BGL, has_bg, WL, TOT, q_negligible, logL, B):
+    """Turn lp[k, j] = log a_k N_jk of n samples (columns; MX their largest member, BGL the
+    log background density) into the members' densities relative to the largest, TOT[j]
+    into w_j / their total and MX[j] into ``q_negligible`` times that total:
+    w_j q_jk = lp[k, j] TOT[j] where lp[k, j] >= MX[j], else 0. Returns logL and B with the
+    first nb samples added in order (the others get TOT 0, as a sample of weight 0 does); a
+    sample no member can produce makes logL -inf. Components outside, samples inside: the
+    loops over samples vectorize (branch-free exp). The lane kernels call it with n = BL."""
+    for j in range(n):
         d = BGL[j] - MX[j]
         e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR) if has_bg else 0.0
         BGL[j] = e if e > FLOOR else 0.0
         TOT[j] = BGL[j]
     for k in range(K):
         lpk = lp[k]
-        for j in range(BL):
+        for j in range(n):
             d = lpk[j] - MX[j]
             e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR)
             e = e if e > FLOOR else 0.0
@@ -89,7 +94,7 @@ def _weigh_lanes_py(lp, K, MX, BGL, has_bg, WL, TOT, nb, q_negligible, logL, B):
             B += BGL[j] * s
             MX[j] = q_negligible * TOT[j]       # threshold, then the scale
             TOT[j] = s
-    for j in range(nb, BL):
+    for j in range(nb, n):
         TOT[j] = 0.0
     return logL, B
 
@@ -105,5 +110,5 @@ def _add_lanes_py(acc, sums, K, NS):
 
 
 lane_log = compile_kernel(_lane_log_py, inline=True)
-weigh_lanes = compile_kernel(_weigh_lanes_py, inline=True)
+weigh_columns = compile_kernel(_weigh_columns_py, inline=True)
 add_lanes = compile_kernel(_add_lanes_py, inline=True)

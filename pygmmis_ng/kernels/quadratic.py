@@ -28,17 +28,12 @@ import functools
 
 import numpy as np
 
-from .compiled_transforms import compile_kernel, exp_branch_free
+from .compiled_transforms import compile_kernel
+from .lanes import weigh_columns
 
 #: largest |L_k^-1 m_k|^2 (bounded by |m_k|^2 |L_k^-1|_F^2) for which the raw
 #: quadratic form is used: the cancellation then costs at most ~1e-10 of chi2
 RAW_LIMIT = 1e6
-#: a member whose density is below exp(LOG_FLOOR) times the sample's largest is
-#: given 0: its weight (< 1e-260) is invisible in any sum, while subnormal numbers
-#: in the exponential and the second GEMM would cost up to 5x the chunk's time
-LOG_FLOOR = -600.0
-#: what is left of a clipped difference after the exponential is dropped below this
-FLOOR = float(np.exp(LOG_FLOOR + 1.0))
 
 
 def accurate(mean: np.ndarray, prec_chol: np.ndarray) -> bool:
@@ -112,46 +107,23 @@ def _features_py(x, rows, cols, mode, z):
 def _weigh_py(lp, weight, log_bg, has_bg):
     """Turn lp[k, i] = log a_k N_ik (K, n) into w_i q_ik in place; returns (logL, B).
 
-    Components outside, samples inside: the loops over samples vectorize (branch-free
-    exp and log); the sums over samples run in order, as in the other kernels. A sample
-    of weight 0 gets zeros; one that no member can produce makes logL -inf.
+    The sums over samples run in order, as in the other kernels (see
+    :func:`pygmmis_ng.kernels.lanes.weigh_columns`). A sample of weight 0 gets zeros;
+    one that no member can produce makes logL -inf.
     """
     K, n = lp.shape
     mx = np.empty(n)
+    bgl = np.empty(n)
     tot = np.empty(n)
     for i in range(n):
-        mx[i] = log_bg[i] if has_bg else -np.inf
+        bgl[i] = log_bg[i] if has_bg else -np.inf
+        mx[i] = bgl[i]
     for k in range(K):
         lpk = lp[k]
         for i in range(n):
             mx[i] = max(mx[i], lpk[i])
-    for i in range(n):
-        d = log_bg[i] - mx[i] if has_bg else LOG_FLOOR
-        e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR) if has_bg else 0.0
-        tot[i] = e if e > FLOOR else 0.0
-    bg = tot.copy()
-    for k in range(K):
-        lpk = lp[k]
-        for i in range(n):
-            d = lpk[i] - mx[i]
-            e = exp_branch_free(d if d > LOG_FLOOR else LOG_FLOOR)
-            e = e if e > FLOOR else 0.0
-            lpk[i] = e
-            tot[i] += e
-    logL = 0.0
-    B = 0.0
-    for i in range(n):
-        wi = weight[i]
-        if wi == 0.0:
-            tot[i] = 0.0
-        elif mx[i] == -np.inf or tot[i] == 0.0:
-            logL = -np.inf
-            tot[i] = 0.0
-        else:
-            logL += wi * (mx[i] + np.log(tot[i]))
-            tot[i] = wi / tot[i]
-            B += bg[i] * tot[i]
-    for k in range(K):
+    logL, B = weigh_columns(lp, K, n, n, mx, bgl, has_bg, weight, tot, 0.0, 0.0, 0.0)
+    for k in range(K):                  # threshold 0: every member, scaled
         lpk = lp[k]
         for i in range(n):
             lpk[i] *= tot[i]

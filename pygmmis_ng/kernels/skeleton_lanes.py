@@ -4,7 +4,7 @@ The samples of a chunk in blocks of :data:`~.lanes.BL`, copied into lane arrays;
 component, one loop over the lanes computes every pair's log density (and, with
 per-sample noise, its statistics), so the compiler turns it into SIMD instructions;
 the log-sum-exp and the responsibilities run over the lanes as well
-(:func:`~.lanes.weigh_lanes`), and the moments are added per lane, then over lanes in
+(:func:`~.lanes.weigh_columns`), and the moments are added per lane, then over lanes in
 a fixed order. No neighborhoods.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ def kernel(x, S, weight, log_bg, has_bg, mean, C, log_c, q_negligible, sums):
                     lp[k, j] = -np.inf
                     for s in range(U.shape[1]):
                         U[k, s, j] = 0.0
-        logL, B = weigh_lanes(lp, K, MX, BGL, has_bg, WL, TOT, nb, q_negligible, logL, B)
+        logL, B = weigh_columns(lp, K, BL, nb, MX, BGL, has_bg, WL, TOT, q_negligible, logL, B)
         for k in range(K):
             lpk = lp[k]
             ak = acc[k]

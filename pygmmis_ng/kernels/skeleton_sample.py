@@ -82,7 +82,8 @@ lower_inverse(Ls[k], D, Li)
 back_solve(Li, ys[k], D, u)
 inverse_gram(Li, D, Tinv)"""),
 }
-_PROJECTED = (_FACTORS + "\nRV = np.empty((D, Dm))\nW = np.empty((D, Dm))\nRu = np.empty(Dm)", """\
+_PROJECTED = (_FACTORS + "\nRV = np.empty((D, Dm))\nW = np.empty((D, Dm))\nRu = np.empty(Dm)\n"
+              "WtW = np.empty((Dm, Dm))", """\
 for a in range(D):
     for b in range(Dm):
         s = 0.0
@@ -112,25 +113,20 @@ for a in range(Dm):
     for c in range(D):
         s += R[i, c, a] * u[c]
     Ru[a] = s
-sums[k, 0] += q
-r = 1 + Dm
-for a in range(Dm):
-    qa = q * Ru[a]
-    sums[k, 1 + a] += qa
     for b in range(a, Dm):
         s = 0.0
         for c in range(D):
             s += W[c, a] * W[c, b]
-        sums[k, r] += qa * Ru[b] - q * s
-        r += 1""")
+        WtW[a, b] = s""")
+#: the moments of a pair: q, q u, q (u u^T - T^-1) (upper triangle) in {dim} dimensions
 _GENERAL_ACCUM = """\
 sums[k, 0] += q
-r = 1 + D
-for a in range(D):
-    qa = q * u[a]
+r = 1 + {dim}
+for a in range({dim}):
+    qa = q * {u}[a]
     sums[k, 1 + a] += qa
-    for b in range(a, D):
-        sums[k, r] += qa * u[b]{minus}
+    for b in range(a, {dim}):
+        sums[k, r] += qa * {u}[b]{minus}
         r += 1"""
 
 
@@ -221,13 +217,14 @@ def sample_source(spec: Spec) -> str:
     if spec.noise.startswith("masked"):
         return _masked_source(spec)
     if spec.noise == "projected":       # y = R_i x + noise: T = R_i V_k R_i^T + S_i, lifted by R_i
-        alloc, pair, accum = _PROJECTED
+        alloc, pair, finish = _PROJECTED   # moments of R^T u, R^T (u u^T - T^-1) R in Dm dims
+        accum = finish + "\n" + _GENERAL_ACCUM.format(dim="Dm", u="Ru", minus=" - q * WtW[a, b]")
         return SAMPLE.format(alloc=indent(alloc.split("\n"), 4), load="", final="",
                              pair=indent(pair.split("\n"), 16), accum=indent(accum.split("\n"), 12))
     if spec.dim == 0:
         alloc, pair, finish = _GENERAL[spec.noise]
         minus = " - q * Tinv[a, b]" if spec.noise == "per_sample" else ""
-        accum = finish.split("\n") + _GENERAL_ACCUM.format(minus=minus).split("\n")
+        accum = finish.split("\n") + _GENERAL_ACCUM.format(dim="D", u="u", minus=minus).split("\n")
         return SAMPLE.format(alloc=indent(alloc.split("\n"), 4), load="", final="",
                              pair=indent(pair.split("\n"), 16), accum=indent(accum, 12))
     D = spec.dim

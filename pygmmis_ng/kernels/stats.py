@@ -154,7 +154,7 @@ def prepare_components(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
     per_sample = noise is not None and noise.ndim == 3
     family = kernel_family(covar, noise, family)
     if per_sample:
-        return Components(log_amp, mean, covar, None, None, None, None, None, family)
+        return Components(log_amp, mean, covar, None, None, None, None, family=family)
     T = covar if noise is None else covar + noise[None]
     chol = np.linalg.cholesky(T)
     K, D = mean.shape
