@@ -22,7 +22,6 @@ from collections import Counter
 import numpy as np
 
 import pygmmis_ng as ng
-from pygmmis_ng.execution import cluster as cluster_module
 
 
 def problem(seed: int, N: int):
@@ -52,8 +51,8 @@ def one_fit(i: int, client, N: int, check: bool) -> str:
     data = [da.from_array(X, chunks=(chunks, 3))] + \
         ([da.from_array(S, chunks=(chunks, 3, 3))] if noise else [])
     streamed = i % 4 == 1
-    cluster_module.PERSIST_SHARE = 0.0 if streamed else 0.5
-    cluster_module.STREAM_BATCH_BYTES = 1 << 18 if streamed else 64 << 20
+    ng.config.set_settings(persist_share=0.0 if streamed else 0.5,
+                           stream_batch_bytes=1 << 18 if streamed else 64 << 20)
     g = ng.GMM(3, 3)
     bg = kw.pop("background", None)
     try:

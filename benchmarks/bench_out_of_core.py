@@ -109,10 +109,8 @@ def fit_once(client, path: str) -> dict:
         logger.removeHandler(handler)
     # the INFO rows: header, then one per iteration; E-steps = n_eval
     start = times[0] if times else t0
-    from pygmmis_ng.execution import cluster
-
     limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
-    streamed = (X.nbytes + S.nbytes) > cluster.PERSIST_SHARE * sum(limits)
+    streamed = (X.nbytes + S.nbytes) > ng.config.get_settings().persist_share * sum(limits)
     return dict(N=X.shape[0], gb=(X.nbytes + S.nbytes) / 1e9, prep=start - t0,
                 mode="streamed" if streamed else "kept on workers",
                 per_estep=(t1 - start) / max(result.n_eval, 1), n_eval=result.n_eval,
@@ -129,8 +127,7 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true", help="stream at every size")
     args = ap.parse_args()
     if args.stream:
-        from pygmmis_ng.execution import cluster
-        cluster.PERSIST_SHARE = 0.0
+        ng.config.set_settings(persist_share=0.0)
     warnings.simplefilter("ignore")
     base = args.dir or tempfile.mkdtemp(prefix="pygmmis_ng_zarr_")
     rows = []

@@ -23,6 +23,7 @@ import sys
 
 from sklearn.exceptions import ConvergenceWarning
 
+from . import config
 from .data import latent
 from .estimators.classifier import GenerativeClassifier
 from .estimators.mixture import IncompleteGaussianMixture
@@ -57,7 +58,7 @@ __all__ = ["GMM", "Background", "fit", "IncompleteGaussianMixture", "GenerativeC
            "FitWarning", "ReseedWarning",
            "NoiseWarning", "RunawayError", "CollapseError",
            "ConvergenceWarning", "INIT_METHODS", "chi2_cutoff", "match_components", "heldout_logL",
-           "compare", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",
+           "compare", "config", "datasets", "init", "latent", "plots", "scan_K", "KScan", "cv_fit", "stack",
            "stack_fit", "__version__", "initFromDataMinMax", "initFromDataAtRandom",
            "initFromKMeans", "covar_callback_default", "createShared"]
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
+from . import config
 from .data.validation import as_float_array, check_data, check_int, check_noise, check_observed
 
 #: the parameter arrays of a saved GMM
@@ -39,21 +40,15 @@ _KIND_NAMES = {"b": "booleans", "U": "strings", "S": "bytes", "O": "Python objec
 
 
 # -- memory -------------------------------------------------------------------
-def memory_budget() -> int:
-    """Bytes one GMM's parameters (or one call's arrays) may take: a quarter of the memory."""
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        total = 0
-    return total // 4 if total > 0 else 4 << 30
+#: a model call's arrays may take this share of the memory limit (the rest: temporaries)
+ARRAY_SHARE = 4
 
 
 def check_memory(nbytes: int, what: str) -> None:
-    """Raise a ValueError if ``nbytes`` (for ``what``) exceeds :func:`memory_budget`."""
-    budget = memory_budget()
-    if nbytes > budget:
-        raise ValueError(f"{what} would need {nbytes / 2**30:.3g} GiB of memory, more than the "
-                         f"{budget / 2**30:.3g} GiB allowed (a quarter of the physical memory)")
+    """Raise a ValueError if ``nbytes`` of arrays (for ``what``), with room for their
+    temporaries, exceed the memory limit (:func:`pygmmis_ng.config.check_memory`)."""
+    config.check_memory(ARRAY_SHARE * nbytes, what,
+                        f" (arrays of {nbytes / 2**30:.3g} GiB and their temporaries)")
 
 
 def param_bytes(K: int, D: int) -> int:

@@ -1,3 +1,4 @@
+import dataclasses
 import runpy
 import warnings
 from pathlib import Path
@@ -67,3 +68,12 @@ def run_example(name, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return runpy.run_path(str(EXAMPLES / f"{name}.py"))["main"](smoke=True, **kwargs)
+
+
+@pytest.fixture
+def settings():
+    """``settings(name=value, ...)`` changes the runtime settings (:mod:`pygmmis_ng.config`)
+    for the rest of one test; they are restored after it."""
+    saved = ng.config.get_settings()
+    yield ng.config.set_settings
+    ng.config.set_settings(**dataclasses.asdict(saved))

@@ -1,7 +1,7 @@
 """The shape of the package: layers, no import circles, short functions and modules.
 
-The package reads as the algorithm (docs/design.md, "Layers"): math on one
-chunk (kernels) -> what was observed (data) -> the public model -> the
+The package reads as the algorithm (docs/design.md, "Layers"): the runtime
+settings (config) -> math on one chunk (kernels) -> what was observed (data) -> the public model -> the
 selection (imputation, background) -> executors -> the EM fit -> estimators
 -> tools. A module may import from its own layer and the layers below it,
 never from a layer above, and no chain of imports (including imports inside
@@ -18,9 +18,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pygmmis_ng"
 NAME = PACKAGE.name
 
 #: the layers, lowest first; a module's layer is its subpackage (or its top-level name)
-LAYERS = ("kernels", "data", "model", "selection", "execution", "fitting", "estimators", "tools")
+LAYERS = ("config", "kernels", "data", "model", "selection", "execution", "fitting", "estimators", "tools")
 #: top-level modules and the layer each belongs to; the package's __init__/__main__ may import anything
-TOP_LEVEL = {"model": "model", "model_files": "model", "conditioning": "model"}
+TOP_LEVEL = {"config": "config", "model": "model", "model_files": "model", "conditioning": "model"}
 ENTRY_POINTS = {NAME, f"{NAME}.__main__"}
 
 MAX_FUNCTION_LINES = 120      # lines of code, docstring, comments and blank lines aside

@@ -68,9 +68,9 @@ def reference(n_jobs, missing):
 
 
 @pytest.fixture(autouse=True)
-def small_blocks(monkeypatch):
+def small_blocks(settings, monkeypatch):
     # several blocks of imputation draws per iteration: with n_jobs=2 both workers draw
-    monkeypatch.setattr(imputation, "IMPUTATION_BLOCK", 1024)
+    settings(imputation_block=1024)
     yield
     assert multiprocessing.active_children() == []
 

@@ -152,6 +152,21 @@ def test_imputation_with_background_equals_one_process(client):
     assert rb.n_imputed > 0
 
 
+def test_runtime_settings_travel_to_the_workers(client):
+    """The settings in force when a fit starts go to the workers with its problem: imputation
+    blocks of 1024 draws (other variates than the default's) on the cluster equal those of one
+    process under the same settings, and the numpy kernels serve there when switched off."""
+    ds = datasets.paper_2d(N=600, selection="box_with_hole", sigma=0.5, rng=3)
+    kw = dict(data=ds.data, covar=ds.covar, sel_callback=ds.sel_callback,
+              covar_callback=lambda c: ds.covar, maxiter=5, tol=0, oversampling=4)
+    default = ng.fit(ng.GMM(2, 2), rng=2, **kw)
+    with ng.config.settings(imputation_block=1024, compiled_kernels=False):
+        here = ng.fit(ng.GMM(2, 2), rng=2, **kw)
+        there = ng.fit(ng.GMM(2, 2), rng=2, client=client, **kw)
+    assert here.logL == there.logL and np.array_equal(here.history, there.history)
+    assert here.logL != default.logL
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_the_problem_moves_between_workers_as_bytes(client):
     # regression: a worker pickling the problem object to hand it to another raced with a
@@ -210,12 +225,11 @@ def test_float32_storage_on_the_cluster_equals_one_process(client):
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["kept-on-workers", "streamed"])
 def test_dask_arrays_kept_or_streamed_equal_numpy_with_weights_and_imputation(
-        client, monkeypatch, streamed):
-    from pygmmis_ng.execution import cluster as cluster_module
+        settings,         client, monkeypatch, streamed):
 
     if streamed:     # every E-step reads the rows again, in batches of ~1 MB (many batches)
-        monkeypatch.setattr(cluster_module, "PERSIST_SHARE", 0.0)
-        monkeypatch.setattr(cluster_module, "STREAM_BATCH_BYTES", 1 << 20)
+        settings(persist_share=0.0)
+        settings(stream_batch_bytes=1 << 20)
     X, S, rng = blobs(60000, seed=11)
     weight = rng.uniform(0.5, 2.0, len(X))
     r = same_fit(client, (X, S), lazy(X, S), sample_weight=weight, maxiter=15, tol=0)
@@ -232,10 +246,9 @@ def test_dask_arrays_kept_or_streamed_equal_numpy_with_weights_and_imputation(
         same_fit(client, (Xs, Ss), lazy(Xs, Ss), **kw)
 
 
-def test_a_sample_of_large_data_starts_the_fit_the_same_from_numpy_and_dask(client, monkeypatch):
-    from pygmmis_ng.data import lazy as lazy_module
+def test_a_sample_of_large_data_starts_the_fit_the_same_from_numpy_and_dask(settings, client, monkeypatch):
 
-    monkeypatch.setattr(lazy_module, "SAMPLE_ROWS", 3000)   # "large": more rows than that
+    settings(init_sample_rows=3000)   # "large": more rows than that
     X, S, _ = blobs(20000, seed=12)
     same_fit(client, (X, S), lazy(X, S), maxiter=10)
 
@@ -245,10 +258,9 @@ def _on_a_worker_only(block):
     return block
 
 
-def test_cluster_data_are_read_on_the_workers_only(client, monkeypatch):
-    from pygmmis_ng.execution import cluster as cluster_module
+def test_cluster_data_are_read_on_the_workers_only(settings, client, monkeypatch):
 
-    monkeypatch.setattr(cluster_module, "PERSIST_SHARE", 0.0)
+    settings(persist_share=0.0)
     X, S, _ = blobs(30000, seed=13)
     Xd, Sd = lazy(X, S)
     Xd = Xd.map_blocks(_on_a_worker_only, dtype=float)
@@ -388,10 +400,10 @@ def test_a_worker_killed_mid_fit_with_dask_array_data_does_not_change_the_answer
     assert victim not in client.run(os.getpid).values()
 
 
-def test_a_cluster_without_workers_ends_the_fit_with_a_clear_error(monkeypatch):
+def test_a_cluster_without_workers_ends_the_fit_with_a_clear_error(settings, monkeypatch):
     from pygmmis_ng.execution import cluster_watch
 
-    monkeypatch.setattr(cluster_watch, "NO_WORKER_TIMEOUT", 1.0)
+    settings(no_worker_timeout=1.0)
     monkeypatch.setattr(cluster_watch, "WAIT_POLL", 0.2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -214,15 +214,15 @@ def expected_int(v) -> int | None:
 def test_constructor_hostile_sizes(K, D):
     k, d = expected_int(K), expected_int(D)
     ok = k is not None and d is not None and k >= 1 and d >= 1 \
-        and model_files.param_bytes(k, d) <= model_files.memory_budget()
+        and model_files.ARRAY_SHARE * model_files.param_bytes(k, d) <= ng.config.memory_limit()
     run(lambda: ng.GMM(K, D), ["K", "D"], expect_ok=ok,
         check=lambda g: (g.K, g.D) == (k, d) and not g.amp[:10].any())
 
 
 @pytest.mark.parametrize("K, D, fits", [(1, 300, True), (1, 400, False), (1000, 10, True),
                                         (10**4, 10, False)])
-def test_constructor_memory_bound(monkeypatch, K, D, fits):
-    monkeypatch.setattr(model_files, "memory_budget", lambda: 1 << 20)
+def test_constructor_memory_bound(settings, K, D, fits):
+    settings(memory_limit=model_files.ARRAY_SHARE << 20)
     err = run(lambda: ng.GMM(K, D), ["memory"], expect_ok=fits)
     assert fits or f"K={K}, D={D}" in str(err)
 
@@ -408,10 +408,10 @@ def test_draw_hostile_arguments(size, rng, rc):
         expect_ok=ok, check=right, gmm=gmm)
 
 
-def test_draw_refuses_sizes_beyond_memory(monkeypatch):
+def test_draw_refuses_sizes_beyond_memory(settings):
     gmm = make_model(2, 2)
     run(lambda: gmm.draw(10**15, rng=0), ["draw(size=1000000000000000)"], expect_ok=False)
-    monkeypatch.setattr(model_files, "memory_budget", lambda: 1 << 20)
+    settings(memory_limit=model_files.ARRAY_SHARE << 20)
     run(lambda: gmm.draw(10**5, rng=0), ["memory"], expect_ok=False)
     run(lambda: gmm.draw(10**4, rng=0), [], expect_ok=True, check=lambda r: r.shape == (10**4, 2))
 
@@ -698,10 +698,10 @@ def test_deflate_bomb_is_refused_before_loading(files):
     assert zeros.name in str(err) and time.perf_counter() - start < 3.0
 
 
-def test_declared_size_beyond_memory_is_refused_before_reading(files, monkeypatch):
+def test_declared_size_beyond_memory_is_refused_before_reading(files, settings):
     path = files()
     np.savez(path, **GOOD)
-    monkeypatch.setattr(model_files, "memory_budget", lambda: 100)
+    settings(memory_limit=model_files.ARRAY_SHARE * 100)
     load_case(path, expect_ok=False, names=["memory"])
 
 

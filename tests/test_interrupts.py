@@ -39,7 +39,6 @@ import pytest
 import pygmmis_ng as ng
 from pygmmis_ng.execution import pool
 from pygmmis_ng.execution.interrupts import sigint_deferred
-from pygmmis_ng.selection import imputation
 from pygmmis_ng.tools import datasets
 
 #: seconds from SIGINT to KeyboardInterrupt at the top of the child, and to its exit
@@ -355,8 +354,8 @@ def _dies(how: str):
     ("raise KeyboardInterrupt", r"sel_callback raised KeyboardInterrupt .* where Ctrl-C does "
                                 r"not arrive \(a worker process or a thread\)"),
 ])
-def test_a_worker_that_dies_is_explained(monkeypatch, nothing_left_behind, how, message):
-    monkeypatch.setattr(imputation, "IMPUTATION_BLOCK", 2048)
+def test_a_worker_that_dies_is_explained(settings, monkeypatch, nothing_left_behind, how, message):
+    settings(imputation_block=2048)
     ds = _box(2)
     n_obs, die = len(ds.data), _dies(how)
 

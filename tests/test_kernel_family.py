@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from conftest import random_spd
 
+from pygmmis_ng import config
 from pygmmis_ng.kernels import algebra, dense, fused, lanes, skeletons
 from pygmmis_ng.kernels.compiled_transforms import deconvolve
 from pygmmis_ng.kernels.skeletons import Spec
 from pygmmis_ng.kernels.stats import Components, prepare_components
 
-pytestmark = pytest.mark.skipif(not fused.ENABLED, reason="the kernel family is compiled")
+pytestmark = pytest.mark.skipif(not fused.enabled(), reason="the kernel family is compiled")
 
 
 def _dim(spec: Spec) -> int:
@@ -43,12 +44,10 @@ def _problem(spec: Spec, seed: int, n: int = 700, K: int = 5, D: int | None = No
     return x, (S if spec.noise == "per_sample" else None), weight, log_bg, amp, mean, covar
 
 
-def _reference(x, S, weight, log_bg, amp, mean, covar, monkeypatch):
-    monkeypatch.setattr(fused, "ENABLED", False)
-    comps = prepare_components(amp, mean, covar, S)
-    st = dense.chunk_stats(x, comps, S, weight, log_bg)
-    monkeypatch.setattr(fused, "ENABLED", True)
-    return st
+def _reference(x, S, weight, log_bg, amp, mean, covar):
+    with config.settings(compiled_kernels=False):
+        comps = prepare_components(amp, mean, covar, S)
+        return dense.chunk_stats(x, comps, S, weight, log_bg)
 
 
 def _via_spec(spec, x, S, weight, log_bg, amp, mean, covar, nbr=None, redo=None, c2=0.0):
@@ -99,10 +98,10 @@ def test_every_registry_kernel_equals_the_numpy_reference(spec, monkeypatch):
     got = _via_spec(spec, *args)
     assert got[5] == 0
     assert got[0][2] == 0.0                         # the empty member gets nothing
-    _close(got, _reference(*args, monkeypatch), spec.family)
+    _close(got, _reference(*args), spec.family)
 
 
-def test_the_projected_kernel_equals_the_numpy_reference(monkeypatch):
+def test_the_projected_kernel_equals_the_numpy_reference(settings, monkeypatch):
     from pygmmis_ng.kernels import projected
 
     assert PROJECTED in fused.registry()
@@ -120,7 +119,7 @@ def test_the_projected_kernel_equals_the_numpy_reference(monkeypatch):
         comps = Components(np.log(amp), mean, covar, None, None, None, None)
     out = {}
     for on in (False, True):
-        monkeypatch.setattr(fused, "ENABLED", on)
+        settings(compiled_kernels=on)
         out[on] = projected.chunk_stats(y, R, S, comps, weight, log_bg)
     got = out[True]
     _close((got.A, got.Mc, got.Cc, got.logL, got.B), out[False], "full")
@@ -183,7 +182,7 @@ def test_an_extreme_determinant_falls_back_to_the_folding_kernel(monkeypatch):
     with np.errstate(divide="ignore"):
         log_amp = np.log(amp)
     got = fused.stats_per_sample(x, S, weight, log_bg, mean, covar, log_amp)
-    ref = _reference(x, S, weight, log_bg, amp, mean, covar, monkeypatch)
+    ref = _reference(x, S, weight, log_bg, amp, mean, covar)
     assert got[3] == pytest.approx(ref.logL, rel=1e-12)
     np.testing.assert_allclose(got[0], ref.A, rtol=1e-10, atol=1e-12 * ref.A.max())
 
@@ -199,7 +198,7 @@ def test_diagonal_per_sample_noise_through_the_chunk_kernel(family, D, monkeypat
         comps = Components(np.log(amp), mean, covar, None, None, None, None, family=family)
     got = dense.chunk_stats(x, comps, S, weight, log_bg)
     _close((got.A, got.Mc, got.Cc, got.logL, got.B),
-           _reference(x, S, weight, log_bg, amp, mean, covar, monkeypatch), family)
+           _reference(x, S, weight, log_bg, amp, mean, covar), family)
 
 
 def test_kernel_family_follows_the_components():
@@ -222,7 +221,7 @@ def test_generated_sources_are_cached_on_disk_and_loaded_by_name(tmp_path, monke
     src = skeletons.source(spec)
     assert "def kernel(" in src and "do not edit" in src
     monkeypatch.setenv("PYGMMIS_NG_KERNEL_DIR", str(tmp_path))
-    kernel = fused.kernel.__wrapped__(spec)         # render, import, compile and cache
+    kernel = fused._load(spec)         # render, import, compile and cache
     files = sorted(p.name for p in tmp_path.glob("*.py"))
     assert len(files) == 1 and files[0].startswith("pygmmis_ng_kernel_lanes_shared_full_2_")
     assert (tmp_path / files[0]).read_text() == src
@@ -244,7 +243,7 @@ def test_unwritable_cache_directories_compile_in_memory(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert fused._cache_dir() == tmp_path / "xdg" / "pygmmis_ng"
     monkeypatch.setattr(fused, "_cache_dir", lambda: None)
-    kernel = fused.kernel.__wrapped__(Spec("lanes", "shared", "full", 1))
+    kernel = fused._load(Spec("lanes", "shared", "full", 1))
     sums = np.zeros((1, 3))
     kernel(np.zeros((5, 1)), np.zeros((0, 0, 0)), np.ones(5), np.zeros(0), 0, np.zeros((1, 1)),
            np.ones((1, 1, 1)), np.zeros(1), 0.0, sums)
@@ -258,7 +257,7 @@ def test_the_lane_kernels_compile_to_packed_simd_instructions(monkeypatch):
     multiplies (plain EM) in the compiled code, not one value at a time. (Compiled afresh in
     memory: a kernel loaded from numba's disk cache has no assembly to show.)"""
     monkeypatch.setattr(fused, "_cache_dir", lambda: None)
-    render = fused.kernel.__wrapped__
+    render = fused._load
     for spec, packed in ((Spec("lanes", "per_sample", "full", 3), r"v?(sqrt|div)pd"),
                          (Spec("lanes", "shared", "full", 5), r"v?(mul|fmadd\w*)pd")):
         kernel = render(spec)

@@ -9,7 +9,7 @@ from scipy.special import logsumexp
 
 from pygmmis_ng.kernels import fused
 
-pytestmark = pytest.mark.skipif(not fused.ENABLED, reason="the masked kernel is compiled")
+pytestmark = pytest.mark.skipif(not fused.enabled(), reason="the masked kernel is compiled")
 
 
 def _problem(seed, n=600, K=4, D=6, frac=0.35, noise="shared"):

@@ -86,13 +86,13 @@ def _as_tuple(st):
 
 @pytest.mark.parametrize("D", [1, 2, 3, 5, 8, 12])
 @pytest.mark.parametrize("variant", ["plain", "shared", "weights_bg", "empty_member"])
-def test_quadratic_and_lane_stats_equal_the_numpy_kernels(monkeypatch, D, variant):
+def test_quadratic_and_lane_stats_equal_the_numpy_kernels(settings, monkeypatch, D, variant):
     x, comps, weight, log_bg = _case(D, variant, np.random.default_rng(10 * D))
     assert comps.quad is not None
     assert dense.kernel_path(D, False, True, False) == ("fused" if D <= 8 else "quadratic")
     out = {}
     for on in (True, False):
-        monkeypatch.setattr(fused, "ENABLED", on)
+        settings(compiled_kernels=on)
         out[on] = _as_tuple(dense.chunk_stats(x, comps, None, weight, log_bg))
     _assert_stats_equal(out[True], out[False])
     raw = quadratic.central_stats(x, comps.mean, comps.quad, weight, log_bg)
@@ -106,7 +106,7 @@ def test_quadratic_and_lane_stats_equal_the_numpy_kernels(monkeypatch, D, varian
 @pytest.mark.parametrize("D", [2, 9, 30])
 @pytest.mark.parametrize("family", ["diag", "spherical"])
 @pytest.mark.parametrize("variant", ["plain", "weights_bg"])
-def test_diagonal_families_equal_the_numpy_kernels(monkeypatch, D, family, variant):
+def test_diagonal_families_equal_the_numpy_kernels(settings, monkeypatch, D, family, variant):
     """The O(D) kernels of diagonal / isotropic components (lanes, GEMMs over 1 + 2D or
     D + 2 features) against the full numpy kernels on the same components."""
     rng = np.random.default_rng(D)
@@ -117,9 +117,9 @@ def test_diagonal_families_equal_the_numpy_kernels(monkeypatch, D, family, varia
     mean = rng.normal(size=(K, D))
     comps = prepare_components(np.full(K, 0.8 / K), mean, covar, family=family)
     assert comps.family == family
-    monkeypatch.setattr(fused, "ENABLED", False)
+    settings(compiled_kernels=False)
     ref = _as_tuple(dense.chunk_stats(x, comps, None, weight, log_bg))
-    monkeypatch.setattr(fused, "ENABLED", True)
+    settings(compiled_kernels=True)
     _assert_stats_equal(_as_tuple(dense.chunk_stats(x, comps, None, weight, log_bg)), ref, family)
     _assert_stats_equal(quadratic.central_stats(x, mean, comps.quad, weight, log_bg, family),
                         ref, family)
@@ -129,7 +129,7 @@ def test_diagonal_families_equal_the_numpy_kernels(monkeypatch, D, family, varia
     _assert_stats_equal(lanes, ref, family)
 
 
-def test_far_components_use_the_centred_kernels(monkeypatch):
+def test_far_components_use_the_centred_kernels(settings, monkeypatch):
     # |L^-1 m|^2 above RAW_LIMIT: the raw form would lose ~1e-7 of the variance; the
     # centred kernels serve instead, and agree with numpy to 1e-10
     rng = np.random.default_rng(3)
@@ -146,7 +146,7 @@ def test_far_components_use_the_centred_kernels(monkeypatch):
     near = prepare_components(np.ones(K) / K, near_mean, covar)
     assert near.quad is not None
     x = np.vstack([rng.normal(size=(500, D)) + near_mean[k] for k in range(K)])
-    monkeypatch.setattr(fused, "ENABLED", False)
+    settings(compiled_kernels=False)
     b = dense.chunk_stats(x, near)
     A, Mc, Cc, logL, B = quadratic.central_stats(x, near.mean, near.quad, None, None)
     # the documented bound: the cancellation costs < ~1e-10 of each component's variance

@@ -12,6 +12,7 @@ import scipy.stats as st
 from conftest import make_3d_pair
 
 import pygmmis_ng as ng
+from pygmmis_ng import config
 from pygmmis_ng.kernels import fused
 
 D, K = 3, 2
@@ -161,7 +162,7 @@ def test_cutoff_neighborhoods_in_data_order():
         np.testing.assert_array_equal(rb.U[k], np.flatnonzero(inside))
 
 
-@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not fused.enabled(), reason="bit-identity across workers needs the numba kernels")
 def test_missing_fit_is_identical_for_any_n_jobs():
     rng = np.random.default_rng(6)
     g = truth()
@@ -236,21 +237,20 @@ def many_patterns(N, rng, D6=6):
 
 
 @pytest.mark.parametrize("noise", ["none", "shared", "per-sample"])
-def test_masked_kernel_for_many_patterns_equals_grouped_fit(monkeypatch, noise):
+def test_masked_kernel_for_many_patterns_equals_grouped_fit(settings, monkeypatch, noise):
     """With more than MASKED_PATTERNS patterns one compiled masked kernel serves all samples;
     the grouped path (one group per pattern) must give the same fit."""
-    from pygmmis_ng.data import layout
 
     rng = np.random.default_rng(14)
     g, X = many_patterns(3000, rng)
-    assert len(np.unique(np.isnan(X), axis=0)) > layout.MASKED_PATTERNS
+    assert len(np.unique(np.isnan(X), axis=0)) > config.get_settings().masked_patterns
     S = {"none": None, "shared": 0.1 * np.eye(6),
          "per-sample": np.einsum("n,ab->nab", rng.uniform(0.05, 0.3, 3000), np.eye(6))}[noise]
     start = g.copy()
     start.mean = start.mean + 0.5
     out = {}
-    for limit in (layout.MASKED_PATTERNS, 10**6):
-        monkeypatch.setattr(layout, "MASKED_PATTERNS", limit)
+    for limit in (config.get_settings().masked_patterns, 10**6):
+        settings(masked_patterns=limit)
         fitted = start.copy()
         res = ng.fit(fitted, X, covar=S, init_method="none", tol=1e-9)
         # neighborhoods at the truth (no iteration), reported in data order by both paths
@@ -266,7 +266,7 @@ def test_masked_kernel_for_many_patterns_equals_grouped_fit(monkeypatch, noise):
     assert ra.logL == pytest.approx(a.logL(X, covar=S).mean(), abs=1e-10)
 
 
-@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not fused.enabled(), reason="bit-identity across workers needs the numba kernels")
 def test_masked_fit_is_identical_for_any_n_jobs_and_works_with_split_n_merge():
     rng = np.random.default_rng(15)
     g, X = many_patterns(4000, rng)
@@ -283,10 +283,9 @@ def mean_distance(fitted, truth_gmm):
 
 
 @pytest.mark.parametrize("noise", [False, True])
-def test_background_with_many_patterns(monkeypatch, noise):
+def test_background_with_many_patterns(settings, monkeypatch, noise):
     """The masked group (many patterns) must use the background's marginal over each
     sample's measured values, as the grouped path does."""
-    from pygmmis_ng.data import layout
 
     rng = np.random.default_rng(16)
     g, X = many_patterns(3000, rng)
@@ -297,8 +296,8 @@ def test_background_with_many_patterns(monkeypatch, noise):
     X = np.vstack([X, outliers])
     S = 0.1 * np.eye(6) if noise else None
     out = {}
-    for limit in (layout.MASKED_PATTERNS, 10**6):
-        monkeypatch.setattr(layout, "MASKED_PATTERNS", limit)
+    for limit in (config.get_settings().masked_patterns, 10**6):
+        settings(masked_patterns=limit)
         fitted = g.copy()
         out[limit] = ng.fit(fitted, X, covar=S, init_method="none", background=bg.copy(), tol=1e-9)
     ra, rb = out.values()

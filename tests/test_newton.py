@@ -14,6 +14,7 @@ import pytest
 from conftest import make_truth, random_spd
 
 import pygmmis_ng as ng
+from pygmmis_ng import config
 from pygmmis_ng.execution import make_executor
 from pygmmis_ng.fitting.coordinates import full_gradient
 from pygmmis_ng.fitting.em_loop import evaluate
@@ -21,6 +22,8 @@ from pygmmis_ng.fitting.newton import Coordinates, hessian
 from pygmmis_ng.fitting.options import check_fit
 from pygmmis_ng.fitting.prepare import prepare_problem
 from pygmmis_ng.fitting.problem import State
+
+DEFAULT = config.Settings()
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 ARGS = dict(init_method="none", w=0.0, cutoff=None, sel_callback=None, oversampling=10,
@@ -66,14 +69,8 @@ def _setup(kind, covariance_type="full", frozen=None, masked=False):
                 background=kw.pop("background", None))
     obs, opts, gen = check_fit(g, X, kw.pop("covar", None), kw.pop("R", None),
                                kw.pop("sample_weight", None), 0, **args)
-    if masked:
-        from pygmmis_ng.data import layout
-        layout.MASKED_PATTERNS, old = 0, layout.MASKED_PATTERNS
-    try:
+    with config.settings(masked_patterns=0 if masked else DEFAULT.masked_patterns):
         p = prepare_problem(obs, opts, 3, 2, gen)
-    finally:
-        if masked:
-            layout.MASKED_PATTERNS = old
     bg_amp = 0.0 if p.bg is None else 0.1
     st = State(g.amp.copy(), g.mean - p.center, g.covar.copy(), bg_amp, p.N_w)
     return p, st, bg_amp > 0
@@ -154,10 +151,7 @@ def test_the_default_fit_is_proven_at_the_maximum_on_every_path(kind, covariance
     where the Newton decrement is half of what remains."""
     rng = np.random.default_rng(3)
     g, X, kw = _problem(kind, rng)
-    if kind == "masked":
-        from pygmmis_ng.data import layout
-        old, layout.MASKED_PATTERNS = layout.MASKED_PATTERNS, 0
-    try:
+    with config.settings(masked_patterns=0 if kind == "masked" else DEFAULT.masked_patterns):
         bg = kw.pop("background", None)
         res = ng.fit(g, X, init_method="none", covariance_type=covariance_type, frozen=frozen,
                      background=bg, **kw)
@@ -166,9 +160,6 @@ def test_the_default_fit_is_proven_at_the_maximum_on_every_path(kind, covariance
         top = ng.fit(long, X, init_method="none", covariance_type=covariance_type,
                      frozen=frozen, background=bg_long, accelerate="squarem", tol=0,
                      maxiter=1000, **kw).logL
-    finally:
-        if kind == "masked":
-            layout.MASKED_PATTERNS = old
     assert res.converged and res.n_hessian >= 1
     assert 0 <= res.gap < 1e-7                       # PROOF * tol
     assert top - res.logL <= 2 * res.gap + 1e-10
@@ -196,18 +187,17 @@ def test_a_fit_stopped_where_the_likelihood_still_rises_is_not_called_converged(
     assert long.logL - res.logL > 2e-4
 
 
-def test_a_crawling_polish_hands_back_to_em(monkeypatch):
-    """A polish that needs more than MAX_HESSIAN Hessian passes stops polishing: EM decides,
+def test_a_crawling_polish_hands_back_to_em(settings):
+    """A polish that needs more than max_hessian Hessian passes stops polishing: EM decides,
     with its own estimate as the gap. On the 'diag' data the uncapped polish takes several
     passes; capped at one, the fit makes one pass per polish at most and no second polish."""
     from sklearn.mixture.tests.test_gaussian_mixture import RandomData
 
-    from pygmmis_ng.fitting import newton
 
     X = RandomData(np.random.RandomState(0), scale=7).X["diag"]
     full = ng.fit(ng.GMM(2, 2), X, covariance_type="diag", rng=0)
     assert full.n_hessian > 2 and full.gap < 1e-6
-    monkeypatch.setattr(newton, "MAX_HESSIAN", 1)
+    settings(max_hessian=1)
     g = ng.GMM(2, 2)
     res = ng.fit(g, X, covariance_type="diag", rng=0)
     assert res.converged and 1 <= res.n_hessian <= 2      # one pass (and a proof's, if any)

@@ -61,10 +61,9 @@ def test_online_fit_on_the_cluster_equals_one_process(client, data):
     assert np.array_equal(r1.online.pass_logL, r2.online.pass_logL)
 
 
-def test_dask_array_chunks_are_read_once_per_pass(client, data, tmp_path, monkeypatch):
-    from pygmmis_ng.execution import cluster as cluster_module
+def test_dask_array_chunks_are_read_once_per_pass(settings, client, data, tmp_path, monkeypatch):
 
-    monkeypatch.setattr(cluster_module, "PERSIST_SHARE", 0.0)      # streamed from the source
+    settings(persist_share=0.0)      # streamed from the source
     X, S = data
     log = str(tmp_path / "reads.txt")
     lazy = da.from_array(CountingArray(X, log), chunks=(BLOCK, 2), asarray=True)

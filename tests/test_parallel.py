@@ -20,7 +20,6 @@ import pygmmis_ng as ng
 from pygmmis_ng import execution
 from pygmmis_ng.data.layout import eval_chunks
 from pygmmis_ng.execution import pool
-from pygmmis_ng.selection import imputation
 from pygmmis_ng.tools import datasets
 
 
@@ -70,9 +69,9 @@ def test_n_jobs_gives_bitwise_the_serial_fit(noise):
 
 
 @pytest.mark.parametrize("with_background", [False, True])
-def test_n_jobs_gives_bitwise_the_serial_imputation_fit(monkeypatch, with_background):
+def test_n_jobs_gives_bitwise_the_serial_imputation_fit(settings, monkeypatch, with_background):
     # small blocks, so that the draws of every iteration are spread over both workers
-    monkeypatch.setattr(imputation, "IMPUTATION_BLOCK", 2048)
+    settings(imputation_block=2048)
     ds = datasets.paper_2d(N=2000, selection="box_with_hole", sigma=0.5,
                            bg_amp=0.1 if with_background else 0.0, rng=1)
     fits = []
@@ -97,8 +96,8 @@ def test_n_jobs_minus_one_uses_every_core():
     assert execution.resolve_n_jobs(3) == 3
 
 
-def test_exception_in_a_worker_callback_cleans_up(monkeypatch):
-    monkeypatch.setattr(imputation, "IMPUTATION_BLOCK", 2048)
+def test_exception_in_a_worker_callback_cleans_up(settings, monkeypatch):
+    settings(imputation_block=2048)
     ds = datasets.paper_2d(N=2000, selection="box", sigma=0.0, rng=2)
     n_obs = len(ds.data)
 
@@ -164,10 +163,10 @@ def _running(pid: str) -> bool:
         return False
 
 
-def test_a_worker_killed_mid_fit_raises_instead_of_hanging(monkeypatch):
+def test_a_worker_killed_mid_fit_raises_instead_of_hanging(settings, monkeypatch):
     # the worker dies inside its task (as when the system kills it for memory): the task
     # is lost, and waiting for it would never end
-    monkeypatch.setattr(imputation, "IMPUTATION_BLOCK", 2048)
+    settings(imputation_block=2048)
     ds = datasets.paper_2d(N=2000, selection="box", sigma=0.0, rng=2)
     n_obs = len(ds.data)
 

@@ -48,7 +48,7 @@ def test_progress_bar_shows_the_imputed_count(data, capsys):
     assert f"imputed={imputed:.0f}" in last
 
 
-def test_no_bar_when_off_or_not_interactive(data, capsys, monkeypatch):
+def test_no_bar_when_off_or_not_interactive(settings, data, capsys, monkeypatch):
     _, X = data
     ng.fit(ng.GMM(3, 2), X, rng=0, progress=False)
     ng.fit(ng.GMM(3, 2), X, rng=0)                       # automatic: the tests are not a terminal
@@ -56,7 +56,7 @@ def test_no_bar_when_off_or_not_interactive(data, capsys, monkeypatch):
     monkeypatch.setattr(prog, "interactive", lambda: True)
     ng.fit(ng.GMM(3, 2), X, rng=0)                       # interactive, but done within the delay
     assert capsys.readouterr().err == ""
-    monkeypatch.setattr(prog, "AUTO_DELAY", 0.0)
+    settings(progress_delay=0.0)
     ng.fit(ng.GMM(3, 2), X, rng=0)                       # interactive and past the delay
     assert _bar_text(capsys.readouterr().err).startswith("pygmmis_ng fit")
 

@@ -171,7 +171,7 @@ def test_latent_points_are_conditional_means():
     assert np.mean(np.linalg.norm(Z - X, axis=1)) < 0.5
 
 
-@pytest.mark.skipif(not fused.ENABLED, reason="bit-identity across workers needs the numba kernels")
+@pytest.mark.skipif(not fused.enabled(), reason="bit-identity across workers needs the numba kernels")
 def test_projected_fit_across_n_jobs_and_with_cutoff():
     rng = np.random.default_rng(5)
     g = truth()
@@ -196,11 +196,11 @@ def test_projected_fit_across_n_jobs_and_with_cutoff():
 
 @pytest.mark.parametrize("dy, D_", [(1, 3), (2, 3), (3, 3), (2, 5)])
 @pytest.mark.parametrize("noise", ["none", "shared", "per-sample"])
-def test_compiled_projected_kernel_equals_numpy(monkeypatch, dy, D_, noise):
+def test_compiled_projected_kernel_equals_numpy(settings, monkeypatch, dy, D_, noise):
     from pygmmis_ng.kernels import projected
     from pygmmis_ng.kernels.stats import Components
 
-    assert fused.ENABLED, "numba is a dependency: the two kernels must differ"
+    assert fused.enabled(), "numba is a dependency: the two kernels must differ"
     rng = np.random.default_rng(dy * 10 + D_)
     Kc, n = 4, 2000
     R = rng.normal(size=(n, dy, D_))
@@ -219,7 +219,7 @@ def test_compiled_projected_kernel_equals_numpy(monkeypatch, dy, D_, noise):
                                None, None, None, None)
     out = {}
     for on in (True, False):
-        monkeypatch.setattr(fused, "ENABLED", on)
+        settings(compiled_kernels=on)
         out[on] = projected.chunk_stats(y, R, S, comps, weight, log_bg)
     a, b = out[True], out[False]
     np.testing.assert_allclose(a.A, b.A, rtol=1e-10)
@@ -230,7 +230,7 @@ def test_compiled_projected_kernel_equals_numpy(monkeypatch, dy, D_, noise):
     assert a.weight == b.weight
 
 
-def test_projected_groups_with_and_without_compiled_kernels(monkeypatch):
+def test_projected_groups_with_and_without_compiled_kernels(settings, monkeypatch):
     """Missing values + shared noise: projected groups through the compiled shared kernel
     (dy <= 3) and the rectangular lift, against the numpy kernels."""
     rng = np.random.default_rng(9)
@@ -240,7 +240,7 @@ def test_projected_groups_with_and_without_compiled_kernels(monkeypatch):
     X[np.isnan(X).all(axis=1), 0] = 0.0
     res = {}
     for on in (True, False):
-        monkeypatch.setattr(fused, "ENABLED", on)
+        settings(compiled_kernels=on)
         fitted = truth()
         fitted.mean = fitted.mean + 0.5
         res[on] = (ng.fit(fitted, X, covar=0.09 * np.eye(D), init_method="none", tol=1e-9),

@@ -151,14 +151,14 @@ def test_imputation_ramp_is_logged_and_ends_with_all_draws(caplog):
 
 def test_numba_is_there():
     # numba is a dependency: the comparisons below must compare two different kernels
-    assert fused.numba is not None and fused.ENABLED
+    assert fused.numba is not None and fused.enabled()
 
 
 @pytest.fixture
-def numpy_kernels(monkeypatch):
-    """Switch the compiled kernels off for the duration of a block."""
+def numpy_kernels(settings):
+    """``switch(on)``: the compiled kernels on or off for the rest of the test."""
     def switch(on: bool) -> None:
-        monkeypatch.setattr(fused, "ENABLED", on)
+        settings(compiled_kernels=on)
     return switch
 
 

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..config import get_settings
 from ..kernels import fused
 
 #: doubles of per-chunk working memory (measured on 2 threads: the quadratic-feature
@@ -92,7 +93,8 @@ class Group(NamedTuple):
         chi2 radius of the stored neighborhoods in dy_g dimensions (with cutoff).
     masked : bool
         All samples in one group whatever their pattern, for the compiled
-        kernel of :func:`pygmmis_ng.kernels.fused.stats_masked` (many patterns, see :data:`MASKED_PATTERNS`).
+        kernel of :func:`pygmmis_ng.kernels.fused.stats_masked` (more patterns than
+        the runtime setting ``masked_patterns``).
     """
 
     rows: slice
@@ -103,12 +105,6 @@ class Group(NamedTuple):
     dy: int
     c2: float = 0.0
     masked: bool = False
-
-
-#: with more missingness patterns than this (and the compiled kernels), a fit puts all
-#: samples in one masked group: ~1000 groups (D = 10, values missing at random) cost
-#: 20x the complete fit in per-group overhead, the masked kernel about 1-2x
-MASKED_PATTERNS = 32
 
 
 class Layout(NamedTuple):
@@ -148,7 +144,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
     else:
         patterns, inverse = _patterns(observed)
         order = np.argsort(inverse, kind="stable")
-    if allow_masked and R is None and fused.ENABLED and len(patterns) > MASKED_PATTERNS:
+    if allow_masked and R is None and fused.enabled() and len(patterns) > get_settings().masked_patterns:
         # sorted by pattern all the same: the masked kernel reuses a pattern's factors
         chunks = tuple(eval_chunks(N, K, D, True))
         return Layout(order, (Group(slice(0, N), None, None, S if S is not None and S.ndim == 2

@@ -11,9 +11,9 @@ array on a cluster that is never gathered here:
   rows, each correctly rounded (:func:`block_sum`), and added in block
   order (:func:`block_bounds`, :func:`ordered_sum`);
 * the initialization, the data's centre and scales and the re-seeding see
-  at most :data:`SAMPLE_ROWS` rows: all of them, or that many drawn once
-  from the fit's random stream (:func:`sample_index`). k-means on more rows
-  than that buys nothing but time.
+  at most ``init_sample_rows`` rows (a runtime setting, :mod:`pygmmis_ng.config`):
+  all of them, or that many drawn once from the fit's random stream
+  (:func:`sample_index`). k-means on more rows than that buys nothing but time.
 """
 from __future__ import annotations
 
@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from ..config import get_settings
 from ..kernels.compiled_transforms import column_sums
 
 #: rows of the blocks over which whole-data sums are taken (and added in block order)
 REDUCE_ROWS = 1 << 16
-#: most rows the initialization, the data's scales and the re-seeding see
-SAMPLE_ROWS = 1 << 18
 
 
 def is_lazy(a: Any) -> bool:
@@ -75,11 +74,12 @@ def stable_average(values: np.ndarray, weight: np.ndarray | None = None) -> np.n
 
 
 def sample_index(N: int, gen: np.random.Generator) -> np.ndarray | None:
-    """Rows (sorted) the initialization sees: None (all) for N <= SAMPLE_ROWS, else
-    SAMPLE_ROWS of them drawn without replacement from ``gen``."""
-    if N <= SAMPLE_ROWS:
+    """Rows (sorted) the initialization sees: None (all) for N up to the runtime setting
+    ``init_sample_rows``, else that many of them drawn without replacement from ``gen``."""
+    rows = get_settings().init_sample_rows
+    if N <= rows:
         return None
-    return np.sort(gen.choice(N, size=SAMPLE_ROWS, replace=False))
+    return np.sort(gen.choice(N, size=rows, replace=False))
 
 
 def chunk_bytes(arrays: Iterable[Any], rows: int) -> int:

@@ -2,7 +2,7 @@
 
 A fit splits its work into fixed tasks -- chunks of the observed samples
 (:func:`pygmmis_ng.data.layout.eval_chunks`) and blocks of imputation draws
-(:data:`pygmmis_ng.selection.imputation.IMPUTATION_BLOCK`) -- whose
+(the runtime setting ``imputation_block``, :mod:`pygmmis_ng.config`) -- whose
 boundaries do not depend on the number of workers. An executor is a context
 manager with ``map(fn, tasks) -> list`` that returns ``fn(problem, task)`` for
 every task, in task order; the caller adds the partial sums in that order, so

@@ -20,10 +20,10 @@ same answer.
 
 Samples in dask arrays (:mod:`pygmmis_ng.fitting.out_of_core`) never come to
 the client: each batch of chunks is a task reading its rows of the arrays.
-If all of them take at most :data:`PERSIST_SHARE` of the workers' memory,
+If all of them take at most the runtime setting ``persist_share`` of the workers' memory,
 the batches are computed once and kept on the workers; otherwise every
 E-step reads them again (from zarr, HDF5, ...), a batch of about
-:data:`STREAM_BATCH_BYTES` at a time, so a worker holds a few batches,
+``stream_batch_bytes`` at a time, so a worker holds a few batches,
 not the data.
 
 Online EM maps a few chunks at a time. Its chunks then lie within the dask
@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import get_settings
 from ..data.lazy import chunk_bytes, is_lazy
 from .cluster_tasks import (  # noqa: F401 (_FLAGS, _PROBLEMS: what the workers hold)
     _FLAGS,
@@ -66,10 +67,6 @@ NOT_SENT = (*PARENT_ONLY_FIELDS, FLAG_FIELD)
 #: consecutive chunks are sent (and run) together, in about this many batches per worker: a
 #: task per chunk would cost the scheduler ~1 ms each
 BATCHES_PER_WORKER = 4
-#: dask-array samples are kept on the workers if they take at most this share of their memory
-PERSIST_SHARE = 0.5
-#: ... else streamed each E-step, in batches of about this many bytes
-STREAM_BATCH_BYTES = 64 << 20
 
 
 def check_client(client: Any) -> Any:
@@ -178,7 +175,7 @@ class DaskExecutor:
                 row_bytes = max(chunk_bytes([getattr(p, f) for f in fields], 1), 1)
                 self.streamed = not self._fits_in_memory(row_bytes * p.Xc.shape[0])
                 if self.streamed:
-                    n_rows = max(1, STREAM_BATCH_BYTES // row_bytes)
+                    n_rows = max(1, get_settings().stream_batch_bytes // row_bytes)
                     n_batches = max(n_batches, min(len(slices), -(-p.Xc.shape[0] // n_rows)))
             bounds = np.linspace(0, len(slices), n_batches + 1).round().astype(int)
             if self.streamed:       # chunks within the row blocks (online EM): read block by block
@@ -216,12 +213,12 @@ class DaskExecutor:
             *parts, dask_key_name=f"pygmmis_ng-data-{self._tag}-{b}")
 
     def _fits_in_memory(self, nbytes: int) -> bool:
-        """Whether ``nbytes`` take at most PERSIST_SHARE of the workers' memory (no limit: yes)."""
+        """Whether ``nbytes`` take at most ``persist_share`` of the workers' memory (no limit: yes)."""
         limits = [w.get("memory_limit") or 0
                   for w in self.client.scheduler_info().get("workers", {}).values()]
         if not limits or min(limits) == 0:
             return True
-        return nbytes <= PERSIST_SHARE * sum(limits)
+        return nbytes <= get_settings().persist_share * sum(limits)
 
     def _batch_tasks(self, fn: Callable, per_batch: dict, tag: str) -> list:
         """The futures of one E-step's batches (reading the rows again when streamed)."""

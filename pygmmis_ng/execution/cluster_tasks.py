@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .protocol import run_task
+
 #: neighborhood flags of the chunks a worker ran: (fit tag, first row) -> (pass, flags)
 _FLAGS: dict = {}
 #: the problems a worker unpickled, by fit tag (see _problem)
@@ -41,7 +43,7 @@ def _problem(blob: bytes, tag: str) -> Any:
 
 
 def _run(fn: Callable, blob: bytes, task: Any, tag: str) -> Any:
-    return fn(_problem(blob, tag), task)
+    return run_task(fn, _problem(blob, tag), task)
 
 
 def _run_batch(fn: Callable, blob: bytes, batch: list, tasks: list, tag: str) -> list:
@@ -58,15 +60,15 @@ def _run_batch(fn: Callable, blob: bytes, batch: list, tasks: list, tag: str) ->
         n = len(chunk["Xc"])
         redo = getattr(task, "redo", None)
         if redo is None:
-            out.append(fn(lite._replace(**chunk), task._replace(sl=slice(0, n))))
+            out.append(run_task(fn, lite._replace(**chunk), task._replace(sl=slice(0, n))))
             continue
         key = (tag, task.sl.start)
         version, flags = _FLAGS.pop(key, (None, None))
         fresh = flags is None or version != task.nb_version
         if fresh:
             flags = np.zeros((n, len(redo)), dtype=np.uint8)
-        out.append(fn(lite._replace(**chunk, nbr=flags),
-                      task._replace(sl=slice(0, n), rebuild=fresh)))
+        out.append(run_task(fn, lite._replace(**chunk, nbr=flags),
+                            task._replace(sl=slice(0, n), rebuild=fresh)))
         _FLAGS[key] = (task.nb_version + 1, flags)
     return out
 

@@ -4,7 +4,7 @@ waits forever.
 While the client waits for an iteration's tasks (:meth:`.cluster.DaskExecutor.map`)
 it polls the cluster every :data:`WAIT_POLL` seconds:
 
-* no worker left for :data:`NO_WORKER_TIMEOUT` seconds: :class:`ClusterLost`;
+* no worker left for ``no_worker_timeout`` seconds (a runtime setting): :class:`ClusterLost`;
 * workers alive (or a scheduler that does not answer), but no task of the
   fit finished for ``stall-timeout`` seconds: :class:`ClusterStalled`, naming
   the unfinished tasks and the workers they are on.
@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..config import get_settings
+
 #: seconds between checks on the cluster while waiting for an iteration's results
 WAIT_POLL = 1.0
-#: seconds without any worker after which a fit gives up
-NO_WORKER_TIMEOUT = 30.0
 #: the dask configuration key of the stall timeout, and its default
 STALL_KEY = "pygmmis_ng.stall-timeout"
 STALL_DEFAULT = "300s"
@@ -38,7 +38,7 @@ NAMED_TASKS = 8
 
 
 class ClusterLost(RuntimeError):
-    """The Dask cluster of a fit has no worker left (for NO_WORKER_TIMEOUT seconds)."""
+    """The Dask cluster of a fit has no worker left (for ``no_worker_timeout`` seconds)."""
 
 
 class ClusterStalled(RuntimeError):
@@ -124,8 +124,9 @@ class Watchdog:
         workers = self._workers()
         if workers == {}:
             self.alone_since = self.alone_since or now
-            if now - self.alone_since > NO_WORKER_TIMEOUT:
-                raise ClusterLost(f"the Dask cluster has had no worker for {NO_WORKER_TIMEOUT:g} "
+            if now - self.alone_since > get_settings().no_worker_timeout:
+                raise ClusterLost(f"the Dask cluster has had no worker for "
+                                  f"{get_settings().no_worker_timeout:g} "
                                   "s: the fit cannot continue (nothing of it is left on the "
                                   "cluster); start workers, or fit without client")
             return

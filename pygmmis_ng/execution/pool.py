@@ -54,6 +54,7 @@ import numpy as np
 from ..data.mapped import CentredRows, is_memory_mapped
 from .fields import FLAG_FIELD, PARENT_ONLY_FIELDS, ROW_FIELDS
 from .interrupts import sigint_deferred
+from .protocol import run_task
 from .threadpools import single_threaded_blas
 
 logger = logging.getLogger("pygmmis_ng")
@@ -153,7 +154,7 @@ def _worker(conn: connection.Connection, lite: Any, specs: dict, inherited: list
         except (EOFError, OSError):                      # the parent closed the pool, or died
             return
         try:
-            reply = (index, True, fn(problem, task))
+            reply = (index, True, run_task(fn, problem, task))
         except (Exception, KeyboardInterrupt) as exc:
             reply = (index, False, _portable(exc))
         try:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .protocol import run_task
 from .threadpools import single_threaded_blas
 
 
@@ -53,8 +54,8 @@ class SerialExecutor:
                 self._threads = ThreadPoolExecutor(self.n_threads,
                                                    thread_name_prefix="pygmmis_ng-chunk")
             problem = self.problem
-            return list(self._threads.map(lambda task: fn(problem, task), tasks))
-        return [fn(self.problem, task) for task in tasks]
+            return list(self._threads.map(lambda task: run_task(fn, problem, task), tasks))
+        return [run_task(fn, self.problem, task) for task in tasks]
 
     def close(self) -> None:
         if self._threads is not None:

@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..config import get_settings
 from ..data.observed import chunk_arrays
 from ..kernels.hessian import hessian_sums
 from .coordinates import Coordinates, assemble, full_gradient
@@ -63,10 +64,6 @@ MAX_PAIR_SUMS = 4_000_000
 REFRESH_AFTER = 4
 #: ... and after this many accepted steps on the updated model
 REFRESH_EVERY = 3
-#: a polish makes at most this many Hessian passes (plus the one of a proof); one that needs
-#: more is crawling (K=20, D=5, N=2e5: 52 passes for 7e-5, ~100x SQUAREM's time): EM decides.
-#: The overlapping XD benchmark needs 20 on its way through a saddle region.
-MAX_HESSIAN = 24
 #: initial trust radius, in units of the coordinates' typical size (Coordinates.scale)
 RADIUS0 = 1.0
 #: the trust region's unit of a coordinate is at most this fraction of its natural size
@@ -252,7 +249,7 @@ class Polish(NamedTuple):
     gap: float
     history: list
     concave: bool = True        # the last exact Hessian was negative definite
-    crawled: bool = False       # ended at MAX_HESSIAN passes: no further polish helps
+    crawled: bool = False       # ended at max_hessian passes: no further polish helps
 
 
 def _scaled_eig_min(p: Problem, covar: np.ndarray) -> float:
@@ -337,7 +334,7 @@ def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex:
         if radius < RADIUS_MIN:
             break                       # no step of any length gains: not Newton's ground
         if not exact and (fails >= REFRESH_AFTER or n_sr1 >= REFRESH_EVERY):
-            if n_hess >= MAX_HESSIAN:
+            if n_hess >= get_settings().max_hessian:
                 crawled = True          # hand back to EM, whose estimate decides
                 break
             _, g, H = hessian(p, co, st, ex)         # the updated model fails: the exact one

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..config import check_memory
 from ..data.latent import fill_latent
 from ..data.lazy import block_bounds, block_sum, ordered_sum, sample_index, total_weight
 from ..data.validation import (
@@ -306,20 +307,9 @@ def _check_bounds(Z: np.ndarray, N: int, K: int, w: float, reg_covar: float, n_i
     D = Z.shape[1]
     draws = min(oversampling, MAX_DRAWS_PER_SAMPLE) if impute else 0
     need = 8.0 * (N * K * 4 + K * D * D * 8 + N * D * (D + 4) + N * draws * (D * D + 2 * D + K))
-    total = _physical_memory()
-    if total and need > total:
-        raise ValueError(f"this fit needs about {need / 2**30:.1f} GiB (N={N}, D={D}, K={K}"
-                         f"{f', oversampling={oversampling}' if impute else ''}) and the machine "
-                         f"has {total / 2**30:.1f} GiB: fewer components or samples, or a "
-                         "smaller oversampling")
-
-
-def _physical_memory() -> float:
-    """Bytes of physical memory (0 if unknown)."""
-    try:
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 0.0
+    check_memory(need, f"this fit (N={N}, D={D}, K={K}"
+                 f"{f', oversampling={oversampling}' if impute else ''})",
+                 ": fewer components or samples, or a smaller oversampling")
 
 
 def _check_covariance_type(covariance_type: Any, masks: dict, attempts: int) -> None:

@@ -7,7 +7,7 @@ workers over the fixed blocks of :func:`pygmmis_ng.data.lazy.block_bounds`,
 which return only what the fit needs of all rows (their total weight, the
 mean log selection probability, the extent of each column, whether the
 background footprint covers any of them). Only the initialization sample
-(at most :data:`~pygmmis_ng.data.lazy.SAMPLE_ROWS` rows) comes to this
+(at most ``init_sample_rows`` rows) comes to this
 process. The E-steps then read the rows chunk by chunk on the workers
 (:mod:`pygmmis_ng.execution.cluster`).
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import get_settings
 from ..data.layout import make_layout, single_group_layout, sorted_rows, windowed_layout
 from ..data.lazy import stable_average
 from ..data.mapped import CentredRows, is_memory_mapped
@@ -77,7 +78,7 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         # collapsed components are re-seeded at a row drawn by weight from the distinct rows
         reseed_support=ReseedSupport(Z, obs.Z_weight),
         covariance_type=opts.covariance_type, reg_covar=opts.reg_covar,
-        kernel_family=family)
+        kernel_family=family, settings=get_settings())
 
 
 def initial_bg_amp(opts: FitOptions) -> float:

@@ -5,6 +5,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..config import Settings
 from ..selection.background import Background
 from ..selection.imputation import ImputationSampler
 
@@ -48,6 +49,7 @@ class Problem(NamedTuple):
     reg_covar: float = 0.0                  # added to every variance in the M-step
     newton: bool = True                     # the Newton polish after SQUAREM (accelerate=True)
     kernel_family: str = "full"             # 'diag'/'spherical': O(D) kernels (diagonal noise)
+    settings: Settings | None = None        # the runtime settings of the fit (for every task)
 
     @property
     def per_sample(self) -> bool:

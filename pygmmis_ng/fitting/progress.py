@@ -37,11 +37,10 @@ from typing import TextIO
 
 import numpy as np
 
+from ..config import get_settings
+
 logger = logging.getLogger("pygmmis_ng")
 
-#: with ``progress=None`` the bar appears (in interactive sessions) once a fit has run this
-#: many seconds, so that short fits stay silent
-AUTO_DELAY = 3.0
 
 
 class Tracker:
@@ -83,7 +82,7 @@ def fit_progress(progress: bool | None, desc: str = "EM", unit: str = "it",
     """Run a fit (or a scan of fits) under one clock and, if wanted, one progress bar.
 
     ``progress``: True shows the bar at once, False never, None in interactive
-    sessions after :data:`AUTO_DELAY` seconds. Nested calls (the fits of a
+    sessions after ``progress_delay`` seconds (a runtime setting). Nested calls (the fits of a
     scan, split'n'merge) share the outer bar's silence: only the outermost
     call may draw one. The bar is closed on exit, also after an error. ``t0``: the
     clock's start (``time.perf_counter()``; default now).
@@ -93,7 +92,8 @@ def fit_progress(progress: bool | None, desc: str = "EM", unit: str = "it",
     if outer is None and (progress or (progress is None and interactive())):
         from tqdm.auto import tqdm
 
-        bar = tqdm(desc=desc, unit=unit, total=total, delay=0.0 if progress else AUTO_DELAY,
+        delay = 0.0 if progress else get_settings().progress_delay
+        bar = tqdm(desc=desc, unit=unit, total=total, delay=delay,
                    leave=True, dynamic_ncols=True)
     tracker = Tracker(bar, t0)
     token = _CURRENT.set(tracker)

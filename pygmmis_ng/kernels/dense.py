@@ -124,7 +124,7 @@ def kernel_path(D: int, per_sample: bool, quad: bool, neighborhoods: bool,
     (larger D, where BLAS wins; ``quad``: the raw form is accurate);
     ``"numpy"``: the reference kernels (also whenever numba is off).
     """
-    if not fused.ENABLED:
+    if not fused.enabled():
         return "numpy"
     if per_sample:
         return "per_sample"

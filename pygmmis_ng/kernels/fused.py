@@ -14,7 +14,8 @@ The cache directory is ``$PYGMMIS_NG_KERNEL_DIR``, else
 ``$XDG_CACHE_HOME/pygmmis_ng`` (``~/.cache/pygmmis_ng``), else a per-user
 directory under the system's temporary directory; where none is writable the
 kernels are compiled in memory every process. Set ``PYGMMIS_NG_NUMBA=0``
-(before import), or :data:`ENABLED` to False, to use the numpy kernels.
+(before import), or the runtime setting ``compiled_kernels`` to False
+(:mod:`pygmmis_ng.config`), to use the numpy kernels.
 """
 from __future__ import annotations
 
@@ -24,16 +25,22 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
+from ..config import get_settings
 from . import algebra, compiled_transforms, lanes, patterns, skeletons
 from .compiled_transforms import Q_NEGLIGIBLE, deconvolve, numba
 from .skeletons import Spec
 
-#: whether the compiled kernels serve (else the numpy kernels of :mod:`.dense`)
-ENABLED = numba is not None and os.environ.get("PYGMMIS_NG_NUMBA", "1") != "0"
+
+def enabled() -> bool:
+    """Whether the compiled kernels serve (else the numpy kernels of :mod:`.dense`): numba
+    is installed and the runtime setting ``compiled_kernels`` is on."""
+    return numba is not None and get_settings().compiled_kernels
+
 #: largest dimension written out per noise kind in the lane skeleton (beyond: the
 #: per-sample skeleton's loops, or the GEMMs of :mod:`.quadratic` without per-sample noise)
 LANES_MAX_D = {"shared": 8, "per_sample": 4}
@@ -91,9 +98,31 @@ def _helpers_hash() -> str:
     return h.hexdigest()
 
 
-@functools.cache
+_KERNELS: dict = {}
+_KERNEL_LOCK = threading.Lock()
+
+
+def _new_lock() -> None:             # a fork while another thread loads a kernel: a free lock
+    global _KERNEL_LOCK
+    _KERNEL_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock)
+
+
 def kernel(spec: Spec):
-    """The compiled kernel of ``spec`` (rendered to the cache directory, imported)."""
+    """The compiled kernel of ``spec`` (rendered to the cache directory, imported): loaded
+    once per process, also when the threads of a fit ask for it at the same time."""
+    found = _KERNELS.get(spec)
+    if found is None:
+        with _KERNEL_LOCK:
+            found = _KERNELS.get(spec)
+            if found is None:
+                found = _KERNELS[spec] = _load(spec)
+    return found
+
+
+def _load(spec: Spec):
     src = skeletons.source(spec)
     key = hashlib.sha256((src + _helpers_hash()).encode()).hexdigest()[:16]
     name = f"pygmmis_ng_kernel_{spec.skeleton}_{spec.noise}_{spec.family}_{spec.dim}_{key}"
@@ -105,7 +134,7 @@ def kernel(spec: Spec):
         return ns["kernel"]
     path = where / f"{name}.py"
     if not path.exists():
-        tmp = where / f".{name}.{os.getpid()}.tmp"
+        tmp = where / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text(src)
         os.replace(tmp, path)           # atomic: processes rendering at once agree
     module_spec = importlib.util.spec_from_file_location(name, path)

@@ -94,7 +94,7 @@ def chunk_stats(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, comps: Compo
     SufficientStats of the D-dimensional true values, centred on the means
     """
     K, D = comps.mean.shape
-    if fused.ENABLED:
+    if fused.enabled():
         A, Mc, Cc, logL, B = fused.stats_projected(y, R, S, weight, log_bg, comps.mean,
                                                    comps.covar, comps.log_amp)
         return SufficientStats(A, Mc, Cc, logL,

@@ -17,8 +17,9 @@ Monte-Carlo noise of this step small:
   Sobol sequence (seeded from the fit's rng), which fill the unit cube far
   more evenly than pseudo-random points: the Monte-Carlo error of Z and of
   the imputed statistics falls faster than 1/sqrt(M). Block b holds points
-  b*B ... (b+1)*B - 1 of the sequence, so blocks do not depend on the
-  number of workers. (``VARIATES = "pseudo"`` switches to independent
+  b*B ... (b+1)*B - 1 of the sequence (B: the runtime setting
+  ``imputation_block``, :mod:`pygmmis_ng.config`), so blocks do not depend on the
+  number of workers. (The runtime setting ``imputation_variates="pseudo"`` switches to independent
   pseudo-random blocks, for comparison.)
 * **Expected rejection.** A draw is weighted by its rejection probability
   1 - Omega_j instead of being kept or dropped by a coin flip
@@ -41,16 +42,12 @@ import scipy.special
 import scipy.stats
 import scipy.stats.qmc
 
+from ..config import get_settings
 from ..data.layout import eval_chunks
 from ..data.validation import as_float_array
 from ..kernels import compiled_transforms, dense, fused
 from ..kernels.stats import SufficientStats, prepare_components
 from .background import Background
-
-#: draws per block of common random numbers (independent of K, D and n_jobs)
-IMPUTATION_BLOCK = 65536
-#: "sobol" (scrambled Sobol points) or "pseudo" (PCG64 streams per block)
-VARIATES = "sobol"
 
 
 class CallbackError(RuntimeError):
@@ -213,9 +210,9 @@ class ImputationSampler:
 
     def _uniforms(self, b: int) -> np.ndarray:
         """Block b of the (B, 1 + D (1 + noise + background)) uniform variates."""
-        B, D = IMPUTATION_BLOCK, self.D
+        B, D = get_settings().imputation_block, self.D
         d = 1 + D * (1 + self.noise + self.background)
-        if VARIATES == "sobol":
+        if get_settings().imputation_variates == "sobol":
             seed = np.random.default_rng(np.random.SeedSequence(self.entropy))
             engine = scipy.stats.qmc.Sobol(d, scramble=True, seed=seed)
             if b:
@@ -248,7 +245,7 @@ class ImputationSampler:
         Parameters
         ----------
         b, n : int
-            Block index and number of draws (<= IMPUTATION_BLOCK).
+            Block index and number of draws (at most the ``imputation_block`` setting).
         amp, mean, chol : (K,), (K, D), (K, D, D)
             Signal amplitudes (sum 1), means, Cholesky factors of the covariances.
         bg, bg_amp : the background and its fraction (or None, 0)
@@ -257,7 +254,7 @@ class ImputationSampler:
         K = amp.size
         cum = np.cumsum(np.append(amp * (1 - bg_amp), bg_amp))
         u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
-        if fused.ENABLED:
+        if fused.enabled():
             x, comp = compiled_transforms.draw_transform(u, z, v, cum, mean, chol,
                                                          None if bg is None else bg.footprint)
         else:
@@ -277,8 +274,8 @@ class ImputationSampler:
 
 def block_sizes(M: int) -> list[tuple[int, int]]:
     """(block index, number of draws) of the blocks that hold M draws."""
-    return [(b, min(IMPUTATION_BLOCK, M - b * IMPUTATION_BLOCK))
-            for b in range(-(-M // IMPUTATION_BLOCK))]
+    B = get_settings().imputation_block
+    return [(b, min(B, M - b * B)) for b in range(-(-M // B))]
 
 
 class BlockTask(NamedTuple):
