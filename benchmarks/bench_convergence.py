@@ -40,7 +40,7 @@ from contextlib import contextmanager
 import numpy as np
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting import em_loop, newton
+from pygmmis_ng.fitting.em import em_loop, newton
 
 TARGET = 1e-5
 

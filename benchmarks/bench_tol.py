@@ -27,7 +27,7 @@ import numpy as np
 from bench_core import clustered_data
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting.init import init_kmeans
+from pygmmis_ng.fitting.starts.init import init_kmeans
 
 
 def plain() -> str:

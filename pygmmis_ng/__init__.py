@@ -30,13 +30,13 @@ from .estimators.mixture import IncompleteGaussianMixture
 from .estimators.model_selection import KScan, scan_K
 from .estimators.scoring import NoiseWarning
 from .execution import ClusterLost, ClusterStalled, WorkerDied
-from .fitting import init
-from .fitting.diagnostics import CollapseError, FitWarning, ReseedWarning, RunawayError
+from .fitting.em.diagnostics import CollapseError, FitWarning, ReseedWarning, RunawayError
+from .fitting.em.neighborhoods import chi2_cutoff
 from .fitting.fitter import fit
-from .fitting.init import INIT_METHODS
-from .fitting.neighborhoods import chi2_cutoff
-from .fitting.result import FitResult
+from .fitting.problem.result import FitResult
 from .fitting.stacking import cv_fit, stack, stack_fit
+from .fitting.starts import init
+from .fitting.starts.init import INIT_METHODS
 from .model import GMM
 from .selection.background import Background
 from .selection.forward import draw

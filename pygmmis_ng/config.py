@@ -60,6 +60,8 @@ class Settings:
         rows (all of them, or a sample drawn from the fit's ``rng``).
     max_hessian : int
         Most Hessian passes of the Newton polish.
+    eval_rows : int
+        Rows of the evaluation slice that judges an online fit between passes.
     memory_limit : int or None
         Bytes a fit or a model evaluation may plan to use (None: the physical memory).
     persist_share : float
@@ -79,6 +81,7 @@ class Settings:
     masked_patterns: int = 32
     init_sample_rows: int = 1 << 18
     max_hessian: int = 24
+    eval_rows: int = 1 << 16
     memory_limit: int | None = None
     persist_share: float = 0.5
     stream_batch_bytes: int = 64 << 20
@@ -90,7 +93,7 @@ class Settings:
             _check_setting(f.name, getattr(self, f.name))
 
 
-_POSITIVE_INTS = ("imputation_block", "init_sample_rows", "stream_batch_bytes")
+_POSITIVE_INTS = ("imputation_block", "init_sample_rows", "stream_batch_bytes", "eval_rows")
 
 
 def _check_setting(name: str, value: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import model_checks as mc
 from . import model_files as mf
 from .conditioning import condition_params, marginal_params
 from .data.layout import eval_chunks
@@ -52,9 +53,9 @@ class GMM:
     """
 
     def __init__(self, K: int = 1, D: int = 1) -> None:
-        K = mf.check_integer(K, "K", minimum=1)
-        D = mf.check_integer(D, "D", minimum=1)
-        mf.check_memory(mf.param_bytes(K, D), f"GMM(K={K}, D={D})")
+        K = mc.check_integer(K, "K", minimum=1)
+        D = mc.check_integer(D, "D", minimum=1)
+        mc.check_memory(mc.param_bytes(K, D), f"GMM(K={K}, D={D})")
         self._amp = np.zeros(K)
         self._mean = np.zeros((K, D))
         self._covar = np.zeros((K, D, D))
@@ -72,7 +73,7 @@ class GMM:
 
     def _set(self, name: str, value: Any, tail: tuple[int, ...]) -> None:
         """Replace a parameter by an array of shape (K', *tail); K' may differ from K."""
-        arr = mf.real_array(value, name)
+        arr = mc.real_array(value, name)
         if arr.ndim != 1 + len(tail) or arr.shape[1:] != tail:
             want = ", ".join(["K"] + [str(t) for t in tail])
             raise ValueError(f"{name} must have shape ({want}{',' if not tail else ''}) for D={self.D}; "
@@ -148,9 +149,9 @@ class GMM:
     def _eval_inputs(self, coords: Any, covar: Any, R: Any = None
                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
         """Checked coords (N, D) or (N, dy), their noise and projections, and whether single."""
-        X, S, R, single = mf.eval_inputs(coords, covar, R, self.D)
+        X, S, R, single = mc.eval_inputs(coords, covar, R, self.D)
         self.validate()
-        mf.check_memory(24 * X.shape[0] * self.K, f"evaluating {X.shape[0]} coords, K={self.K}")
+        mc.check_memory(24 * X.shape[0] * self.K, f"evaluating {X.shape[0]} coords, K={self.K}")
         return X, S, R, single
 
     def log_joint(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
@@ -214,9 +215,9 @@ class GMM:
         -------
         ndarray (N,), or a float for a single point of shape (D,)
         """
-        chi2_only = mf.check_flag(chi2_only, "chi2_only")
+        chi2_only = mc.check_flag(chi2_only, "chi2_only")
         X, S, R, single = self._eval_inputs(coords, covar)
-        k = mf.check_integer(k, "k")
+        k = mc.check_integer(k, "k")
         if not -self.K <= k < self.K:
             raise ValueError(f"k must be a component index in [{-self.K}, {self.K}), got {k}")
         if not chi2_only:
@@ -247,8 +248,7 @@ class GMM:
         X, S, R, _ = self._eval_inputs(coords, covar, R)
         return log_normalize(self._log_joint(X, S, R))[1]
 
-    def __call__(self, coords: Any, covar: Any = None, as_log: bool = False, R: Any = None
-                 ) -> np.ndarray:
+    def __call__(self, coords: Any, covar: Any = None, as_log: bool = False, R: Any = None) -> np.ndarray:
         """Density (or log-density) of the mixture, convolved with ``covar`` if given.
 
         Parameters
@@ -264,7 +264,7 @@ class GMM:
         -------
         ndarray (N,), or a float for a single point
         """
-        as_log = mf.check_flag(as_log, "as_log")
+        as_log = mc.check_flag(as_log, "as_log")
         log_p = self.logL(coords, covar=covar, R=R)
         return log_p if as_log else np.exp(log_p)
 
@@ -272,7 +272,7 @@ class GMM:
     def marginal(self, dims: Any) -> GMM:
         """The mixture of the dimensions ``dims`` (indices or a boolean mask), others integrated out."""
         self.validate()
-        amp, mean, covar = marginal_params(self._amp, self._mean, self._covar, mf.flat_index(dims))
+        amp, mean, covar = marginal_params(self._amp, self._mean, self._covar, mc.flat_index(dims))
         return GMM._from_params(amp, mean, covar)
 
     def condition(self, values: Any, dims: Any, noise: Any = None) -> GMM:
@@ -291,11 +291,11 @@ class GMM:
         its amplitudes are the posterior weights of the components.
         """
         self.validate()
-        values = mf.real_array(values, "values")
-        noise = None if noise is None else mf.real_array(noise, "noise")
+        values = mc.real_array(values, "values")
+        noise = None if noise is None else mc.real_array(noise, "noise")
         try:
             amp, mean, covar = condition_params(self._amp, self._mean, self._covar, values,
-                                                mf.flat_index(dims), noise)
+                                                mc.flat_index(dims), noise)
         except np.linalg.LinAlgError:
             raise ValueError("the covariances of the given dimensions (plus noise) are "
                              "numerically singular") from None
@@ -325,11 +325,11 @@ class GMM:
         samples : ndarray (size, D)
         component : ndarray (size,) of int, only if ``return_component``
         """
-        size = mf.check_integer(size, "size", minimum=0)
-        return_component = mf.check_flag(return_component, "return_component")
+        size = mc.check_integer(size, "size", minimum=0)
+        return_component = mc.check_flag(return_component, "return_component")
         gen = check_rng(rng)
         self.validate()
-        mf.check_memory(8 * size * (2 * self.D + 2), f"draw(size={size}) with D={self.D}")
+        mc.check_memory(8 * size * (2 * self.D + 2), f"draw(size={size}) with D={self.D}")
         try:
             chol = np.linalg.cholesky(self._covar)
         except np.linalg.LinAlgError:
@@ -360,7 +360,7 @@ class GMM:
         reserved = {"amp", "mean", "covar"} & set(kwargs)
         if reserved:
             raise ValueError(f"cannot store extra arrays named {sorted(reserved)}")
-        extras = {key: mf.extra_array(value, key) for key, value in kwargs.items()}
+        extras = {key: mc.extra_array(value, key) for key, value in kwargs.items()}
         try:
             self.validate()
         except ValueError as exc:

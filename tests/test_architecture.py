@@ -1,6 +1,6 @@
 """The shape of the package: layers, no import circles, short functions and modules.
 
-The package reads as the algorithm (docs/design.md, "Layers"): the runtime
+The package reads as the algorithm (docs/design.md, "Layout"): the runtime
 settings (config) -> math on one chunk (kernels) -> what was observed (data) -> the public model -> the
 selection (imputation, background) -> executors -> the EM fit -> estimators
 -> tools. A module may import from its own layer and the layers below it,
@@ -20,8 +20,13 @@ NAME = PACKAGE.name
 #: the layers, lowest first; a module's layer is its subpackage (or its top-level name)
 LAYERS = ("config", "kernels", "data", "model", "selection", "execution", "fitting", "estimators", "tools")
 #: top-level modules and the layer each belongs to; the package's __init__/__main__ may import anything
-TOP_LEVEL = {"config": "config", "model": "model", "model_files": "model", "conditioning": "model"}
+TOP_LEVEL = {"config": "config", "model": "model", "model_checks": "model", "model_files": "model",
+             "conditioning": "model"}
 ENTRY_POINTS = {NAME, f"{NAME}.__main__"}
+
+#: the sub-layers of ``fitting``, lowest first; the modules directly in ``fitting/`` (the entry
+#: points ``fit``, ``partial_fit``, ``cv_fit``/``stack``) sit above them all
+FITTING_SUBLAYERS = ("problem", "em", "online", "starts", "setup")
 
 MAX_FUNCTION_LINES = 120      # lines of code, docstring, comments and blank lines aside
 MAX_MODULE_LINES = 400        # lines of the file
@@ -81,6 +86,43 @@ def _layer(module: str) -> str | None:
     return parts[1] if parts[1] in LAYERS else "unknown"
 
 
+def _sublayer(module: str) -> int | None:
+    """Rank of a ``fitting`` module's sub-layer (the entry modules: above all), else None."""
+    parts = module.split(".")
+    if len(parts) < 2 or parts[1] != "fitting":
+        return None
+    if len(parts) >= 4 and parts[2] in FITTING_SUBLAYERS:
+        return FITTING_SUBLAYERS.index(parts[2])
+    if len(parts) == 3 and parts[2] in FITTING_SUBLAYERS:      # a sub-layer's __init__
+        return FITTING_SUBLAYERS.index(parts[2])
+    return len(FITTING_SUBLAYERS)
+
+
+def test_fitting_sub_layers_import_downwards_only():
+    bad = []
+    for module, targets in GRAPH.items():
+        here = _sublayer(module)
+        if here is None:
+            continue
+        for target in targets:
+            there = _sublayer(target)
+            if there is not None and there > here:
+                bad.append(f"{module} imports {target}")
+    assert not bad, "imports against the sub-layers of fitting:\n" + "\n".join(bad)
+
+
+def test_every_fitting_module_is_in_a_sub_layer():
+    entry = {m for m in MODULES if _sublayer(m) == len(FITTING_SUBLAYERS)}
+    assert entry == {f"{NAME}.fitting", f"{NAME}.fitting.fitter", f"{NAME}.fitting.partial",
+                     f"{NAME}.fitting.stacking"}, sorted(entry)
+
+
+def test_the_sub_layer_checker_sees_a_wrong_import():
+    assert _sublayer(f"{NAME}.fitting.em.estep") < _sublayer(f"{NAME}.fitting.setup.checks")
+    assert _sublayer(f"{NAME}.fitting.problem") == 0
+    assert _sublayer(f"{NAME}.kernels.fused") is None
+
+
 def test_every_module_has_a_layer():
     unknown = [m for m in MODULES if _layer(m) == "unknown"]
     assert not unknown, f"modules outside the layers {LAYERS}: {unknown}"
@@ -91,6 +133,7 @@ def test_the_graph_sees_the_imports():
     assert f"{NAME}.kernels.fused" in GRAPH[f"{NAME}.kernels.dense"]
     assert f"{NAME}.data.observed" in GRAPH[f"{NAME}.model"]
     assert f"{NAME}.fitting.fitter" in GRAPH[f"{NAME}.estimators.mixture"]
+    assert f"{NAME}.fitting.em.estep" in GRAPH[f"{NAME}.fitting.em.em_loop"]
 
 
 def test_lower_layers_never_import_higher_ones():

@@ -1,7 +1,7 @@
 """Bad input to the public API must fail early, with the right exception and a clear message.
 
 For ``fit`` every failing call must also leave the GMM passed in unchanged
-(DESIGN §5: all checks run before the model is touched).
+(docs/design.md, "Robustness": all checks run before the model is touched).
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from pygmmis_ng.data import covariances
 from pygmmis_ng.data.arrays import as_float_array, check_dtype
 from pygmmis_ng.data.observed import chunk_stats, group_components
 from pygmmis_ng.data.validation import check_noise, check_observed
-from pygmmis_ng.fitting.options import check_fit
-from pygmmis_ng.fitting.prepare import prepare_problem
+from pygmmis_ng.fitting.setup.checks import check_fit
+from pygmmis_ng.fitting.setup.prepare import prepare_problem
 
 
 def _problem(X, S, R, K=3, D=3):

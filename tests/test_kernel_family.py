@@ -274,7 +274,7 @@ def test_the_lane_kernels_compile_to_packed_simd_instructions(monkeypatch):
 def test_constrained_fits_with_the_o_d_kernels_equal_those_with_full_kernels(ct, noise,
                                                                               monkeypatch):
     import pygmmis_ng as ng
-    from pygmmis_ng.fitting.prepare import noise_is_diagonal
+    from pygmmis_ng.fitting.setup.prepare import noise_is_diagonal
     from pygmmis_ng.kernels import stats
 
     rng = np.random.default_rng(7)

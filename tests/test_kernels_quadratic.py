@@ -10,7 +10,7 @@ from scipy.stats import multivariate_normal
 
 import pygmmis_ng as ng
 from pygmmis_ng.data.lazy import stable_average
-from pygmmis_ng.fitting.convergence import remaining_gain
+from pygmmis_ng.fitting.em.convergence import remaining_gain
 from pygmmis_ng.kernels import compiled_transforms, dense, fused, quadratic
 from pygmmis_ng.kernels.stats import prepare_components
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import random_spd
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting import neighborhoods
+from pygmmis_ng.fitting.em import neighborhoods
 from pygmmis_ng.tools import datasets
 
 

@@ -16,12 +16,12 @@ from conftest import make_truth, random_spd
 import pygmmis_ng as ng
 from pygmmis_ng import config
 from pygmmis_ng.execution import make_executor
-from pygmmis_ng.fitting.coordinates import full_gradient
-from pygmmis_ng.fitting.em_loop import evaluate
-from pygmmis_ng.fitting.newton import Coordinates, hessian
-from pygmmis_ng.fitting.options import check_fit
-from pygmmis_ng.fitting.prepare import prepare_problem
-from pygmmis_ng.fitting.problem import State
+from pygmmis_ng.fitting.em.coordinates import full_gradient
+from pygmmis_ng.fitting.em.em_loop import evaluate
+from pygmmis_ng.fitting.em.newton import Coordinates, hessian
+from pygmmis_ng.fitting.problem.problem import State
+from pygmmis_ng.fitting.setup.checks import check_fit
+from pygmmis_ng.fitting.setup.prepare import prepare_problem
 
 DEFAULT = config.Settings()
 
@@ -63,7 +63,7 @@ def _setup(kind, covariance_type="full", frozen=None, masked=False):
     rng = np.random.default_rng(3)
     g, X, kw = _problem(kind, rng)
     if covariance_type != "full":
-        from pygmmis_ng.fitting.mstep import constrain
+        from pygmmis_ng.fitting.em.mstep import constrain
         g.covar = constrain(g.covar, g.amp, covariance_type)
     args = dict(ARGS, covariance_type=covariance_type, frozen=frozen,
                 background=kw.pop("background", None))
@@ -207,7 +207,7 @@ def test_a_crawling_polish_hands_back_to_em(settings):
 
 def test_no_polish_beyond_max_params():
     """Above MAX_PARAMS free parameters the Hessian pass costs tens of E-steps: EM decides."""
-    from pygmmis_ng.fitting import newton
+    from pygmmis_ng.fitting.em import newton
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 5)) + rng.integers(0, 4, size=(3000, 1))

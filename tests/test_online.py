@@ -15,16 +15,18 @@ from conftest import add_noise, make_truth, random_spd
 from sklearn.exceptions import ConvergenceWarning
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting.online import blend, pass_gap, recentre, start_stats
-from pygmmis_ng.fitting.partial import partial_fit
-from pygmmis_ng.fitting.problem import State
-from pygmmis_ng.fitting.schedule import (
+from pygmmis_ng.fitting.em.mstep import constrain
+from pygmmis_ng.fitting.online.passes import blend, pass_gap, recentre, start_stats
+from pygmmis_ng.fitting.online.schedule import (
     eval_units,
     learning_rate,
     pass_batches,
     unit_bounds,
     windows,
 )
+from pygmmis_ng.fitting.partial import partial_fit
+from pygmmis_ng.fitting.problem.options import OnlineOptions
+from pygmmis_ng.fitting.problem.problem import State
 from pygmmis_ng.kernels.stats import SufficientStats
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -86,7 +88,7 @@ def test_start_stats_give_back_the_state_and_blend_is_a_weighted_mean():
 
 
 def test_schedule():
-    opts = ng.fitting.schedule.OnlineOptions(100, 3, 0.6, 2.0)
+    opts = OnlineOptions(100, 3, 0.6, 2.0)
     assert learning_rate(1, opts) == pytest.approx(3 ** -0.6)
     # a minibatch moves the statistics by its weight against a full one's, at most to 1
     assert learning_rate(1, opts, weight=50, nominal=100) == pytest.approx(0.5 * 3 ** -0.6)
@@ -119,12 +121,12 @@ def test_convergence_between_passes():
 
 
 def test_start_stats_give_back_the_parameters_through_the_m_step():
-    from pygmmis_ng.fitting.mstep import m_step
+    from pygmmis_ng.fitting.em.mstep import m_step
 
     truth = make_truth()
     masks = {k: np.zeros(3, bool) for k in ("amp", "mean", "covar")}
     for ct in ("full", "diag", "spherical"):
-        covar = ng.fitting.mstep.constrain(truth.covar, truth.amp, ct)
+        covar = constrain(truth.covar, truth.amp, ct)
         st = State(truth.amp, truth.mean, covar, 0.1, 1.0)
         amp, mean, V = m_step(start_stats(st, 0.05), st.amp, st.mean, st.covar, 0.0, masks, ct,
                               reg_covar=0.05)
@@ -356,15 +358,15 @@ def test_result_reports_the_passes_and_warns_when_they_did_not_settle(noisy):
     assert on.pass_logL[-1] > on.pass_logL[0]
     # the minibatches were scored before their own update: below the end-of-pass value
     assert on.running_logL[0] < on.pass_logL[1]
-    assert 0 < on.learning_rate < learning_rate(1, ng.fitting.schedule.OnlineOptions(500, 2))
+    assert 0 < on.learning_rate < learning_rate(1, OnlineOptions(500, 2))
     logL, U = res                                               # still pyGMMis's pair
     assert logL == res.logL and U == [None] * 3
 
 
-def test_a_slice_smaller_than_the_data_is_an_estimate_with_its_error(monkeypatch):
+def test_a_slice_smaller_than_the_data_is_an_estimate_with_its_error(settings, monkeypatch):
     rng = np.random.default_rng(3)
     X = make_truth().draw(40000, rng=rng)
-    monkeypatch.setattr(ng.fitting.schedule, "EVAL_ROWS", 4000)
+    settings(eval_rows=4000)
     g = ng.GMM(3, 2)
     res = ng.fit(g, X, batch_size=2000, n_passes=3, rng=0, tol=0)
     assert 4000 <= res.online.eval_rows < 40000
@@ -388,8 +390,8 @@ def test_sample_weights_count_across_minibatches():
     assert np.sort(full.amp)[0] == pytest.approx(0.1, abs=0.01)
 
 
-def test_a_slice_without_weight_falls_back_to_all_rows(monkeypatch):
-    monkeypatch.setattr(ng.fitting.schedule, "EVAL_ROWS", 1000)
+def test_a_slice_without_weight_falls_back_to_all_rows(settings, monkeypatch):
+    settings(eval_rows=1000)
     rng = np.random.default_rng(1)
     X = make_truth().draw(20000, rng=rng)
     weight = np.zeros(20000)

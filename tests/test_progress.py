@@ -8,7 +8,7 @@ import pytest
 from tqdm import tqdm
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting import progress as prog
+from pygmmis_ng.fitting.problem import progress as prog
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 import pygmmis_ng as ng
 from pygmmis_ng.estimators.mixture import IncompleteGaussianMixture
 from pygmmis_ng.fitting.fitter import fit
-from pygmmis_ng.fitting.options import FitOptions, check_fit
+from pygmmis_ng.fitting.problem.options import FitOptions
+from pygmmis_ng.fitting.setup.checks import check_fit
 from pygmmis_ng.model import GMM
 from pygmmis_ng.selection.background import Background
 from pygmmis_ng.tools import datasets, plots
@@ -40,6 +41,12 @@ FORMER_PATHS = [
     "from pygmmis_ng.latent import fill_latent",
     "from pygmmis_ng.compare import match_components, heldout_logL",
     "import pygmmis_ng as ng; ng.init.init_minmax; ng.latent.fill_latent; ng.compare.heldout_logL",
+    # the flat fitting modules the API reference named before fitting/ had sub-layers
+    "from pygmmis_ng.fitting.online_fit import OnlineReport",
+    "from pygmmis_ng.fitting.online import OnlineState",
+    "from pygmmis_ng.fitting.result import FitResult; assert FitResult is ng.FitResult",
+    "from pygmmis_ng.fitting.init import init_kmeans, INIT_METHODS",
+    "from pygmmis_ng.fitting.partial import partial_fit, PieceResult",
 ]
 
 
@@ -72,11 +79,11 @@ def test_fit_passes_its_arguments_as_one_checked_options_object():
     covar, R, weight, rng = (kwargs.pop(k) for k in ("covar", "R", "sample_weight", "rng"))
     obs, opts, gen = check_fit(ng.GMM(2, 2), X, covar, R, weight, rng, **kwargs)
     assert isinstance(opts, FitOptions)
-    assert (opts.w, opts.tol, opts.n_init, opts.split_n_merge) == (0.5, 1e-5, 2, 0)
+    assert (opts.em.w, opts.em.tol, opts.start.n_init, opts.em.split_n_merge) == (0.5, 1e-5, 2, 0)
     assert obs.X.shape == (50, 2) and obs.Z is obs.X and obs.log_omega_mean == 0.0
     assert isinstance(gen, np.random.Generator)
     with pytest.raises(AttributeError):
-        opts.w = 1.0                                  # frozen: it travels, nothing rewrites it
+        opts.em.w = 1.0                               # frozen: it travels, nothing rewrites it
 
 
 def test_fit_result_still_unpacks_as_logL_U():

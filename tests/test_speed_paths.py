@@ -10,8 +10,8 @@ import pytest
 from conftest import random_spd
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting import acceleration
-from pygmmis_ng.fitting.acceleration import Params
+from pygmmis_ng.fitting.em import acceleration
+from pygmmis_ng.fitting.em.acceleration import Params
 from pygmmis_ng.kernels import dense, fused
 from pygmmis_ng.kernels.stats import prepare_components
 from pygmmis_ng.selection.imputation import ImputationSampler, block_sizes

@@ -9,9 +9,11 @@ from conftest import random_spd
 from scipy.stats import multivariate_normal
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting import restarts, split_merge
-from pygmmis_ng.fitting.problem import State
-from pygmmis_ng.fitting.split_merge import apply, candidates
+from pygmmis_ng.fitting.em import split_merge
+from pygmmis_ng.fitting.em.split_merge import apply, candidates
+from pygmmis_ng.fitting.problem.problem import State
+from pygmmis_ng.fitting.starts import driver as restarts
+from pygmmis_ng.fitting.starts.init import resolve_init
 
 #: A far away; B and C 6 sigma apart
 TRUE_MEANS = np.array([[-30.0, 0.0], [0.0, 0.0], [6.0, 0.0]])
@@ -99,7 +101,7 @@ def test_partial_em_frees_only_the_triple(X, monkeypatch):
 
     def spy(p, st, *args):
         run = real(p, st, *args)
-        calls.append(({k: m.copy() for k, m in p.masks.items()}, st, run))
+        calls.append(({k: m.copy() for k, m in p.em.masks.items()}, st, run))
         return run
 
     real = split_merge.run_em
@@ -140,7 +142,8 @@ def test_with_cutoff(X):
 
 def test_with_imputation(monkeypatch):
     # split'n'merge alone: without the k-means start a fit under a selection adds to any other
-    monkeypatch.setattr(restarts, "starts", lambda opts, n: [opts.init] * n)
+    monkeypatch.setattr(restarts, "start_inits",
+                        lambda opts: [resolve_init(opts.start.init)] * opts.start.n_init)
     truth = make_truth()
     Y = truth.draw(2000, rng=np.random.default_rng(5))
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting import diagnostics
-from pygmmis_ng.fitting.convergence import krylov_rate, remaining_gain
+from pygmmis_ng.fitting.em import diagnostics
+from pygmmis_ng.fitting.em.convergence import krylov_rate, remaining_gain
 from pygmmis_ng.fitting.fitter import choose_run
 from pygmmis_ng.tools import datasets
 
@@ -141,7 +141,7 @@ def test_the_krylov_rate_finds_a_slow_direction_the_last_steps_hardly_move_in():
     that holds most of the gap still to come but a small part of the steps (as after an
     extrapolation): the ratio of two steps sees the fast rates (the power method), the Ritz
     values of the confirmation's CONFIRM_STEPS steps see the slow one."""
-    from pygmmis_ng.fitting.convergence import CONFIRM_STEPS
+    from pygmmis_ng.fitting.em.convergence import CONFIRM_STEPS
 
     rng = np.random.default_rng(0)
     Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
@@ -198,11 +198,11 @@ def test_a_start_whose_limit_is_below_the_competitor_is_given_up():
     # a run told that a competitor reached logL = +inf stops as soon as it may (not converged);
     # told nothing, the same run goes on
     from pygmmis_ng.execution import make_executor
-    from pygmmis_ng.fitting.em_loop import ABANDON_AFTER, run_em
+    from pygmmis_ng.fitting.em.em_loop import ABANDON_AFTER, run_em
     from pygmmis_ng.fitting.fitter import initial_state
-    from pygmmis_ng.fitting.init import INIT_METHODS
-    from pygmmis_ng.fitting.options import check_fit
-    from pygmmis_ng.fitting.prepare import prepare_problem
+    from pygmmis_ng.fitting.setup.checks import check_fit
+    from pygmmis_ng.fitting.setup.prepare import prepare_problem
+    from pygmmis_ng.fitting.starts.init import INIT_METHODS
 
     ds = datasets.paper_2d(N=1000, selection="box_with_hole", sigma=0.5, rng=1)
     gmm = ng.GMM(3, 2)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import pygmmis_ng as ng
-from pygmmis_ng.fitting.em_loop import reseed_row
-from pygmmis_ng.fitting.init import (
+from pygmmis_ng.fitting.em.em_loop import reseed_row
+from pygmmis_ng.fitting.starts.init import (
     INIT_METHODS,
     ReseedSupport,
     support_index,

@@ -34,7 +34,7 @@ class CentredRows:
     """The rows of ``base`` (N, D) minus ``center`` (D,), computed chunk by chunk.
 
     ``rows[sl]`` equals ``np.subtract(base[sl], center)`` stored as ``base``'s
-    dtype -- what :func:`pygmmis_ng.fitting.prepare.prepare_problem` stores for
+    dtype -- what :func:`pygmmis_ng.fitting.setup.prepare.prepare_problem` stores for
     data in memory.
     """
 

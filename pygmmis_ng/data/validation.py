@@ -3,7 +3,7 @@
 Every check raises a ``ValueError`` (or ``TypeError`` for a wrong kind of
 object) that names the argument, says what was wrong and how to fix it.
 Nothing here mutates its inputs; the fitter runs all checks before it
-touches the model (DESIGN §5).
+touches the model (docs/design.md, "Robustness").
 """
 from __future__ import annotations
 
@@ -49,14 +49,31 @@ def check_int(value: Any, name: str, minimum: int | None = None, strict: bool = 
     return value
 
 
+class ParameterError(ValueError, TypeError):
+    """An argument of the wrong kind or value (both a ValueError and a TypeError, like
+    scikit-learn's ``InvalidParameterError``: code that catches either keeps working)."""
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """The one boolean rule: True or False (Python's or numpy's), as scikit-learn's
+    ``"boolean"`` constraint; anything else (also 0 and 1) raises a :class:`ParameterError`
+    naming ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ParameterError(f"{name} must be True or False, got {value!r:.60}")
+
+
 def check_accelerate(accelerate: Any) -> tuple[bool, bool]:
     """(SQUAREM, Newton polish) for ``accelerate``: True both, 'squarem' the first only, False
-    neither (plain EM); anything else raises a TypeError."""
+    neither (plain EM); anything else raises a :class:`ParameterError`."""
     if isinstance(accelerate, str) and accelerate == "squarem":
         return True, False
-    if not isinstance(accelerate, (bool, np.bool_)):
-        raise TypeError(f"accelerate must be True, False or 'squarem', got {accelerate!r}")
-    return bool(accelerate), bool(accelerate)
+    try:
+        on = check_flag(accelerate, "accelerate")
+    except ParameterError:
+        raise ParameterError(f"accelerate must be True, False or 'squarem', got "
+                             f"{accelerate!r:.60}") from None
+    return on, on
 
 
 def check_float(value: Any, name: str, minimum: float | None = None,

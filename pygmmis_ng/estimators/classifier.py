@@ -13,6 +13,7 @@ The dispersion floor ``w`` of each class is chosen from its data by default
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -22,10 +23,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..data.validation import check_noise, check_numeric
-from ..fitting.progress import check_progress, fit_progress
+from ..fitting.problem.option_entries import TABLE
+from ..fitting.problem.option_table import check_options, documented, options_on
+from ..fitting.problem.progress import fit_progress
 from .mixture import IncompleteGaussianMixture
-from .param_checks import CLASSIFIER_INT_PARAMS, check_int_params
 from .regularization import choose_w
+
+#: the classifier's options that each class's mixture gets its own way (or not at all)
+OWN_PER_CLASS = ("n_components", "w", "init_method", "init_method_deprecated", "progress")
 
 
 class GenerativeClassifier(ClassifierMixin, BaseEstimator):
@@ -33,34 +38,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int
-        Components per class (fewer for a class with fewer samples).
-    w : "auto" or float
-        Lower bound on the component dispersion (data units): every eigenvalue
-        of every component covariance is kept >= w^2 (``fit``'s ``w``). Needed
-        when a feature is (nearly) constant within a class, e.g. border pixels
-        of digits. "auto" (default): chosen per class as the floor that
-        maximizes the 3-fold held-out likelihood of one Gaussian fitted to the
-        class (available-case moments with missing features, noise
-        subtracted, weighted), over w^2 in {0} and 1e-4 ... 1 times the class's
-        mean feature variance (see :mod:`pygmmis_ng.estimators.regularization`);
-        0 for a class that needs no floor. A float is used for every class
-        as given (0.0: no floor).
-    covariance_type, init_params, n_init, tol, max_iter, random_state, verbose,
-    verbose_interval, n_jobs
-        As in :class:`~pygmmis_ng.estimators.mixture.IncompleteGaussianMixture`
-        (and scikit-learn's GaussianMixture), for every class.
-    reg_covar : float
-        Added to every variance in each M-step; 0 by default, since ``w``
-        ("auto") already regularizes each class as its data need.
-    progress : None, True or False
-        One progress bar over the classes (their fits show none of their own);
-        None: in interactive sessions once the fit has run for 3 s.
-    init_method : None
-        Deprecated name of ``init_params``.
-    priors : None or array-like (n_classes,)
-        Class priors in the order of ``classes_``; None: the (weighted)
-        class frequencies of the training data.
+    {parameters}
 
     Attributes
     ----------
@@ -112,14 +90,14 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         covar : None, (D, D) or (N, D, D) noise of the samples
         sample_weight : None or (N,)
         """
-        progress = check_progress(self.progress)
-        check_int_params(self, CLASSIFIER_INT_PARAMS)
+        check_options(TABLE, {opt.name: getattr(self, opt.name_on("classifier"))
+                              for opt in options_on(TABLE, "classifier")}, "classifier")
         check_numeric(X, "X")
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
         check_classification_targets(y)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        w = self._check_w()
+        w = None if isinstance(self.w, str) else float(self.w)      # "auto": per class
         init = self.init_params
         if self.init_method is not None:
             warnings.warn("init_method is deprecated; use init_params (scikit-learn's name)",
@@ -128,7 +106,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         S = check_noise(covar, X.shape[0], X.shape[1], observed=~np.isnan(X))
         self.estimators_ = []
         self.w_ = np.zeros(len(self.classes_))
-        with fit_progress(progress, desc="classes", unit="class", total=len(self.classes_)) as clock:
+        with fit_progress(self.progress, desc="classes", unit="class", total=len(self.classes_)) as clock:
             for c in range(len(self.classes_)):
                 self.estimators_.append(self._fit_class(X, y_idx, sw, S, w, init, c))
                 if clock.bar is not None:
@@ -153,23 +131,14 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class {self.classes_[c]!r} has no sample with a positive weight")
         Sc = S if S is None or S.ndim == 2 else S[rows]
         self.w_[c] = choose_w(X[rows], Sc, sw[rows]) if w is None else w
+        shared = {opt.name_on("estimator"): getattr(self, opt.name_on("classifier"))
+                  for opt in options_on(TABLE, "classifier")
+                  if "estimator" in opt.paths and opt.name not in OWN_PER_CLASS}
         est = IncompleteGaussianMixture(
-            min(self.n_components, int(rows.sum())), covariance_type=self.covariance_type,
-            init_params=init, n_init=self.n_init, tol=self.tol, reg_covar=self.reg_covar,
-            max_iter=self.max_iter, w=float(self.w_[c]), random_state=self.random_state,
-            verbose=self.verbose, verbose_interval=self.verbose_interval, n_jobs=self.n_jobs)
+            min(self.n_components, int(rows.sum())), **shared, init_params=init,
+            w=float(self.w_[c]))
         est.fit(X[rows], covar=Sc, sample_weight=sw[rows])
         return est
-
-    def _check_w(self) -> float | None:
-        """The float ``w`` to use for every class, or None for "auto"."""
-        if isinstance(self.w, str):
-            if self.w == "auto":
-                return None
-        elif isinstance(self.w, (int, float, np.integer, np.floating)) and not isinstance(
-                self.w, bool) and np.isfinite(self.w) and self.w >= 0:
-            return float(self.w)
-        raise ValueError(f'w must be "auto" or a finite number >= 0, got {self.w!r}')
 
     def _joint_log_likelihood(self, X: Any, covar: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -194,3 +163,8 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         """The most probable class of each sample."""
         jll = self._joint_log_likelihood(X, covar)
         return self.classes_[jll.argmax(axis=1)]
+
+
+GenerativeClassifier = documented(
+    TABLE, "classifier", list(inspect.signature(GenerativeClassifier).parameters)
+)(GenerativeClassifier)

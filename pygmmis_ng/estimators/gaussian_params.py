@@ -1,7 +1,7 @@
 """scikit-learn's parameter shapes of a Gaussian mixture, per ``covariance_type``.
 
 The fit keeps every covariance as a full (D, D) matrix of its family
-(:func:`pygmmis_ng.fitting.mstep.constrain`); :class:`IncompleteGaussianMixture`
+(:func:`pygmmis_ng.fitting.em.mstep.constrain`); :class:`IncompleteGaussianMixture`
 shows them as :class:`sklearn.mixture.GaussianMixture` does:
 
 ===========  ====================  ======================================

@@ -9,32 +9,29 @@ Per-sample noise and weights go to ``fit(X, covar=..., sample_weight=...)``.
 """
 from __future__ import annotations
 
+import inspect
+import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ..data.lazy import is_lazy
-from ..data.observed import background_log_density_rows
-from ..data.validation import check_dtype, check_int, check_numeric
+from ..data.validation import check_dtype, check_numeric
 from ..fitting.fitter import fit
-from ..fitting.progress import verbose_output
-from ..fitting.schedule import LEARNING_DECAY, LEARNING_OFFSET
+from ..fitting.partial import partial_fit
+from ..fitting.problem.option_entries import LEARNING_DECAY, LEARNING_OFFSET, TABLE
+from ..fitting.problem.option_table import check_options, documented, options_on
+from ..fitting.problem.progress import verbose_output
+from ..fitting.problem.result import FitResult, count_params
 from ..model import GMM
-from .gaussian_params import (
-    precisions,
-    precisions_cholesky,
-    sklearn_covariances,
-)
-from .init_params import resolve_init_params
-from .online import partial_fit_step
-from .param_checks import MIXTURE_INT_PARAMS, check_int_params, check_switches
-from .scoring import observed_log_likelihood, warn_without_noise
+from .fitted_mixture import FittedMixture
+from .init_params import init_callback
 
 
-class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
+class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
     """Gaussian mixture for noisy, incomplete (selected) and partly missing data.
 
     The parameters of :class:`sklearn.mixture.GaussianMixture` come first and
@@ -46,71 +43,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_components : int
-        Number of components K.
-    covariance_type : {'full', 'diag', 'tied', 'spherical'}
-        The covariance family (exact constrained M-steps, also for noisy,
-        missing, selected or projected data).
-    tol : float
-        Convergence tolerance of the mean log-likelihood per sample (see
-        :mod:`pygmmis_ng.fitting.convergence`).
-    reg_covar : float
-        Added to every variance in each M-step and in the initialization.
-    max_iter : int
-        Maximum number of EM updates; 0 returns the initialization.
-    n_init : int
-        Initializations; the best final log-likelihood is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, a name of
-        :mod:`pygmmis_ng.fitting.init` ('minmax', 'gmm', ...), or a callable
-        'random' is scikit-learn's (random responsibilities), not pyGMMis's.
-    weights_init, means_init, precisions_init : None or array-like
-        Initial weights (K,), means (K, D) and precisions (shaped by
-        ``covariance_type`` as in scikit-learn); they replace what
-        ``init_params`` gives.
-    random_state : None, int or RandomState
-    warm_start : bool
-        Start each ``fit`` from the previous fit's parameters (one
-        initialization; under a selection no k-means start competes).
-    verbose : int
-        0 silent, 1 the fit's messages, 2 also every ``verbose_interval``-th
-        row of the iteration table (on ``sys.stdout``, via logging).
-    verbose_interval : int
-    w : float
-        Lower bound on the component dispersion (data units).
-    cutoff : float or None
-        Neighborhood size in 1D-equivalent sigmas (None: exact).
-    sel_callback, oversampling, covar_callback, background
-        Selection function and imputation settings, uniform background
-        (see :func:`pygmmis_ng.fit`). A background is copied for each fit;
-        the fitted fraction is ``background_amp_``.
-    split_n_merge : int
-        Split'n'merge attempts after convergence.
-    n_jobs : int
-        Worker processes of the fit.
-    client : None or dask.distributed.Client
-        Fit on this Dask cluster (see :func:`pygmmis_ng.fit`).
-    accelerate : bool or 'squarem'
-        SQUAREM extrapolation (and the oversampling ramp) between EM updates,
-        then Newton's method to the maximum where it applies (with the
-        default ``reg_covar`` > 0 it does not; see :func:`pygmmis_ng.fit`);
-        'squarem' the extrapolation only; a fit stopped by ``max_iter`` still
-        returns a plain EM update.
-    dtype : numpy.float64 or numpy.float32
-        How the fit stores X, covar (and its checks keep float32 X as it is):
-        float32 halves their memory; the arithmetic is float64 either way
-        (see :func:`pygmmis_ng.fit`).
-    progress : None, True or False
-        A progress bar of the fit: None shows it in interactive sessions once
-        the fit has run for 3 s (see :func:`pygmmis_ng.fit`).
-    batch_size : int or None
-        None: full-batch EM. An int: online (stepwise) EM over minibatches of
-        about this many rows (``fit``), and the rows per minibatch of
-        ``partial_fit`` (None there: each call's X is one minibatch).
-    n_passes, finish, shuffle, learning_decay, learning_offset
-        The online fit's passes, finishing full-batch EM, minibatch order and
-        learning rate (see :func:`pygmmis_ng.fit`).
-    init_method : None
-        Deprecated name of ``init_params``.
+    {parameters}
 
     Attributes
     ----------
@@ -215,12 +148,7 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         self._check_params()
         on_cluster = self.client is not None and is_lazy(X)
         if not on_cluster:      # a dask array stays on the cluster: the fit checks it there
-            check_numeric(X, "X")
-            keep = [np.float64, np.float32] if check_dtype(self.dtype) == np.float32 else np.float64
-            X = validate_data(self, X, dtype=keep, ensure_all_finite="allow-nan",
-                              ensure_min_samples=1)
-            if sample_weight is not None:
-                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            X, sample_weight = self._validated(X, sample_weight)
         elif X.ndim != 2:
             raise ValueError(f"X must have shape (n_samples, n_features), got {X.shape}")
         warm = self.warm_start and hasattr(self, "gmm_") and self.gmm_.K == self.n_components \
@@ -233,25 +161,22 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
             gmm, n_init = GMM(self.n_components, X.shape[1]), self.n_init
             background = None if self.background is None else self.background.copy()
         rng = check_random_state(self.random_state)
+        options = dict(self._fit_options(), init_method=init, n_init=n_init,
+                       background=background)
         with verbose_output(self.verbose, self.verbose_interval):
-            res = fit(gmm, X, covar=covar, init_method=init, w=self.w, cutoff=self.cutoff,
-                      sel_callback=self.sel_callback, oversampling=self.oversampling,
-                      covar_callback=self.covar_callback, background=background, tol=self.tol,
-                      maxiter=self.max_iter, split_n_merge=self.split_n_merge, rng=rng,
-                      n_jobs=self.n_jobs, sample_weight=sample_weight, n_init=n_init,
-                      accelerate=self.accelerate, covariance_type=self.covariance_type,
-                      reg_covar=self.reg_covar, client=self.client, dtype=self.dtype,
-                      progress=self.progress, **self._online_params())
+            res = fit(gmm, X, covar=covar, sample_weight=sample_weight, rng=rng, **options)
         self._set_fitted(gmm, res, background)
         self.fitted_with_noise_ = covar is not None
         if on_cluster:
             self.n_features_in_ = gmm.D
         return self
 
-    def _online_params(self) -> dict:
-        return dict(batch_size=self.batch_size, n_passes=self.n_passes, finish=self.finish,
-                    shuffle=self.shuffle, learning_decay=self.learning_decay,
-                    learning_offset=self.learning_offset)
+    def _fit_options(self, path: str = "fit") -> dict:
+        """The estimator's parameters as the options of ``fit`` (or ``partial_fit``), by the
+        option table's names (``max_iter`` is ``maxiter`` ...)."""
+        return {opt.name: getattr(self, opt.name_on("estimator"))
+                for opt in options_on(TABLE, path)
+                if "estimator" in opt.paths and opt.group not in ("entry", "data")}
 
     def partial_fit(self, X: Any, y: Any = None, covar: Any = None,
                     sample_weight: Any = None) -> IncompleteGaussianMixture:
@@ -274,126 +199,82 @@ class IncompleteGaussianMixture(DensityMixin, BaseEstimator):
         covar : None, (D, D) or (n, D, D) noise covariance of the samples
         sample_weight : None or (n,) non-negative weights
         """
-        return partial_fit_step(self, X, covar, sample_weight)
+        self._check_params()
+        first = getattr(self, "online_state_", None) is None
+        fitted = hasattr(self, "gmm_") and self.gmm_.K == self.n_components
+        X, sample_weight = self._validated(X, sample_weight, reset=not fitted)
+        start_t, state = 0, None
+        if not fitted:
+            gmm, init = GMM(self.n_components, X.shape[1]), self._init(X.shape[1])
+            background = None if self.background is None else self.background.copy()
+        else:
+            gmm, init, state = self.gmm_.copy(), "none", self.online_state_
+            background = None if self.background_ is None else self.background_.copy()
+            if first:          # after a full-batch fit: as if one pass over its rows had been made
+                start_t = -(-self.fit_result_.n_samples // (self.batch_size or len(X)))
+        options = dict(self._fit_options("partial_fit"), init_method=init,
+                       background=background, progress=False)
+        with verbose_output(self.verbose, self.verbose_interval):
+            piece = partial_fit(gmm, X, covar=covar, sample_weight=sample_weight, state=state,
+                                rng=check_random_state(self.random_state), start_t=start_t,
+                                **options)
+        self._set_fitted(gmm, self._piece_result(piece, gmm, X, sample_weight, background,
+                                                 fitted), background)
+        self.n_steps_ = piece.state.t
+        self.online_state_ = piece.state
+        self.fitted_with_noise_ = covar is not None or (fitted and self.fitted_with_noise_)
+        return self
+
+    def _piece_result(self, piece: Any, gmm: GMM, X: np.ndarray, sample_weight: Any,
+                      background: Any, fitted: bool) -> FitResult:
+        """A ``partial_fit`` call as a :class:`FitResult`: the samples seen so far, the
+        piece's logL appended to the history."""
+        seen = (0.0 if not fitted else self.fit_result_.weight_sum) + \
+            float(len(X) if sample_weight is None else np.sum(sample_weight))
+        history = ([] if not fitted else list(self.lower_bounds_)) + [piece.logL]
+        fit_bg = background is not None and background.adjust_amp
+        free = {k: np.zeros(gmm.K, bool) for k in ("amp", "mean", "covar")}
+        return FitResult(piece.logL, [None] * gmm.K, n_iter=piece.state.t, n_eval=piece.state.t,
+                         converged=False, history=np.asarray(history), n_samples=len(X),
+                         orig_size=seen, n_imputed=0.0,
+                         bg_amp=None if background is None else background.amp, n_reseeded=0,
+                         n_ghosts=0, restarts_logL=np.array([piece.logL]), chosen=0,
+                         n_params=count_params(gmm.K, gmm.D, free, fit_bg, self.covariance_type),
+                         weight_sum=seen, elapsed=0.0, online=None, logL_se=0.0)
 
     def _check_params(self) -> None:
-        """The estimator's own switches and its integer parameters (ints only, as in
-        scikit-learn; the fit checks the rest before it changes anything)."""
-        check_switches(self)
-        check_int_params(self, MIXTURE_INT_PARAMS)
-        check_dtype(self.dtype)
+        """Every parameter by the option table (ints only, as in scikit-learn; the fit checks
+        what needs the data before it changes anything)."""
+        check_options(TABLE, {opt.name: getattr(self, opt.name_on("estimator"))
+                              for opt in options_on(TABLE, "estimator")}, "estimator")
+
+    def _validated(self, X: Any, sample_weight: Any, reset: bool = True) -> tuple:
+        """X as scikit-learn checks it (float32 kept with ``dtype=float32``), the weights."""
+        check_numeric(X, "X")
+        keep = [np.float64, np.float32] if check_dtype(self.dtype) == np.float32 else np.float64
+        X = validate_data(self, X, dtype=keep, ensure_all_finite="allow-nan",
+                          ensure_min_samples=1, reset=reset)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        return X, sample_weight
 
     def _init(self, D: int) -> Any:
-        """The initialization callback of ``init_params`` and the ``*_init`` arrays."""
-        return resolve_init_params(self, D)
-
-    def _set_fitted(self, gmm: GMM, res: Any, background: Any) -> None:
-        ct = self.covariance_type
-        self.gmm_ = gmm
-        self.fit_result_ = res
-        self.background_ = background
-        self.background_amp_ = None if background is None else background.amp
-        self.weights_ = gmm.amp.copy()
-        self.means_ = gmm.mean.copy()
-        self.covariances_ = sklearn_covariances(gmm.covar, ct)
-        self.precisions_cholesky_ = precisions_cholesky(self.covariances_, ct)
-        self.precisions_ = precisions(self.precisions_cholesky_, ct)
-        self.converged_ = bool(res.converged)
-        self.n_iter_ = int(res.n_iter)
-        self.lower_bound_ = float(res.logL)
-        self.lower_bounds_ = [float(v) for v in res.history]
-        online = getattr(res, "online", None)
-        self.n_steps_ = 0 if online is None else online.n_batches
-        self.online_state_ = None if online is None else online.state
+        """The initialization: ``init_params`` (or the deprecated ``init_method``), then
+        ``weights_init``, ``means_init`` and ``precisions_init``, checked before the fit."""
+        method = self.init_params
+        if self.init_method is not None:
+            warnings.warn("init_method is deprecated; use init_params (scikit-learn's name)",
+                          FutureWarning, stacklevel=3)
+            method = self.init_method
+        return init_callback(method, self.weights_init, self.means_init, self.precisions_init,
+                             self.n_components, D, self.covariance_type, self.reg_covar)
 
     def fit_predict(self, X: Any, y: Any = None, covar: Any = None,
                     sample_weight: Any = None) -> np.ndarray:
         """Fit, then the most probable component of each sample of X, shape (N,)."""
         return self.fit(X, covar=covar, sample_weight=sample_weight).predict(X, covar=covar)
 
-    # -- evaluation ------------------------------------------------------------
-    def _check(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        check_numeric(X, "X")
-        return validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
-                             reset=False)
 
-    def _log_members(self, X: np.ndarray, covar: Any) -> np.ndarray:
-        """log of each member's weighted density (N, K [+1 for the background])."""
-        lj = self.gmm_.log_joint(X, covar=covar)
-        bg = self.background_
-        if bg is None or bg.amp == 0:
-            return lj
-        S = None if covar is None else np.asarray(covar, dtype=float)
-        log_bg = background_log_density_rows(bg, X, S)
-        return np.column_stack([lj + np.log1p(-bg.amp), log_bg + np.log(bg.amp)])
-
-    def score_samples(self, X: Any, covar: Any = None) -> np.ndarray:
-        """log density of each sample (marginal over its measured features), shape (N,).
-
-        With a selection function this is the density before selection
-        (multiply by Omega and divide by Z = N / orig_size for the observed one).
-        """
-        X = self._check(X)
-        warn_without_noise(getattr(self, "fitted_with_noise_", False), covar)
-        lp = self._log_members(X, covar)
-        mx = lp.max(axis=1, keepdims=True)
-        return (mx + np.log(np.exp(lp - mx).sum(axis=1, keepdims=True)))[:, 0]
-
-    def score(self, X: Any, y: Any = None, covar: Any = None) -> float:
-        """Mean log density of the samples."""
-        return float(self.score_samples(X, covar=covar).mean())
-
-    def predict_proba(self, X: Any, covar: Any = None) -> np.ndarray:
-        """Responsibilities of the K components, shape (N, K) (background excluded)."""
-        X = self._check(X)
-        lp = self._log_members(X, covar)
-        q = np.exp(lp - lp.max(axis=1, keepdims=True))
-        q /= q.sum(axis=1, keepdims=True)
-        return q[:, :self.n_components]
-
-    def predict(self, X: Any, covar: Any = None) -> np.ndarray:
-        """Most probable component of each sample, shape (N,)."""
-        return self.predict_proba(X, covar=covar).argmax(axis=1)
-
-    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draws from the fitted mixture (before selection, no noise) and their components.
-
-        Returns X (n_samples, D) and y (n_samples,), the rows grouped by component
-        in increasing order (as scikit-learn's).
-        """
-        check_is_fitted(self)
-        n_samples = check_int(n_samples, "n_samples")
-        if n_samples < 1:
-            raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires "
-                             "at least one sample.")
-        rng = check_random_state(self.random_state)
-        X, y = self.gmm_.draw(n_samples, rng=rng, return_component=True)
-        order = np.argsort(y, kind="stable")         # grouped by component, as scikit-learn's
-        return X[order], y[order]
-
-    def _n_parameters(self) -> int:
-        return self.fit_result_.n_params
-
-    def _observed_score(self, X: Any, covar: Any) -> tuple[float, int]:
-        """Mean log-likelihood of X as observed data (see :func:`.observed_log_likelihood`), N."""
-        X = self._check(X)
-        log_p = self.score_samples(X, covar=covar)
-        res = self.fit_result_
-        return observed_log_likelihood(log_p, X, self.sel_callback, res.weight_sum,
-                                       res.orig_size), len(X)
-
-    def bic(self, X: Any, covar: Any = None) -> float:
-        """Bayesian information criterion on X: -2 N logL + n_params log N.
-
-        logL is the observed-data log-likelihood: with ``sel_callback`` it
-        includes log Omega and the selection normalization (see
-        ``fit_result_.bic``), unlike :meth:`score`, the density before selection.
-        """
-        logL, n = self._observed_score(X, covar)
-        return -2 * logL * n + self._n_parameters() * np.log(n)
-
-    def aic(self, X: Any, covar: Any = None) -> float:
-        """Akaike information criterion on X: -2 N logL + 2 n_params (logL as in :meth:`bic`)."""
-        logL, n = self._observed_score(X, covar)
-        return -2 * logL * n + 2 * self._n_parameters()
+IncompleteGaussianMixture = documented(
+    TABLE, "estimator", list(inspect.signature(IncompleteGaussianMixture).parameters)
+)(IncompleteGaussianMixture)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..data.validation import check_data, check_int, check_rng
 from ..fitting.fitter import fit
-from ..fitting.progress import check_progress, fit_progress
+from ..fitting.problem.progress import check_progress, fit_progress
 from ..model import GMM
 
 

@@ -18,7 +18,7 @@ The inputs are submitted as tasks (not scattered), so the scheduler can make
 a lost worker's chunks again on another worker and the fit goes on with the
 same answer.
 
-Samples in dask arrays (:mod:`pygmmis_ng.fitting.out_of_core`) never come to
+Samples in dask arrays (:mod:`pygmmis_ng.fitting.setup.out_of_core`) never come to
 the client: each batch of chunks is a task reading its rows of the arrays.
 If all of them take at most the runtime setting ``persist_share`` of the workers' memory,
 the batches are computed once and kept on the workers; otherwise every
@@ -35,7 +35,7 @@ workers do not wait for it.
 With ``cutoff``, the neighborhood flags of each chunk stay on the worker
 that ran it (:func:`_run_batch`), tagged with the pass that made them; a
 chunk whose flags are missing or of another pass makes them again from the
-components the fit sends along (:class:`pygmmis_ng.fitting.estep.ObservedTask`),
+components the fit sends along (:class:`pygmmis_ng.fitting.em.estep.ObservedTask`),
 so a lost worker does not change the answer here either.
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ class DaskExecutor:
 
     Parameters
     ----------
-    problem : pygmmis_ng.fitting.problem.Problem
+    problem : pygmmis_ng.fitting.problem.problem.Problem
     client : dask.distributed.Client
     """
 

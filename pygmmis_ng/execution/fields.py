@@ -1,4 +1,4 @@
-"""Which fields of a fit's problem (:class:`pygmmis_ng.fitting.problem.Problem`) go where.
+"""Which fields of a fit's problem (:class:`pygmmis_ng.fitting.problem.problem.Problem`) go where.
 
 The executors that run tasks in other processes send the problem without its
 large arrays once, and the per-sample rows their own way (shared memory, or

@@ -180,7 +180,7 @@ class PoolExecutor:
 
     Parameters
     ----------
-    problem : pygmmis_ng.fitting.problem.Problem
+    problem : pygmmis_ng.fitting.problem.problem.Problem
         Its arrays named in :data:`SHARED_FIELDS` are shared; the rest is
         handed to the workers when they start.
     n_jobs : int >= 2

@@ -17,18 +17,22 @@ single sample.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..execution import make_executor
 from ..model import GMM
-from .em_loop import fits_background
-from .online import OnlineState, run_pass, start_stats, state_of, units_of
-from .options import check_fit
-from .prepare import initial_bg_amp, prepare_problem
-from .problem import State
-from .restarts import initial_state
+from .em.em_loop import fits_background
+from .online.passes import OnlineState, run_pass, start_stats, state_of, units_of
+from .problem.option_entries import LEARNING_DECAY, LEARNING_OFFSET, TABLE
+from .problem.option_table import check_option, documented
+from .problem.problem import State
+from .setup.checks import check_fit
+from .setup.prepare import prepare_problem
+from .starts.driver import initial_state
+from .starts.init import resolve_init
 
 
 class PieceResult(NamedTuple):
@@ -54,7 +58,10 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
                 state: OnlineState | None = None, *, batch_size: int | None = None,
                 init_method: Any = "kmeans", background: Any = None, rng: Any = None,
                 w: float = 0.0, frozen: Any = None, n_jobs: int = 1, start_t: int = 0,
-                **options: Any) -> PieceResult:
+                reg_covar: float = 0.0, covariance_type: str = "full", client: Any = None,
+                dtype: Any = np.float64, learning_decay: float = LEARNING_DECAY,
+                learning_offset: float = LEARNING_OFFSET, progress: bool | None = None
+                ) -> PieceResult:
     """Update ``gmm`` (in place) with the piece ``data`` by online EM.
 
     Parameters
@@ -62,53 +69,35 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
     gmm : GMM
         Initialized from the piece by ``init_method`` when ``state`` is None,
         else updated from its parameters.
-    data, covar, R, sample_weight
+    data : array-like (n, D), or (n, dy) with ``R``
         The piece, as for :func:`pygmmis_ng.fit`.
-    state : OnlineState or None
-        What the previous pieces (or an online fit's ``FitResult.online_state``)
-        left; None: this is the first piece.
-    batch_size : int or None
-        Rows per minibatch (None: the piece is one minibatch).
-    start_t : int
-        With ``state`` None: the learning-rate counter to start from (0: a fresh
-        start; to continue from a model fitted to n rows, about n / batch_size,
-        so that the first steps do not undo it).
-    init_method, background, rng, w, frozen, n_jobs
-        As for :func:`pygmmis_ng.fit`; ``rng`` draws the initialization and
-        any re-seeding.
-    **options
-        ``reg_covar``, ``covariance_type``, ``client``, ``dtype``,
-        ``learning_decay``, ``learning_offset``, ``progress``.
+    {parameters}
 
     Returns
     -------
     PieceResult
     """
+    start_t = check_option(TABLE, "start_t", start_t, "partial_fit")
     n_rows = len(data) if hasattr(data, "__len__") else np.shape(data)[0]
-    size = batch_size if batch_size is not None else max(int(n_rows), 1)
-    obs, opts, gen = check_fit(
-        gmm, data, covar, R, sample_weight, rng, init_method=init_method if state is None
-        else "none", background=background, batch_size=size, n_passes=1, shuffle=False,
-        min_samples=gmm.K if state is None else 1, cutoff=None, sel_callback=None,
-        oversampling=1, covar_callback=None, tol=0.0, miniter=0, maxiter=0,
-        split_n_merge=0, n_init=1, accelerate=False, w=w, frozen=frozen, n_jobs=n_jobs,
-        **options)
-    problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)
+    given = {k: v for k, v in locals().items() if k in TABLE and k not in ENTRY_ARGS}
+    given.update(batch_size=batch_size if batch_size is not None else max(int(n_rows), 1),
+                 init_method=init_method if state is None else "none")
+    obs, opts, gen = check_fit(gmm, data, covar, R, sample_weight, rng, path="partial_fit",
+                               min_samples=gmm.K if state is None else 1, **given)
+    problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen, units=state)
     N = problem.Xc.shape[0]
     if state is None:
-        st = initial_state(gmm, obs, opts.init, opts, problem, gen)
-        running, t, rows = start_stats(st, problem.reg_covar), int(start_t), N
+        st = initial_state(gmm, obs, resolve_init(opts.start.init), opts, problem, gen)
+        running, t, rows = start_stats(st, problem.em.reg_covar), start_t, N
         row_weight = problem.N_w / N
     else:
-        problem = problem._replace(scale2=state.scale2, reseed_scale=state.reseed_scale,
-                                   const_axes=state.const_axes)
         st = State(gmm.amp.copy(), gmm.mean - problem.center, gmm.covar.copy(),
-                   initial_bg_amp(opts), problem.N_w)
+                   opts.imputation.initial_bg_amp(), problem.N_w)
         running, t, rows = state.running, state.t, state.rows + N
         # the weight of a full minibatch follows the mean weight per row of all pieces
         row_weight = (state.row_weight * state.rows + problem.N_w) / rows
     n_before = t
-    with make_executor(problem, opts.n_jobs, opts.client) as ex:
+    with make_executor(problem, opts.execution.n_jobs, opts.execution.client) as ex:
         done = run_pass(problem, st, running, t, units_of(problem, opts.online.batch_size),
                         opts.online, fits_background(problem, st.bg_amp), gen, ex, row_weight,
                         None)
@@ -118,3 +107,9 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
         background.amp = st.bg_amp
     return PieceResult(state_of(problem, running, t, row_weight, rows),
                        done.logL / done.weight if done.weight > 0 else np.nan, t - n_before)
+
+
+#: the arguments of ``partial_fit`` not checked as options by :func:`check_fit`
+ENTRY_ARGS = ("gmm", "data", "covar", "R", "sample_weight", "rng", "state", "start_t")
+partial_fit = documented(TABLE, "partial_fit",
+                         list(inspect.signature(partial_fit).parameters))(partial_fit)

@@ -20,7 +20,7 @@ log phi_ik in component k's coordinates (mean, then v), the Hessian is
     sum_i w_i [ sum_j q_ij (d2 z_ij + dz_ij dz_ij^T) - s_i s_i^T ],  s_i = sum_j q_ij dz_ij,
 
 z_ij = log pi_j + log phi_ij. :func:`hessian_sums` accumulates what that needs
-from one chunk; :mod:`pygmmis_ng.fitting.newton` assembles it in the fit's
+from one chunk; :mod:`pygmmis_ng.fitting.em.newton` assembles it in the fit's
 coordinates (amplitudes, background fraction, covariance family, frozen
 parameters).
 

@@ -1,4 +1,4 @@
-"""Compiled helpers of the missing-value kernels (see :func:`.skeletons_sample.sample_source`).
+"""Compiled helpers of the missing-value kernels (see :mod:`.skeleton_sample`).
 
 Samples with values missing in many different patterns go through one kernel,
 sorted by pattern: per sample the measured indices o (:func:`pattern`); while a

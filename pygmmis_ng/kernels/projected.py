@@ -1,7 +1,7 @@
 """E-step of samples with their own projection: y_i = R_i x_i + noise (extreme deconvolution).
 
 For sample i with projection R_i (dy, D) and noise S_i (dy, dy), and
-component k (Bovy, Hogg & Roweis 2011; DESIGN §3)::
+component k (Bovy, Hogg & Roweis 2011; docs/design.md, "One EM iteration")::
 
     T_ik = R_i V_k R_i^T + S_i,   d_ik = y_i - R_i m_k,   u_ik = T_ik^-1 d_ik
     log p_ik = log a_k - (dy log 2pi + log det T_ik + d_ik^T u_ik) / 2

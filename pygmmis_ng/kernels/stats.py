@@ -1,6 +1,6 @@
 """The quantities every E-step kernel shares: prepared components, sufficient statistics.
 
-For sample i and component k (DESIGN §3), with noise S_i (0 if none)::
+For sample i and component k (docs/design.md, "One EM iteration"), with noise S_i (0 if none)::
 
     T_ik = V_k + S_i,   L = chol(T_ik),   r = L^-1 (x_i - m_k)
     log p_ik = log a_k - (D log 2pi + 2 sum log diag L + |r|^2) / 2

@@ -1,6 +1,6 @@
 """Imputation of the samples a selection function removed, and the forward model.
 
-Each EM iteration (DESIGN §3) draws M samples from the current model (GMM
+Each EM iteration (docs/design.md, "Imputation") draws M samples from the current model (GMM
 plus background) with noise from ``covar_callback``, evaluates the selection
 probability Omega of each, and lets the unselected part fill in what the
 observed samples lack: draw j enters the sufficient statistics with weight
@@ -308,7 +308,7 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, n
     log_alpha = math.log(task.bg_amp) if task.bg_amp > 0 else None
     block = p.sampler.block(task.b, task.n, task.amp, task.mean + p.center,
                             np.linalg.cholesky(task.covar), p.bg, task.bg_amp,
-                            p.covar_callback, p.sel_callback)
+                            p.imputation.covar_callback, p.imputation.sel_callback)
     stats = SufficientStats.zeros(K, D)
     omega = np.bincount(block.member, weights=block.omega, minlength=K + 1)
     draws = np.bincount(block.member, minlength=K + 1).astype(float)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..data.validation import check_rng
-from ..fitting.init import init_kmeans, init_minmax, volume_filling_scale
+from ..fitting.starts.init import init_kmeans, init_minmax, volume_filling_scale
 from ..model import GMM
 
 

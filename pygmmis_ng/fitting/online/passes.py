@@ -27,12 +27,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..data.lazy import is_lazy
-from ..kernels.stats import SufficientStats
-from .em_loop import update
-from .estep import all_chunks, chunk_logL, group_comps, observed_stats
-from .problem import Problem, State
-from .progress import log_pass_header, log_pass_row
+from ...data.lazy import is_lazy
+from ...kernels.stats import SufficientStats
+from ..em.em_loop import update
+from ..em.estep import all_chunks, chunk_logL, group_comps, observed_stats
+from ..problem.problem import Problem, State
+from ..problem.progress import log_pass_header, log_pass_row
 from .schedule import (
     OnlineOptions,
     eval_units,
@@ -60,6 +60,7 @@ class OnlineRun(NamedTuple):
     running: SufficientStats    # the running statistics (per unit weight, centred on the means)
     eval_rows: int = 0          # rows of the evaluation slice
     row_weight: float = 1.0     # mean sample weight per row
+    n_ghosts: int = 0           # (no selection online: no ghosts)
 
 
 class OnlineState(NamedTuple):
@@ -172,7 +173,7 @@ def minibatch_step(p: Problem, st: State, running: SufficientStats, tasks: list,
     rho = learning_rate(t, opts, stats.weight, opts.batch_size * row_weight)
     running = blend(running, stats, rho)
     new, bad, _ = update(p, st, running, fit_bg, gen)
-    running = start_stats(new, p.reg_covar) if bad.any() else \
+    running = start_stats(new, p.em.reg_covar) if bad.any() else \
         recentre(running, st.mean - new.mean)
     return Update(new, running, t, stats.logL, stats.weight, int(bad.sum()))
 
@@ -242,7 +243,7 @@ def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
     slice_units = eval_units(unit_rows, opts.eval_rows, eval_gen)
     slice_tasks = [chunks[i] for u in slice_units for i in units[u]]
     row_weight = p.N_w / p.Xc.shape[0]
-    running, t = start_stats(st, p.reg_covar), 0
+    running, t = start_stats(st, p.em.reg_covar), 0
     logL, se = evaluate(p, st, fit_bg, ex, slice_tasks, chunks)
     pass_logL, running_logL = [logL], []
     log_pass_header(fit_bg)

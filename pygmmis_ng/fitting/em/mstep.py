@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.stats import SufficientStats
+from ...kernels.stats import SufficientStats
+from ..problem.option_entries import COVARIANCE_TYPES
 
 #: a component whose summed responsibility falls below this fraction of the
 #: samples, or whose covariance has an eigenvalue below this fraction of the
 #: data variance, has collapsed and is re-seeded
 COLLAPSE_EPS = 1e-12
 #: the covariance families of scikit-learn's GaussianMixture, all fitted by exact M-steps
-COVARIANCE_TYPES = ("full", "diag", "tied", "spherical")
 
 
 def check_covariance_type(covariance_type: object) -> str:

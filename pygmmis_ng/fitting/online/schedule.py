@@ -1,4 +1,4 @@
-"""Online (stepwise) EM: its options, step sizes, and the minibatches of each pass.
+"""Online (stepwise) EM: its step sizes, and the minibatches of each pass.
 
 Stepwise EM (Cappé & Moulines 2009; Liang & Klein 2009) keeps running
 sufficient statistics s per unit of sample weight. The t-th minibatch b moves
@@ -22,60 +22,9 @@ never on ``n_jobs`` or the Dask cluster.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import numpy as np
 
-from ..data.validation import check_float, check_int
-
-#: the learning rate's defaults: rho_t = (LEARNING_OFFSET + t) ** -LEARNING_DECAY
-LEARNING_DECAY = 0.55
-LEARNING_OFFSET = 2.0
-#: passes over the data when ``n_passes`` is not given
-N_PASSES = 10
-#: rows of the evaluation slice whose mean log-likelihood judges convergence between passes
-EVAL_ROWS = 1 << 16
-
-
-class OnlineOptions(NamedTuple):
-    """How an online fit runs (see the module docstring and :func:`pygmmis_ng.fit`)."""
-
-    batch_size: int
-    n_passes: int
-    learning_decay: float = LEARNING_DECAY
-    learning_offset: float = LEARNING_OFFSET
-    shuffle: bool = True
-    finish: int | None = 0          # full-batch EM updates after the passes (None: to tol)
-    eval_rows: int = EVAL_ROWS
-
-
-def check_online(batch_size: Any, n_passes: Any, learning_decay: Any, learning_offset: Any,
-                 shuffle: Any, finish: Any) -> OnlineOptions | None:
-    """The online options, checked (None: ``batch_size`` None, a full-batch fit)."""
-    if batch_size is None:
-        asked = [name for name, value in (("n_passes", n_passes), ("finish", finish))
-                 if value is not None and value is not False and not (
-                     isinstance(value, (int, np.integer)) and value == 0)]
-        if asked:
-            raise ValueError(f"{', '.join(asked)} needs batch_size (online EM): pass "
-                             "batch_size=... (rows per minibatch), or leave them out")
-        return None
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    n_passes = N_PASSES if n_passes is None else check_int(n_passes, "n_passes", minimum=1)
-    decay = check_float(learning_decay, "learning_decay", minimum=0.0)
-    if not 0.5 < decay <= 1.0:
-        raise ValueError(f"learning_decay must be in (0.5, 1] (stepwise EM converges only "
-                         f"then), got {decay}")
-    offset = check_float(learning_offset, "learning_offset", minimum=0.0)
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    if finish is True:
-        finish = None
-    elif finish is False:
-        finish = 0
-    else:
-        finish = check_int(finish, "finish", minimum=0)
-    return OnlineOptions(batch_size, n_passes, decay, offset, bool(shuffle), finish, EVAL_ROWS)
+from ..problem.options import OnlineOptions
 
 
 def learning_rate(t: int, opts: OnlineOptions, weight: float = 0.0, nominal: float = 0.0

@@ -25,10 +25,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..data.arrays import as_float_array
-from ..data.lazy import block_bounds, block_sum, is_lazy, ordered_sum, sample_index
-from ..data.validation import check_data, check_noise, check_spread, check_weight_values
-from ..selection.imputation import evaluate_selection
+from ...data.arrays import as_float_array
+from ...data.lazy import block_bounds, block_sum, is_lazy, ordered_sum, sample_index
+from ...data.validation import check_data, check_noise, check_spread, check_weight_values
+from ...selection.imputation import evaluate_selection
 
 
 class BlockSummary(NamedTuple):

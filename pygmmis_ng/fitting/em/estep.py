@@ -11,10 +11,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..data import observed
-from ..kernels.stats import SufficientStats
-from ..selection.imputation import BlockTask, block_sizes, block_stats
-from .problem import Problem, State
+from ...data import observed
+from ...kernels.stats import SufficientStats
+from ...selection.imputation import BlockTask, block_sizes, block_stats
+from ..problem.problem import Problem, State
 
 
 def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,

@@ -1,149 +1,74 @@
-"""The arguments of :func:`pygmmis_ng.fit`, checked once, before anything changes.
+"""The arguments of a fit, checked once, before anything changes.
 
-:func:`check_fit` turns the keywords into two validated objects that travel
-together through the fit: :class:`Observations` (what was observed: data,
-noise, projections, weights) and :class:`FitOptions` (how to fit). Every
-check that can fail on bad input runs here, so a bad argument raises a
-ValueError (or TypeError) that names it before the GMM, the background or
-any random stream is touched.
+:func:`check_fit` checks every option by the option table
+(:mod:`pygmmis_ng.fitting.problem.option_table`), then what the table cannot
+see alone -- the data, and options against each other and the model -- and
+returns :class:`~pygmmis_ng.fitting.problem.options.Observations` (what was
+observed) and :class:`~pygmmis_ng.fitting.problem.options.FitOptions` (how to
+fit). So a bad argument raises an error that names it before the GMM, the
+background or any random stream is touched.
 """
 from __future__ import annotations
 
-import math
 import os
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from ..config import check_memory
-from ..data.latent import fill_latent
-from ..data.lazy import block_bounds, block_sum, ordered_sum, sample_index, total_weight
-from ..data.validation import (
-    check_accelerate,
-    check_dtype,
-    check_float,
+from ...config import check_memory, get_settings
+from ...data.latent import fill_latent
+from ...data.lazy import block_bounds, block_sum, ordered_sum, sample_index, total_weight
+from ...data.validation import (
     check_frozen,
     check_frozen_params,
-    check_int,
     check_observed,
     check_rng,
     check_spread,
     check_weights,
     has_nan,
 )
-from ..execution.cluster import check_client
-from ..model import GMM
-from ..selection.background import Background, check_background
-from ..selection.imputation import evaluate_selection
-from .em_loop import MAX_DRAWS_PER_SAMPLE
-from .init import InitCallback, resolve_init
-from .mstep import check_covariance_type
+from ...model import GMM
+from ...selection.background import check_background
+from ...selection.imputation import evaluate_selection
+from ..problem.option_entries import MAX_DRAWS_PER_SAMPLE, N_PASSES, TABLE
+from ..problem.option_table import check_options, options_on
+from ..problem.options import (
+    EMOptions,
+    ExecutionOptions,
+    FitOptions,
+    ImputationOptions,
+    Observations,
+    OnlineOptions,
+    StartOptions,
+)
 from .out_of_core import check_lazy_input, check_observed_omega, log_terms, uses_cluster_data
-from .progress import check_progress
-from .schedule import LEARNING_DECAY, LEARNING_OFFSET, OnlineOptions, check_online
 
-#: most initializations a fit accepts
-MAX_N_INIT = 10_000
 #: w^2 and reg_covar may be at most this many times the data's largest variance
 MAX_FLOOR_RATIO = 1e6
 
 
-class Observations(NamedTuple):
-    """The observed samples of a fit, validated (rows in the order given).
-
-    Attributes
-    ----------
-    X : ndarray (N, D), or (N, dy) with projections; NaN marks a missing value
-        (a dask array when the samples stay on the cluster, see ``on_cluster``)
-    R : None, ndarray (dy, D) or (N, dy, D)
-    S : None, ndarray (D, D) or (N, D, D) (dy instead of D with R)
-    weight : None or ndarray (N,)
-    Z : ndarray (n, D)
-        Latent points of the initialization rows (all rows, or a sample, see
-        :mod:`pygmmis_ng.data.lazy`): the initialization, the data's centre and
-        scales and the re-seeding see these. ``X`` itself for complete data
-        without projections, else each sample's measured values completed by
-        :func:`pygmmis_ng.data.latent.fill_latent`.
-    log_omega_mean : float
-        Weighted mean of log Omega over the samples (0 without selection).
-    N_w : float
-        The summed weight of all samples (N without weights).
-    Z_weight : None or ndarray (n,)
-        Weights of the initialization rows.
-    Z_covar : None, ndarray (D, D) or (n, D, D)
-        Noise of the initialization rows, for the initialization (None when
-        ``Z`` are latent points rather than the data).
-    on_cluster : bool
-        The samples are dask arrays that stay on the cluster
-        (:mod:`.out_of_core`).
-    """
-
-    X: Any
-    R: np.ndarray | None
-    S: Any
-    weight: Any
-    Z: np.ndarray
-    log_omega_mean: float
-    N_w: float
-    Z_weight: np.ndarray | None
-    Z_covar: Any
-    on_cluster: bool = False
+def option_values(path: str, given: dict) -> dict:
+    """The options of a fit on ``path``: the table's defaults (for every option, also those
+    ``path`` does not take), then ``given``; an option ``path`` does not take is refused."""
+    takes = {opt.name for opt in options_on(TABLE, path)}
+    foreign = sorted(set(given) - takes)
+    if foreign:
+        raise TypeError(f"{path} got unexpected keyword argument(s) {foreign}")
+    values = {opt.name: opt.default for opt in TABLE.values()
+              if opt.group not in ("data", "entry")}
+    values.update({name: TABLE[name].default_on(path) for name in takes if name in values})
+    values.update(given)
+    return values
 
 
-@dataclass(frozen=True)
-class FitOptions:
-    """How to fit: the keywords of :func:`pygmmis_ng.fit`, validated.
-
-    ``background`` is a validated copy of the user's (the fit never writes
-    to theirs before it completes), ``masks`` the frozen parameters as
-    boolean (K,) masks per 'amp', 'mean' and 'covar', ``split_n_merge`` the
-    number of attempts.
-    """
-
-    init: InitCallback
-    w: float
-    cutoff: float | None
-    sel_callback: Callable | None
-    covar_callback: Callable | None
-    background: Background | None
-    oversampling: int
-    tol: float
-    miniter: int
-    maxiter: int
-    masks: dict
-    split_n_merge: int
-    n_jobs: int
-    n_init: int
-    accelerate: bool
-    covariance_type: str = "full"
-    reg_covar: float = 0.0
-    client: Any = None
-    progress: bool | None = None
-    online: OnlineOptions | None = None        # online (stepwise) EM; None: full-batch
-    newton: bool = True                        # the Newton polish after SQUAREM
-
-    @property
-    def impute(self) -> bool:
-        return self.sel_callback is not None
-
-
-def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any,
-              init_method: Any, w: Any, cutoff: Any, sel_callback: Any, oversampling: Any,
-              covar_callback: Any, background: Any, tol: Any, miniter: Any, maxiter: Any,
-              frozen: Any, split_n_merge: Any, n_jobs: Any, n_init: Any, accelerate: Any,
-              covariance_type: Any = "full", reg_covar: Any = 0.0, client: Any = None,
-              dtype: Any = np.float64, progress: Any = None, batch_size: Any = None,
-              n_passes: Any = None, finish: Any = 0, shuffle: Any = True,
-              learning_decay: Any = LEARNING_DECAY, learning_offset: Any = LEARNING_OFFSET,
-              min_samples: int | None = None
-              ) -> tuple[Observations, FitOptions, np.random.Generator]:
-    """Validate every argument of a fit; see :func:`pygmmis_ng.fit` for their meaning.
-
-    ``min_samples``: the fewest samples accepted (default K; a minibatch of an
-    online update of a model already fitted may hold fewer).
+def check_fit(gmm: Any, data: Any, covar: Any = None, R: Any = None, sample_weight: Any = None,
+              rng: Any = None, *, path: str = "fit", min_samples: int | None = None,
+              **options: Any) -> tuple[Observations, FitOptions, np.random.Generator]:
+    """Validate every argument of a fit on ``path`` (``fit`` or ``partial_fit``); see
+    :func:`pygmmis_ng.fit` for their meaning. ``options``: the options by their table names
+    (missing ones take the table's defaults). ``min_samples``: the fewest samples accepted
+    (default K; a minibatch of an online update of a fitted model may hold fewer).
 
     Returns
     -------
@@ -155,64 +80,87 @@ def check_fit(gmm: Any, data: Any, covar: Any, R: Any, sample_weight: Any, rng: 
     if not isinstance(gmm, GMM):
         raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
     gmm.check_shapes()
-    K, D = gmm.K, gmm.D
-    init = resolve_init(init_method)
-    w = check_float(w, "w", minimum=0.0)
-    tol = check_float(tol, "tol", minimum=0.0)
-    cutoff = check_float(cutoff, "cutoff", minimum=0.0, strict=True, allow_none=True)
-    maxiter = check_int(maxiter, "maxiter", minimum=0)
+    K = gmm.K
+    v = check_options(TABLE, option_values(path, options), path)
+    maxiter = v["maxiter"]
     # miniter=None: one update, or none if maxiter=0 (then the fit returns the initialization)
-    miniter = min(1, maxiter) if miniter is None else check_int(miniter, "miniter", minimum=0)
+    miniter = min(1, maxiter) if v["miniter"] is None else v["miniter"]
     if miniter > maxiter:
         raise ValueError(f"miniter={miniter} must not exceed maxiter={maxiter}")
-    oversampling = check_int(oversampling, "oversampling", minimum=1)
-    n_init = check_int(n_init, "n_init", minimum=1)
-    n_jobs = _check_n_jobs(n_jobs)
-    accelerate, newton = check_accelerate(accelerate)
-    masks = check_frozen(frozen, K)
+    n_jobs = _cap_n_jobs(v["n_jobs"])
+    masks = check_frozen(v["frozen"], K)
     check_frozen_params(gmm, masks)
     gen = check_rng(rng)
-    attempts = _check_split_n_merge(split_n_merge, K)
-    reg_covar = check_float(reg_covar, "reg_covar", minimum=0.0)
-    _check_covariance_type(covariance_type, masks, attempts)
-    client = check_client(client)
-    dtype = check_dtype(dtype)
-    progress = check_progress(progress)
-    online = check_online(batch_size, n_passes, learning_decay, learning_offset, shuffle, finish)
+    attempts = v["split_n_merge"]
+    if attempts > 0 and K < 3:
+        raise ValueError(f"split_n_merge needs K >= 3 components (it merges two and splits a "
+                         f"third), got K={K}; pass split_n_merge=0")
+    _check_covariance_type(v["covariance_type"], masks, attempts)
+    online = _online(v, path)
     if online is not None:
-        _check_online_combination(sel_callback, cutoff, attempts)
+        _check_online_combination(v["sel_callback"], v["cutoff"], attempts)
+    obs, bg = _observations(gmm, data, covar, R, sample_weight, v, gen, K if min_samples is None
+                            else min_samples)
+    accelerate = v["accelerate"]
+    em = EMOptions(v["tol"], miniter, maxiter, v["w"], v["reg_covar"], v["covariance_type"],
+                   accelerate is not False, accelerate is True, masks, attempts, v["cutoff"])
+    opts = FitOptions(em, StartOptions(v["init_method"], v["n_init"]),
+                      ImputationOptions(v["sel_callback"], v["covar_callback"],
+                                        v["oversampling"], bg),
+                      ExecutionOptions(n_jobs, v["client"], v["progress"], v["dtype"]), online)
+    return obs, opts, gen
+
+
+def _online(v: dict, path: str) -> OnlineOptions | None:
+    """The online options (None: ``batch_size`` None on ``fit``, a full-batch fit);
+    ``partial_fit`` makes one pass over its piece in the order given."""
+    rows = get_settings().eval_rows
+    if path == "partial_fit":
+        return OnlineOptions(v["batch_size"], 1, v["learning_decay"], v["learning_offset"],
+                             False, 0, rows)
+    if v["batch_size"] is None:
+        # (a checked finish is None for True: full-batch EM to tol)
+        asked = [name for name, on in (("n_passes", v["n_passes"] is not None),
+                                       ("finish", v["finish"] != 0)) if on]
+        if asked:
+            raise ValueError(f"{', '.join(asked)} needs batch_size (online EM): pass "
+                             "batch_size=... (rows per minibatch), or leave them out")
+        return None
+    n_passes = N_PASSES if v["n_passes"] is None else v["n_passes"]
+    return OnlineOptions(v["batch_size"], n_passes, v["learning_decay"], v["learning_offset"],
+                         bool(v["shuffle"]), v["finish"], rows)
+
+
+def _observations(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, v: dict,
+                  gen: np.random.Generator, min_samples: int) -> tuple[Observations, Any]:
+    """The samples checked against each other, the model and the options; the background."""
+    K, D = gmm.K, gmm.D
+    sel_callback, covar_callback, background = v["sel_callback"], v["covar_callback"], \
+        v["background"]
     impute = sel_callback is not None
-    if uses_cluster_data(data, client):
+    bounds = dict(K=K, w=v["w"], reg_covar=v["reg_covar"], n_init=v["n_init"],
+                  oversampling=v["oversampling"], impute=impute)
+    if uses_cluster_data(data, v["client"]):
         _check_combination(R, covar, sel_callback, covar_callback, background)
         bg = check_background(background, None, D)
-        lazy = check_lazy_input(data, covar, R, sample_weight, K, D, client, sel_callback,
+        lazy = check_lazy_input(data, covar, R, sample_weight, K, D, v["client"], sel_callback,
                                 None if bg is None else bg.footprint, gen,
-                                cutoff is not None, attempts > 0, dtype)
+                                v["cutoff"] is not None, v["split_n_merge"] > 0, v["dtype"])
         X, S, weight, N_w, log_omega_mean = lazy[:5]
-        R = None
-        _check_bounds(lazy.sample[0], X.shape[0], K, w, reg_covar, n_init, oversampling, impute,
-                      on_cluster=True)
+        _check_bounds(lazy.sample[0], X.shape[0], on_cluster=True, **bounds)
         Z_covar = None if lazy.sample[1] is None else np.asarray(lazy.sample[1], np.float64)
-        obs = Observations(X, None, S, weight, np.asarray(lazy.sample[0], np.float64),
-                           log_omega_mean, N_w, lazy.sample[2], Z_covar, on_cluster=True)
-    else:
-        X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D, dtype,
-                                         K if min_samples is None else min_samples)
-        # latent points (this raises if the projections or missing values leave a direction unseen)
-        missing = has_nan(X)
-        Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
-        _check_bounds(Z, X.shape[0], K, w, reg_covar, n_init, oversampling, impute)
-        _check_combination(R, S, sel_callback, covar_callback, background)
-        bg = check_background(background, X, D)
-        log_omega_mean = _check_selection(sel_callback, X, weight, missing)
-        obs = _sampled(X, R, S, weight, Z, log_omega_mean, gen)
-    options = FitOptions(
-        init=init, w=w, cutoff=cutoff, sel_callback=sel_callback, covar_callback=covar_callback,
-        background=bg, oversampling=oversampling, tol=tol, miniter=miniter, maxiter=maxiter,
-        masks=masks, split_n_merge=attempts, n_jobs=n_jobs, n_init=n_init,
-        accelerate=accelerate, covariance_type=covariance_type, reg_covar=reg_covar,
-        client=client, progress=progress, online=online, newton=newton)
-    return obs, options, gen
+        return Observations(X, None, S, weight, np.asarray(lazy.sample[0], np.float64),
+                            log_omega_mean, N_w, lazy.sample[2], Z_covar, on_cluster=True), bg
+    X, R, S, weight = _check_samples(data, covar, R, sample_weight, K, D, v["dtype"],
+                                     min_samples)
+    # latent points (this raises if the projections or missing values leave a direction unseen)
+    missing = has_nan(X)
+    Z = fill_latent(X, R, S, weight, D) if R is not None or missing else X
+    _check_bounds(Z, X.shape[0], **bounds)
+    _check_combination(R, S, sel_callback, covar_callback, background)
+    bg = check_background(background, X, D)
+    log_omega_mean = _check_selection(sel_callback, X, weight, missing)
+    return _sampled(X, R, S, weight, Z, log_omega_mean, gen), bg
 
 
 def _sampled(X: np.ndarray, R: Any, S: Any, weight: Any, Z: np.ndarray, log_omega_mean: float,
@@ -248,29 +196,8 @@ def _check_samples(data: Any, covar: Any, R: Any, sample_weight: Any, K: int, D:
     return X, R, S, check_weights(sample_weight, N)
 
 
-def _check_split_n_merge(value: Any, K: int) -> int:
-    """Number of split'n'merge attempts: 0 for None/False, 3 for True, else an int >= 0.
-
-    A fractional count (pyGMMis's tests write ``K/3``, meant for Python 2) is rounded up: the
-    attempts pyGMMis makes while its count is still positive.
-    """
-    if value is None or isinstance(value, (bool, np.bool_)):
-        attempts = 3 if value else 0
-    elif isinstance(value, (float, np.floating)) and np.isfinite(value) and value > 0:
-        attempts = math.ceil(value)
-    else:
-        attempts = check_int(value, "split_n_merge", minimum=0)
-    if attempts > 0 and K < 3:
-        raise ValueError(f"split_n_merge needs K >= 3 components (it merges two and splits a "
-                         f"third), got K={K}; pass split_n_merge=0")
-    return attempts
-
-
-def _check_n_jobs(n_jobs: Any) -> int:
-    """A positive int or -1; more workers than CPUs are capped at the CPU count, with a warning."""
-    n_jobs = check_int(n_jobs, "n_jobs")
-    if n_jobs == 0 or n_jobs < -1:
-        raise ValueError(f"n_jobs must be a positive int or -1 (all cores), got {n_jobs}")
+def _cap_n_jobs(n_jobs: int) -> int:
+    """More workers than CPUs are capped at the CPU count, with a warning."""
     cpus = os.cpu_count() or 1
     if n_jobs > cpus:
         warnings.warn(f"n_jobs={n_jobs} exceeds the {cpus} CPUs of this machine: using "
@@ -285,13 +212,6 @@ def _check_bounds(Z: np.ndarray, N: int, K: int, w: float, reg_covar: float, n_i
     """Sizes and scales that cannot give a meaningful fit (or would exhaust memory) are refused
     before anything is allocated. ``Z``: the latent points of (all or a sample of) the N
     samples; with ``on_cluster`` the samples are not held here, so memory is not checked."""
-    if n_init > MAX_N_INIT:
-        raise ValueError(f"n_init={n_init} initializations is more than {MAX_N_INIT}: each runs "
-                         "a full EM; a few (or split_n_merge) find the optimum as well")
-    if oversampling > MAX_DRAWS_PER_SAMPLE:
-        raise ValueError(f"oversampling={oversampling} exceeds {MAX_DRAWS_PER_SAMPLE}, the most "
-                         "imputation draws a fit makes per observed sample and iteration; use "
-                         f"at most {MAX_DRAWS_PER_SAMPLE}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         var_max = float(np.nanmax(np.nanvar(Z, axis=0))) if Z.size else 0.0
@@ -314,7 +234,7 @@ def _check_bounds(Z: np.ndarray, N: int, K: int, w: float, reg_covar: float, n_i
 
 def _check_covariance_type(covariance_type: Any, masks: dict, attempts: int) -> None:
     """A scikit-learn covariance family, and one the frozen parameters and split'n'merge allow."""
-    if check_covariance_type(covariance_type) != "tied":
+    if covariance_type != "tied":
         return
     if 0 < masks["covar"].sum() < masks["covar"].size:
         raise ValueError("covariance_type='tied' shares one covariance among all components: "

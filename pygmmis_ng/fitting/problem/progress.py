@@ -35,9 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-import numpy as np
-
-from ..config import get_settings
+from ...config import get_settings
+from .option_table import optional_flag
 
 logger = logging.getLogger("pygmmis_ng")
 
@@ -70,10 +69,9 @@ def interactive() -> bool:
 
 
 def check_progress(progress: object) -> bool | None:
-    """``progress`` as given (None, True or False), or a clear error."""
-    if progress is None or isinstance(progress, (bool, np.bool_)):
-        return None if progress is None else bool(progress)
-    raise TypeError(f"progress must be None (automatic), True or False, got {progress!r}")
+    """``progress`` as given (None, True or False), or a clear error (the option table's
+    rule)."""
+    return optional_flag(progress, "progress", "fit")
 
 
 @contextmanager
@@ -140,7 +138,7 @@ def log_row(it: int, N: int, imputed: float | None, orig: float | None, bg_amp: 
 
 
 def log_pass_header(bg: bool) -> None:
-    """The table of an online fit: one row per pass (see :mod:`pygmmis_ng.fitting.online`)."""
+    """The table of an online fit: one row per pass (see :mod:`pygmmis_ng.fitting.online.passes`)."""
     cols = ["PASS", "BATCHES", "SAMPLES"] + (["BG_AMP"] if bg else []) + \
         ["LOG_L", "DELTA", "RATE", "ELAPSED"]
     logger.info("  ".join(f"{c:>10s}" for c in cols))

@@ -16,8 +16,8 @@ import math
 import numpy as np
 import scipy.stats
 
-from ..data.observed import chunk_log_joint
-from .problem import Problem, State
+from ...data.observed import chunk_log_joint
+from ..problem.problem import Problem, State
 
 
 def chi2_cutoff(D: int, cutoff: float = 3.0) -> float:

@@ -45,8 +45,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..problem.problem import Problem, State
 from .acceleration import Params, scaled_vector
-from .problem import Problem, State
 
 #: with imputation, the extrapolated relative change of the original size N0 must be below this
 N0_RTOL = 1e-3
@@ -207,12 +207,12 @@ def check_convergence(p: Problem, chain: Chain, rate_before: float = 0.0, noise:
     gap = abs(delta) + (0.0 if noise > 0 else remaining_gain(delta, lam))
     # with imputation logL is known to +- its Monte-Carlo error only: gains far below that
     # (``noise``, a fraction of it) are not pursued
-    met = gap < max(p.tol, noise) and stable == K
+    met = gap < max(p.em.tol, noise) and stable == K
     if met and p.impute:
         dN0 = abs(chain.N0[-1] - chain.N0[-2])
         # N0 moves like the parameters; its relative Monte-Carlo error is logL's (of log Z)
         met = dN0 + _tail(dN0, lam) < max(N0_RTOL, noise) * chain.N0[-2]
     # a gap far below tol needs no confirmation: no rate makes it reach tol (and a fit at its
     # fixed point, or one step a call with warm starts, converges without more steps)
-    enough = noise > 0 or chain.n_steps >= CONFIRM_STEPS or gap < UNCONFIRMED * p.tol
+    enough = noise > 0 or chain.n_steps >= CONFIRM_STEPS or gap < UNCONFIRMED * p.em.tol
     return Check(met and enough, stable, gap, rate, met and not enough)

@@ -22,7 +22,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..kernels.stats import SufficientStats
+from ...kernels.stats import SufficientStats
+from ..problem.option_entries import MAX_DRAWS_PER_SAMPLE
+from ..problem.problem import Problem, Run, State
+from ..problem.progress import log_header, log_row
+from ..problem.scales import stretched_identity
 from .acceleration import Params, extrapolate
 from .convergence import RAMP_NOISE_TOL, Chain, check_convergence, params_of, remaining_gain
 from .diagnostics import (
@@ -35,7 +39,6 @@ from .diagnostics import (
     no_selected_draws,
 )
 from .estep import NeighborhoodHistory, group_comps, imputed_stats, observed_stats
-from .init import stretched_identity
 from .mstep import (
     background_amp,
     collapsed,
@@ -47,14 +50,11 @@ from .mstep import (
 )
 from .neighborhoods import stale_neighborhoods
 from .newton import eligible, polish
-from .problem import Problem, Run, State
-from .progress import log_header, log_row
 
 logger = logging.getLogger("pygmmis_ng")
 
 #: at most this many imputation draws per observed sample and iteration,
 #: however small the selected fraction Z of the current model is
-MAX_DRAWS_PER_SAMPLE = 200
 #: draws per original sample in the first phase of an imputation fit
 RAMP_OVERSAMPLING = (1,)
 #: a run with a competitor (``behind``) is not given up before this many iterations
@@ -101,7 +101,7 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
         stats += imp.scaled(N0 / M)
         logL += p.log_omega_mean - math.log(Z)
         logL_se = math.sqrt((1 - min(Z, 1.0)) / (Z * M))      # sd of log Z: binomial draws
-        ghost = ghosts(omega[:K], draws[:K]) & ~p.masks["mean"] & ~p.masks["covar"]
+        ghost = ghosts(omega[:K], draws[:K]) & ~p.em.masks["mean"] & ~p.em.masks["covar"]
         if reseedable is not None:
             ghost &= reseedable
     if not np.isfinite(logL):
@@ -146,15 +146,15 @@ def update(p: Problem, st: State, stats: SufficientStats, fit_bg: bool, gen: np.
     """
     K = st.mean.shape[0]
     ghost = np.zeros(K, dtype=bool) if ghost is None else ghost
-    amp, mean, covar = m_step(stats, st.amp, st.mean, st.covar, p.w, p.masks,
-                              p.covariance_type, p.reg_covar)
+    amp, mean, covar = m_step(stats, st.amp, st.mean, st.covar, p.em.w, p.em.masks,
+                              p.em.covariance_type, p.em.reg_covar)
     if p.const_axes is not None:
-        pin_constant_axes(covar, p.const_axes, np.maximum(1e-6 * p.scale2, p.w**2),
-                          ~p.masks["covar"])
+        pin_constant_axes(covar, p.const_axes, np.maximum(1e-6 * p.scale2, p.em.w**2),
+                          ~p.em.masks["covar"])
     bg_amp = st.bg_amp
     if fit_bg and p.bg.adjust_amp:
         bg_amp = background_amp(stats, p.bg.amp_min, p.bg.amp_max)
-    bad = collapsed(stats.A, covar, stats.A.sum() + stats.B, p.scale2) & ~p.masks["covar"]
+    bad = collapsed(stats.A, covar, stats.A.sum() + stats.B, p.scale2) & ~p.em.masks["covar"]
     ghost = ghost & ~bad
     for k in np.flatnonzero(bad | ghost):
         if bad[k]:
@@ -167,12 +167,12 @@ def update(p: Problem, st: State, stats: SufficientStats, fit_bg: bool, gen: np.
         mean[k] = p.reseed_points[reseed_row(p, gen)]
         # the volume-filling scale, stretched along each axis as the data are
         covar[k] = p.reseed_scale**2 * stretched_identity(p.scale2)
-        if not p.masks["amp"][k]:
+        if not p.em.masks["amp"][k]:
             amp[k] = 1.0 / K
     if (bad | ghost).any():
-        renormalize_free(amp, p.masks["amp"])
-        free = ~p.masks["covar"]
-        covar[free] = constrain(covar, amp, p.covariance_type)[free]
+        renormalize_free(amp, p.em.masks["amp"])
+        free = ~p.em.masks["covar"]
+        covar[free] = constrain(covar, amp, p.em.covariance_type)[free]
     return State(amp, mean, covar, bg_amp, st.N0), bad, ghost
 
 
@@ -198,17 +198,17 @@ def _valid(p: Problem, fit_bg: bool):
             return False
         if not np.isfinite(cand.covar).all():
             return False
-        if p.w > 0 and not np.linalg.eigvalsh(cand.covar)[:, 0].min() > 0.5 * p.w**2:
+        if p.em.w > 0 and not np.linalg.eigvalsh(cand.covar)[:, 0].min() > 0.5 * p.em.w**2:
             return False
         return bool(scaled_eig_min(cand.covar, p.scale2).min() > 1e-9)
     return valid
 
 
 def oversampling_levels(p: Problem) -> list[int]:
-    """The phases of an imputation run: the ramp (with ``accelerate``), then ``p.oversampling``."""
-    levels = [p.oversampling]
-    if p.impute and p.accelerate:
-        levels = [o for o in RAMP_OVERSAMPLING if o < p.oversampling] + levels
+    """The phases of an imputation run: the ramp (with ``accelerate``), then ``p.imputation.oversampling``."""
+    levels = [p.imputation.oversampling]
+    if p.impute and p.em.accelerate:
+        levels = [o for o in RAMP_OVERSAMPLING if o < p.imputation.oversampling] + levels
     return levels
 
 
@@ -292,7 +292,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         done = confirm = False
         if chain.n_steps >= 2:
             check = check_convergence(p, chain, rate, RAMP_NOISE_TOL * step.logL_se
-                                      if os_now < p.oversampling else 0.0)
+                                      if os_now < p.imputation.oversampling else 0.0)
             done, stable, rate, confirm = check.done, check.stable, check.rate, check.pending
             gap = check.gap
             if confirm and polished < MAX_POLISH and eligible(p, st, fit_bg) is not None:
@@ -339,15 +339,15 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         # no extrapolation into the last iteration: a run stopped by maxiter returns a plain
         # EM update (maxiter=n means n EM steps, and warm starts of 1 step add up to n steps);
         # none while the convergence test confirms on consecutive plain EM steps (``confirm``)
-        if p.accelerate and prev is not None and it < maxiter and not confirm and \
+        if p.em.accelerate and prev is not None and it < maxiter and not confirm and \
                 not (step.n_reseeded or prev[1].n_reseeded):
             cand = extrapolate(params_of(prev[0]), params_of(st), params_of(step.new), p.scale2, valid)
             if cand is not None:
                 # frozen parameters stay bitwise what they were (the combination only rounds them)
                 for key, value in zip(("amp", "mean", "covar"), cand):
-                    value[p.masks[key]] = getattr(step.new, key)[p.masks[key]]
+                    value[p.em.masks[key]] = getattr(step.new, key)[p.em.masks[key]]
                 # the combination keeps sum(amp) = 1 only up to rounding times alpha^2
-                renormalize_free(cand.amp, p.masks["amp"])
+                renormalize_free(cand.amp, p.em.masks["amp"])
                 fallback = (st, step)
                 nxt = State(*cand, step.new.N0)
         prev = None if fallback is not None else (st, step)

@@ -46,12 +46,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..config import get_settings
-from ..data.observed import chunk_arrays
-from ..kernels.hessian import hessian_sums
+from ...config import get_settings
+from ...data.observed import chunk_arrays
+from ...kernels.hessian import hessian_sums
+from ..problem.problem import Problem, State
 from .coordinates import Coordinates, assemble, full_gradient
 from .estep import all_chunks
-from .problem import Problem, State
 
 logger = logging.getLogger("pygmmis_ng")
 
@@ -160,12 +160,12 @@ def eligible(p: Problem, st: State, fit_bg: bool) -> Coordinates | None:
     """The coordinates of a polish of this run, or None where it does not apply (see the
     module docstring)."""
     K, D = st.mean.shape
-    if not p.newton or p.impute or p.nbr is not None or p.reg_covar > 0 or \
+    if not p.em.newton or p.impute or p.nbr is not None or p.em.reg_covar > 0 or \
             p.const_axes is not None:
         return None
-    free = ~p.masks["covar"]
-    if p.w > 0 and free.any() and \
-            np.linalg.eigvalsh(st.covar[free])[:, 0].min() <= p.w**2 * (1 + 1e-6):
+    free = ~p.em.masks["covar"]
+    if p.em.w > 0 and free.any() and \
+            np.linalg.eigvalsh(st.covar[free])[:, 0].min() <= p.em.w**2 * (1 + 1e-6):
         return None                              # the floor holds a covariance: constrained
     if free.any() and _scaled_eig_min(p, st.covar[free]) < BOUNDARY:
         return None                              # a covariance on its way to singular
@@ -268,13 +268,13 @@ def _valid(p: Problem, st: State) -> bool:
         return False
     if not _scaled_eig_min(p, st.covar) >= BOUNDARY:
         return False
-    return not (p.w > 0 and np.linalg.eigvalsh(st.covar)[:, 0].min() <= p.w**2)
+    return not (p.em.w > 0 and np.linalg.eigvalsh(st.covar)[:, 0].min() <= p.em.w**2)
 
 
 def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex: Any,
            budget: int, report: Any = None) -> Polish:
     """Trust-region Newton steps from ``st`` (whose E-step is ``step``) until the Newton
-    decrement is below ``PROOF * p.tol`` or ``budget`` E-steps are spent (see the module
+    decrement is below ``PROOF * p.em.tol`` or ``budget`` E-steps are spent (see the module
     docstring).
 
     ``evaluate(state)`` is the E-step (a ``Step`` with ``logL`` and ``stats``);
@@ -292,12 +292,12 @@ def polish(p: Problem, co: Coordinates, st: State, step: Any, evaluate: Any, ex:
     concave = bool(np.isfinite(decrement(g, Hn)))
     for _ in range(4 * budget + 20):      # invalid steps cost no E-step: bounded all the same
         gap = decrement(g, Hn)
-        if gap < PROOF * p.tol and not exact:
+        if gap < PROOF * p.em.tol and not exact:
             _, g, H = hessian(p, co, st, ex)              # the proof takes the exact Hessian
             Hn, exact, n_hess = -H, True, n_hess + 1
             gap = decrement(g, Hn)
             concave = bool(np.isfinite(gap))
-        if gap < PROOF * p.tol:
+        if gap < PROOF * p.em.tol:
             logger.info("maximum proven: Newton decrement %.3g (Hessian negative definite)", gap)
             return Polish(st, step, n_eval, n_hess, True, gap, history)
         if n_eval >= budget:

@@ -53,7 +53,7 @@ class FitResult(tuple):
     n_ghosts : int
         How many times, over the runs that completed, a component whose mass had moved
         where the selection is ~0 was re-seeded at the data (see
-        :mod:`pygmmis_ng.fitting.diagnostics`).
+        :mod:`pygmmis_ng.fitting.em.diagnostics`).
     restarts_logL : ndarray (runs,)
         The logL of every start when the starts were compared: the ``n_init``
         restarts, plus (with imputation from a start other than 'kmeans') a
@@ -78,11 +78,11 @@ class FitResult(tuple):
     gap : float
         The estimated distance of ``logL`` to the maximum of the basin the fit
         is in. Where the Newton polish proved the maximum (see
-        :mod:`pygmmis_ng.fitting.newton`): the Newton decrement g^T (-H)^-1 g / 2
+        :mod:`pygmmis_ng.fitting.em.newton`): the Newton decrement g^T (-H)^-1 g / 2
         with the gradient g and Hessian H of the mean log-likelihood there,
         exact for a quadratic and below ``tol`` / 1000 when ``converged``;
         otherwise EM's estimate, its last gain plus the gain still to come at
-        the rate of its slowest direction (:mod:`pygmmis_ng.fitting.convergence`);
+        the rate of its slowest direction (:mod:`pygmmis_ng.fitting.em.convergence`);
         nan before two iterations.
     n_hessian : int
         Hessian passes over the data the Newton polish made (each costs a few
@@ -91,13 +91,39 @@ class FitResult(tuple):
         With ``batch_size``: how the online passes went (passes, minibatches,
         the slice's logL after each pass, the prequential logL of each pass,
         the state ``partial_fit`` continues from), see
-        :class:`pygmmis_ng.fitting.online_fit.OnlineReport`; None otherwise.
+        :class:`pygmmis_ng.fitting.online.runner.OnlineReport`; None otherwise.
     """
 
+    n_iter: int
+    n_eval: int
+    converged: bool
+    history: np.ndarray
+    n_samples: int
+    orig_size: float
+    n_imputed: float
+    bg_amp: float | None
+    n_reseeded: int
+    n_ghosts: int
+    restarts_logL: np.ndarray
+    chosen: int
+    elapsed: float
+    n_params: int
+    weight_sum: float
+    logL_se: float
+    gap: float
+    n_hessian: int
+    online: Any
+
     def __new__(cls, logL: float, U: list, **info: Any) -> FitResult:
+        unknown = sorted(set(info) - set(FIELDS))
+        if unknown:
+            raise TypeError(f"FitResult has no field(s) {unknown}; its fields: {FIELDS}")
+        missing = [name for name in FIELDS if name not in info and name not in DEFAULTS]
+        if missing:
+            raise TypeError(f"FitResult needs the field(s) {missing}")
         self = super().__new__(cls, (logL, U))
-        for key, value in info.items():
-            setattr(self, key, value)
+        for key in FIELDS:
+            setattr(self, key, info.get(key, DEFAULTS.get(key)))
         return self
 
     def __reduce__(self):
@@ -132,5 +158,23 @@ class FitResult(tuple):
                 f"converged={self.converged})")
 
 
+#: the declared fields of a :class:`FitResult` besides ``logL`` and ``U``, and their defaults
+FIELDS = tuple(FitResult.__annotations__)
+DEFAULTS = {"logL_se": 0.0, "gap": float("nan"), "n_hessian": 0, "online": None}
+
+
 def _rebuild(cls: type, logL: float, U: list, info: dict) -> FitResult:
     return cls(logL, U, **info)
+
+
+def count_params(K: int, D: int, masks: dict, fit_bg_amp: bool,
+                 covariance_type: str = "full") -> int:
+    """Free parameters of a fit: amplitudes (sum fixed), means, covariances, background."""
+    free_amp = int((~masks["amp"]).sum())
+    free_covar = int((~masks["covar"]).sum())
+    per_covar = {"full": D * (D + 1) // 2, "diag": D, "spherical": 1, "tied": 0}[covariance_type]
+    n_covar = per_covar * free_covar
+    if covariance_type == "tied" and free_covar:
+        n_covar = D * (D + 1) // 2
+    n = max(free_amp - 1, 0) + D * int((~masks["mean"]).sum()) + n_covar
+    return n + int(fit_bg_amp)

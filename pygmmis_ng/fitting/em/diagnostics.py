@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..selection.imputation import evaluate_noise
+from ...selection.imputation import evaluate_noise
 
 #: a component whose imputation draws are selected with a mean probability below this is a ghost
 GHOST_SELECTED = 0.1
@@ -88,10 +88,10 @@ def ghosts(omega: np.ndarray, draws: np.ndarray) -> np.ndarray:
 
 def _noise_hint(p: Any) -> str:
     """A sentence on covar_callback if its noise dwarfs the data, else ''."""
-    if p.covar_callback is None:
+    if p.imputation.covar_callback is None:
         return ""
     rows = p.reseed_points[:100] + p.center
-    S = evaluate_noise(p.covar_callback, rows, "the observed samples (diagnosis)")
+    S = evaluate_noise(p.imputation.covar_callback, rows, "the observed samples (diagnosis)")
     noise = float(np.median(np.trace(np.broadcast_to(S, (len(rows),) + S.shape[-2:]),
                                      axis1=1, axis2=2)))
     data = float(np.sum(p.scale2))

@@ -9,6 +9,7 @@ This is the procedure of pyGMMis and extreme deconvolution (Bovy et al. 2011).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -16,10 +17,10 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
+from ..problem.problem import Problem, Run, State
 from .em_loop import run_em
 from .estep import observed_log_joint
 from .mstep import constrain
-from .problem import Problem, Run, State
 
 logger = logging.getLogger("pygmmis_ng")
 
@@ -120,7 +121,7 @@ def apply(state: State, triple: tuple[int, int, int]) -> State:
 
 def _ranked(p: Problem, st: State, limit: int) -> list[tuple[int, int, int]]:
     log_joint, log_bg = observed_log_joint(p, st)
-    frozen = p.masks["amp"] | p.masks["mean"] | p.masks["covar"]
+    frozen = p.em.masks["amp"] | p.em.masks["mean"] | p.em.masks["covar"]
     return candidates(log_joint, log_bg, p.weight, st.amp, st.bg_amp, frozen, limit)
 
 
@@ -131,7 +132,7 @@ def split_and_merge(p: Problem, run: Run, attempts: int, miniter: int, maxiter: 
     Each candidate is applied (:func:`apply`), refined by a partial EM in
     which only its three components are free, then by a full EM. It is
     accepted if the final logL exceeds the best so far by more than
-    ``p.tol`` (per sample); the candidates are then ranked anew from the
+    ``p.em.tol`` (per sample); the candidates are then ranked anew from the
     accepted state. Rejected candidates still count as attempts.
 
     Returns
@@ -155,14 +156,15 @@ def split_and_merge(p: Problem, run: Run, attempts: int, miniter: int, maxiter: 
         pos += 1
         used += 1
         st = apply(best.state, triple)
-        st = st._replace(covar=constrain(st.covar, st.amp, p.covariance_type))
+        st = st._replace(covar=constrain(st.covar, st.amp, p.em.covariance_type))
         free = np.zeros(len(st.amp), dtype=bool)
         free[list(triple)] = True
-        partial = p._replace(masks={key: mask | ~free for key, mask in p.masks.items()})
+        partial = p._replace(em=dataclasses.replace(
+            p.em, masks={key: mask | ~free for key, mask in p.em.masks.items()}))
         first = run_em(partial, st, miniter, maxiter, gen, ex)
         cand = run_em(p, first.state, miniter, maxiter, gen, ex)
         n_eval += first.n_eval + cand.n_eval
-        ok = cand.logL - best.logL > p.tol
+        ok = cand.logL - best.logL > p.em.tol
         logger.info("split'n'merge attempt %d/%d: merge %d+%d, split %d: logL %.6f -> %.6f, %s",
                     used, attempts, i, j, k, best.logL, cand.logL,
                     "accepted" if ok else "rejected")

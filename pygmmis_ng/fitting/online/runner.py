@@ -1,12 +1,15 @@
-"""An online fit from start to result: each start's passes, the choice, the finishing EM.
+"""Online EM as a start runner: each start's passes, and the chosen one finished.
 
-:func:`run_online_starts` runs the online passes (:mod:`.online`) of every
-start on one executor, keeps the start whose evaluation slice scores highest
-(all starts are scored on the same slice), and, if asked (``finish``), runs
-full-batch EM from it (:func:`.em_loop.run_em`, with SQUAREM): ``finish=n``
-makes n full-batch updates, ``finish=True`` runs to ``tol``, landing on the
-exact optimum. Each full-batch update is one pass over the data, and one
-more pass gives the returned parameters' exact log-likelihood.
+:class:`OnlineRunner` implements :class:`~..problem.problem.StartRunner` for
+online EM, so :func:`pygmmis_ng.fitting.starts.driver.run_starts` seeds, runs
+and chooses its starts as it does full-batch EM's. A start is a run of online
+passes (:mod:`.passes`), scored on one evaluation slice shared by all starts
+(drawn from the one seed the runner asks the driver for); the chosen start is
+then, if asked (``finish``), refined by full-batch EM
+(:func:`..em.em_loop.run_em`, with SQUAREM): ``finish=n`` makes n full-batch
+updates, ``finish=True`` runs to ``tol``, landing on the exact optimum. Each
+full-batch update is one pass over the data, and one more pass gives the
+returned parameters' exact log-likelihood.
 """
 from __future__ import annotations
 
@@ -16,14 +19,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..execution import make_executor
-from ..model import GMM
-from .em_loop import fits_background, run_em
-from .online import OnlineRun, OnlineState, run_online, start_stats, state_of
-from .options import FitOptions, Observations
-from .prepare import initial_bg_amp
-from .problem import Problem, Run
-from .restarts import initial_state
+from ..em.em_loop import fits_background, run_em
+from ..problem.options import FitOptions
+from ..problem.problem import Problem, Run, State
+from .passes import OnlineRun, OnlineState, run_online, start_stats, state_of
 from .schedule import learning_rate
 
 logger = logging.getLogger("pygmmis_ng")
@@ -73,44 +72,46 @@ class OnlineReport(NamedTuple):
     state: OnlineState
 
 
-def run_online_starts(gmm: GMM, obs: Observations, opts: FitOptions, problem: Problem,
-                      seeds: np.ndarray, eval_seed: int) -> tuple[Run, OnlineReport, np.ndarray, int]:
-    """Online passes from every start, the best start finished by full-batch EM.
+class OnlineRunner:
+    """Online passes from a start; the chosen start finished by full-batch EM (``finish``)."""
 
-    Returns the run (its history: the slice's logL at the start and after each pass, then the
-    finishing EM's), the report, the slice logL of every start, and the chosen start's index.
-    """
-    online = opts.online
-    fit_bg = fits_background(problem, initial_bg_amp(opts))    # as every start begins
-    runs: list[OnlineRun] = []
-    with make_executor(problem, opts.n_jobs, opts.client) as ex:
-        for r, seed in enumerate(seeds):
-            if len(seeds) > 1:
-                logger.info("initialization %d of %d (online)", r + 1, len(seeds))
-            gen = np.random.default_rng(int(seed))
-            st = initial_state(gmm, obs, opts.init, opts, problem, gen)
-            runs.append(run_online(problem, st, online, fit_bg, gen, ex, opts.tol,
-                                   eval_gen=np.random.default_rng(eval_seed)))
-        logLs = np.array([run.logL for run in runs])
-        chosen = int(np.argmax(logLs))
-        best = runs[chosen]
+    shared_seeds = 1             # the evaluation slice's, the same for every start
+    label = "online"
+
+    def __init__(self, problem: Problem, opts: FitOptions) -> None:
+        self.problem, self.opts = problem, opts
+        # whether the runs have a background member, as every start begins
+        self.fit_bg = fits_background(problem, opts.imputation.initial_bg_amp())
+        self.eval_seed = 0
+
+    def share(self, seeds: np.ndarray) -> None:
+        self.eval_seed = int(seeds[0])
+
+    def run(self, state: State, gen: np.random.Generator, ex: Any, maxiter: int,
+            behind: float | None) -> OnlineRun:
+        return run_online(self.problem, state, self.opts.online, self.fit_bg, gen, ex,
+                          self.opts.em.tol, eval_gen=np.random.default_rng(self.eval_seed))
+
+    def complete(self, best: OnlineRun, gen: np.random.Generator, ex: Any
+                 ) -> tuple[Run, OnlineReport]:
+        """The chosen start finished (``finish``) as one run, and the report of its passes."""
+        problem, online, em = self.problem, self.opts.online, self.opts.em
         fin = None
         if online.finish != 0:
-            maxiter = opts.maxiter if online.finish is None else online.finish
+            maxiter = em.maxiter if online.finish is None else online.finish
             logger.info("finishing with full-batch EM (at most %d iterations)", maxiter)
-            fin = run_em(problem, best.state, min(opts.miniter, maxiter), maxiter,
-                         np.random.default_rng(int(seeds[chosen]) + 1), ex)
-    N = problem.Xc.shape[0]
-    if fin is None:
-        state = state_of(problem, best.running, best.n_batches, best.row_weight, N)
-    else:          # the finishing EM moved the parameters: statistics that give them back
-        state = state_of(problem, start_stats(fin.state, problem.reg_covar), best.n_batches,
-                         best.row_weight, N)
-    report = OnlineReport(online.batch_size, best.n_passes, best.n_batches, best.pass_logL,
-                          best.running_logL, best.converged, best.eval_rows, best.logL_se,
-                          0 if fin is None else fin.n_iter,
-                          learning_rate(max(best.n_batches, 1), online), state)
-    return _as_run(best, fin, online.finish), report, logLs, chosen
+            fin = run_em(problem, best.state, min(em.miniter, maxiter), maxiter, gen, ex)
+        N = problem.Xc.shape[0]
+        if fin is None:
+            state = state_of(problem, best.running, best.n_batches, best.row_weight, N)
+        else:          # the finishing EM moved the parameters: statistics that give them back
+            state = state_of(problem, start_stats(fin.state, em.reg_covar), best.n_batches,
+                             best.row_weight, N)
+        report = OnlineReport(online.batch_size, best.n_passes, best.n_batches, best.pass_logL,
+                              best.running_logL, best.converged, best.eval_rows, best.logL_se,
+                              0 if fin is None else fin.n_iter,
+                              learning_rate(max(best.n_batches, 1), online), state)
+        return _as_run(best, fin, online.finish), report
 
 
 def _as_run(best: OnlineRun, fin: Run | None, finish: int | None) -> Run:

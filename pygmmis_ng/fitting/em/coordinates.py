@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.hessian import unique_entries
-from ..kernels.stats import SufficientStats
-from .problem import Problem, State
+from ...kernels.hessian import unique_entries
+from ...kernels.stats import SufficientStats
+from ..problem.problem import Problem, State
 
 
 def _family_map(D: int, covariance_type: str) -> np.ndarray:
@@ -62,28 +62,28 @@ class Coordinates:
     def __init__(self, p: Problem, K: int, D: int, fit_bg_amp: bool) -> None:
         self.K, self.D = K, D
         self.sigma = float(np.sqrt(np.mean(p.scale2)))
-        self.masks = p.masks
-        self.covariance_type = p.covariance_type
+        self.masks = p.em.masks
+        self.covariance_type = p.em.covariance_type
         ea, _ = unique_entries(D)
         self.nv = len(ea)
         self.nb = D + self.nv
-        free_amp = np.flatnonzero(~p.masks["amp"])
+        free_amp = np.flatnonzero(~p.em.masks["amp"])
         self.eta_idx = free_amp[:-1]                 # the last free amplitude is the reference
         self.free_amp = free_amp
         self.fit_bg_amp = fit_bg_amp
         self.n_u = len(self.eta_idx) + int(fit_bg_amp)
         # the linear map from the component coordinates to the full ones (K nb)
-        fam = _family_map(D, p.covariance_type)
+        fam = _family_map(D, p.em.covariance_type)
         blocks, col = [], 0
         cols = []
         for k in range(K):
-            if not p.masks["mean"][k]:
+            if not p.em.masks["mean"][k]:
                 cols.append(("mean", k))
-        if p.covariance_type == "tied":
-            if not p.masks["covar"].all():
+        if p.em.covariance_type == "tied":
+            if not p.em.masks["covar"].all():
                 cols.append(("tied", -1))
         else:
-            cols += [("covar", k) for k in range(K) if not p.masks["covar"][k]]
+            cols += [("covar", k) for k in range(K) if not p.em.masks["covar"][k]]
         widths = {"mean": D, "covar": fam.shape[1], "tied": fam.shape[1]}
         n_theta = sum(widths[kind] for kind, _ in cols)
         Tm = np.zeros((K * self.nb, n_theta))

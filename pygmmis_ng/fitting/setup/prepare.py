@@ -5,34 +5,37 @@ from typing import Any
 
 import numpy as np
 
-from ..config import get_settings
-from ..data.layout import make_layout, single_group_layout, sorted_rows, windowed_layout
-from ..data.lazy import stable_average
-from ..data.mapped import CentredRows, is_memory_mapped
-from ..data.observed import background_log_density, lazy_background_log_density
-from ..selection.imputation import ImputationSampler
-from .init import ReseedSupport, axis_variances, constant_axes, volume_filling_scale
-from .neighborhoods import chi2_cutoff, neighborhood_chi2
-from .options import FitOptions, Observations
-from .problem import Problem
+from ...config import get_settings
+from ...data.layout import make_layout, single_group_layout, sorted_rows, windowed_layout
+from ...data.lazy import stable_average
+from ...data.mapped import CentredRows, is_memory_mapped
+from ...data.observed import background_log_density, lazy_background_log_density
+from ...selection.imputation import ImputationSampler
+from ..em.neighborhoods import chi2_cutoff, neighborhood_chi2
+from ..problem.options import FitOptions, Observations
+from ..problem.problem import Problem
+from ..problem.scales import ReseedSupport, axis_variances, constant_axes, volume_filling_scale
 
 
 def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
-                    gen: np.random.Generator) -> Problem:
+                    gen: np.random.Generator, units: Any = None) -> Problem:
     """Everything that stays fixed during the fit, in centred coordinates.
 
     The samples are sorted by missingness pattern into the groups of
     :func:`pygmmis_ng.data.layout.make_layout`, centred on the weighted mean
     of the latent points, and, with imputation, given a sampler whose
     entropy is drawn from ``gen`` (the first draw of the fit's stream).
+    ``units``: where the data's scales come from instead (``scale2``,
+    ``reseed_scale``, ``const_axes``: a later piece of ``partial_fit`` keeps
+    those of the first, see :class:`~..online.passes.OnlineState`).
     """
     X, R, S, weight, Z = obs.X, obs.R, obs.S, obs.weight, obs.Z
     N = X.shape[0]
     center = stable_average(Z, obs.Z_weight)
-    bg = opts.background
-    online = opts.online
+    em, imputation, online = opts.em, opts.imputation, opts.online
+    bg = imputation.background
     max_rows = None if online is None else online.batch_size
-    family = opts.covariance_type if opts.covariance_type in ("diag", "spherical") \
+    family = em.covariance_type if em.covariance_type in ("diag", "spherical") \
         and noise_is_diagonal(S) else "full"
     diagonal = family != "full"
     if obs.on_cluster:
@@ -54,46 +57,31 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         else:
             Xc = np.subtract(Xs, shift, out=np.empty(Xs.shape, Xs.dtype), casting="same_kind")
         log_bg_obs = None if bg is None else background_log_density(bg, layout, Xs, Ss)
-    if opts.cutoff is not None:
+    if em.cutoff is not None:
         layout = layout._replace(groups=tuple(
-            g._replace(c2=neighborhood_chi2(g.dy, opts.cutoff)) for g in layout.groups))
+            g._replace(c2=neighborhood_chi2(g.dy, em.cutoff)) for g in layout.groups))
     sampler = None
-    if opts.impute:
-        sampler = ImputationSampler(int(gen.integers(2**62)), D, opts.background is not None,
-                                    opts.covar_callback is not None)
+    if imputation.impute:
+        sampler = ImputationSampler(int(gen.integers(2**62)), D, bg is not None,
+                                    imputation.covar_callback is not None)
     Zw = obs.Z_weight
+    if units is None:
+        scale2, reseed_scale = axis_variances(Z, Zw), \
+            volume_filling_scale(Z if Zw is None else Z[Zw > 0], K)
+        const_axes = None if em.covariance_type == "spherical" else _constant_axes(Z, Zw, S, R)
+    else:
+        scale2, reseed_scale, const_axes = units.scale2, units.reseed_scale, units.const_axes
     return Problem(
         Xc=Xc, center=center, S=Ss, weight=ws, N_w=obs.N_w, groups=layout.groups,
-        log_bg_obs=log_bg_obs, log_omega_mean=obs.log_omega_mean, sel_callback=opts.sel_callback,
-        covar_callback=opts.covar_callback, oversampling=opts.oversampling, sampler=sampler,
-        bg=bg, w=opts.w, tol=opts.tol, masks=opts.masks,
-        scale2=axis_variances(Z, Zw),
-        reseed_scale=volume_filling_scale(Z if Zw is None else Z[Zw > 0], K),
-        shift_limit=chi2_cutoff(D, 0.1), accelerate=opts.accelerate, newton=opts.newton,
-        nbr=None if opts.cutoff is None else np.zeros((N, K), dtype=np.uint8),
+        log_bg_obs=log_bg_obs, log_omega_mean=obs.log_omega_mean, em=em, imputation=imputation,
+        sampler=sampler, scale2=scale2, reseed_scale=reseed_scale,
+        shift_limit=chi2_cutoff(D, 0.1),
+        nbr=None if em.cutoff is None else np.zeros((N, K), dtype=np.uint8),
         R=Rs if Rs is not None and Rs.ndim == 3 else None, order=layout.order,
-        reseed_points=Z - center,
-        const_axes=None if opts.covariance_type == "spherical" else _constant_axes(
-            Z, Zw, S, R),
+        reseed_points=Z - center, const_axes=const_axes,
         # collapsed components are re-seeded at a row drawn by weight from the distinct rows
         reseed_support=ReseedSupport(Z, obs.Z_weight),
-        covariance_type=opts.covariance_type, reg_covar=opts.reg_covar,
         kernel_family=family, settings=get_settings())
-
-
-def initial_bg_amp(opts: FitOptions) -> float:
-    """The background amplitude the EM starts from (0 without a background).
-
-    An adjustable background given amp 0 starts at min(0.1, amp_max); the
-    start always lies within [amp_min, min(amp_max, 1 - 1e-9)].
-    """
-    bg = opts.background
-    if bg is None:
-        return 0.0
-    amp = bg.amp
-    if bg.adjust_amp and amp == 0 and bg.amp_max > 0:
-        amp = min(0.1, bg.amp_max)
-    return float(np.clip(amp, bg.amp_min, min(bg.amp_max, 1 - 1e-9)))
 
 
 def _constant_axes(Z: np.ndarray, weight: np.ndarray | None, S: np.ndarray | None,
