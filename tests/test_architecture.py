@@ -123,6 +123,21 @@ def test_the_sub_layer_checker_sees_a_wrong_import():
     assert _sublayer(f"{NAME}.kernels.fused") is None
 
 
+def test_starts_are_seeded_run_and_reported_in_one_place():
+    """Full-batch and online EM share one driver: only it draws the starts' seeds (and the
+    fit's sampler entropy is the only other draw of a fit's stream), and only the end of a
+    fit issues the ConvergenceWarning of a fit."""
+    fitting = [m for m in MODULES if m.startswith(f"{NAME}.fitting.")]
+    draws = {m for m in fitting if "2**62" in MODULES[m].read_text()}     # seed draws
+    assert draws == {f"{NAME}.fitting.starts.driver", f"{NAME}.fitting.setup.prepare",
+                     f"{NAME}.fitting.stacking"}, sorted(draws)
+    warns = {m for m in fitting if "ConvergenceWarning, stacklevel" in MODULES[m].read_text()}
+    assert warns == {f"{NAME}.fitting.starts.finish"}, sorted(warns)
+    runners = [m for m in fitting if "def complete(self" in MODULES[m].read_text()]
+    assert sorted(runners) == [f"{NAME}.fitting.em.runner", f"{NAME}.fitting.online.runner",
+                               f"{NAME}.fitting.problem.problem"]       # two runners, one protocol
+
+
 def test_every_module_has_a_layer():
     unknown = [m for m in MODULES if _layer(m) == "unknown"]
     assert not unknown, f"modules outside the layers {LAYERS}: {unknown}"

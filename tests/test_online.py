@@ -483,3 +483,20 @@ def test_a_held_background_enters_online_em_as_it_enters_full_batch_em():
     assert fits[0][1] == pytest.approx(0.2) and fits[1][1] == pytest.approx(0.2)
     # the online passes alone (no finish; the slice is all rows: their logL is exact)
     assert abs(fits[1][0] - fits[0][0]) < 2e-4
+
+
+def test_online_starts_go_through_the_one_driver_of_the_starts():
+    """n_init online starts: each scored on the same evaluation slice, the best one chosen
+    (as full-batch starts are), its passes the returned history; re-seeds of every start
+    counted."""
+    rng = np.random.default_rng(7)
+    truth = make_truth()
+    X = truth.draw(3000, rng=rng)
+    res = ng.fit(ng.GMM(3, 2), X, batch_size=300, n_passes=3, n_init=3, init_method="random",
+                 rng=1)
+    assert res.restarts_logL.shape == (3,) and res.chosen == int(np.argmax(res.restarts_logL))
+    assert res.logL == res.restarts_logL[res.chosen] == res.online.pass_logL[-1]
+    single = ng.fit(ng.GMM(3, 2), X, batch_size=300, n_passes=3, n_init=1,
+                    init_method="random", rng=1)
+    assert single.restarts_logL[0] == res.restarts_logL[0]      # start 0: the same seed
+    assert res.n_reseeded >= 0 and res.n_ghosts == 0
