@@ -3,7 +3,7 @@
 The first piece initializes the model (``init_method``); every piece is then
 cut into minibatches of ``batch_size`` rows in the order given (all of it as
 one minibatch without ``batch_size``), and each updates the running
-statistics of :mod:`.online` with the learning rate of update t, t counting
+statistics of :mod:`.online.passes` with the learning rate of update t, t counting
 on from the previous pieces (:class:`OnlineState` carries t and the running
 statistics from call to call). The running sums are centred on the component
 means, so they do not depend on the coordinates a piece is centred in: the

@@ -7,7 +7,7 @@ are, :mod:`pygmmis_ng.kernels.stats`): a minibatch's sums, divided by its
 weight, are blended in as they come, and after the M-step the running sums
 are re-centred on the new means (exactly: moments about one point are
 moments about another plus terms in the shift). The M-step is the full-batch
-one (:func:`.em_loop.update`: frozen parameters, ``w``, ``reg_covar``,
+one (:func:`..em.em_loop.update`: frozen parameters, ``w``, ``reg_covar``,
 covariance families, a background's fraction, collapsed components
 re-seeded).
 
