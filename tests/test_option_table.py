@@ -161,3 +161,32 @@ def test_a_fit_keeps_the_settings_it_started_with():
         problem = prepare_problem(obs, opts, 2, 2, gen)
     assert problem.settings.imputation_block == 1024
     assert config.get_settings().imputation_block != 1024
+
+
+def test_a_numpy_string_is_a_string():
+    """A grid of GridSearchCV given as a numpy array yields np.str_ values."""
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    assert check_option(TABLE, "covariance_type", np.str_("diag")) == "diag"
+    ng.IncompleteGaussianMixture(2, covariance_type=np.str_("diag"), random_state=0).fit(X)
+    with pytest.raises(ValueError, match="covariance_type"):
+        check_option(TABLE, "covariance_type", np.array(["diag"]))
+
+
+def test_a_fit_reads_the_process_default_once(settings):
+    """Changing the process default while a fit runs (here from its selection callback)
+    does not change that fit: it runs under the settings it started with."""
+    ds = ng.datasets.paper_2d(N=400, rng=1)
+    calls = []
+
+    def sel(coords):
+        calls.append(1)
+        if len(calls) == 3:
+            config.set_settings(imputation_block=256)
+        return ds.sel_callback(coords)
+
+    kw = dict(covar=ds.covar, covar_callback=lambda c: ds.covar, maxiter=6, tol=0,
+              oversampling=4, rng=2)
+    ref = ng.fit(ng.GMM(2, 2), ds.data, sel_callback=ds.sel_callback, **kw)
+    got = ng.fit(ng.GMM(2, 2), ds.data, sel_callback=sel, **kw)
+    assert len(calls) > 3 and config.get_settings().imputation_block == 256
+    assert got.logL == ref.logL

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import get_settings, use
 from ..model import GMM
 from ..selection.background import Background
 from .em.runner import FullBatchRunner
@@ -68,6 +69,13 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     """
     t0 = time.perf_counter()
     given = {k: v for k, v in locals().items() if k in TABLE and k not in DATA_ARGS}
+    with use(get_settings()):          # one snapshot of the runtime settings for the whole fit
+        return _fit(gmm, data, covar, R, sample_weight, rng, background, t0, given)
+
+
+def _fit(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any,
+         background: Background | None, t0: float, given: dict) -> FitResult:
+    """:func:`fit` under its runtime settings (see its steps in the module docstring)."""
     obs, opts, gen = check_fit(gmm, data, covar, R, sample_weight, rng, **given)
     with fit_progress(opts.execution.progress, desc="pygmmis_ng fit", t0=t0,
                       unit="it" if opts.online is None else "pass") as clock:

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..config import get_settings, use
 from ..execution import make_executor
 from ..model import GMM
 from .em.em_loop import fits_background
@@ -82,6 +83,13 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
     given = {k: v for k, v in locals().items() if k in TABLE and k not in ENTRY_ARGS}
     given.update(batch_size=batch_size if batch_size is not None else max(int(n_rows), 1),
                  init_method=init_method if state is None else "none")
+    with use(get_settings()):          # one snapshot of the runtime settings for the piece
+        return _piece(gmm, data, covar, R, sample_weight, rng, state, start_t, background, given)
+
+
+def _piece(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any,
+           state: OnlineState | None, start_t: int, background: Any, given: dict) -> PieceResult:
+    """:func:`partial_fit` under its runtime settings."""
     obs, opts, gen = check_fit(gmm, data, covar, R, sample_weight, rng, path="partial_fit",
                                min_samples=gmm.K if state is None else 1, **given)
     problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen, units=state)

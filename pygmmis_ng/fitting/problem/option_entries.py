@@ -175,7 +175,10 @@ ENTRIES = (
         EM's test passes, Newton's method on the log-likelihood to the maximum, which the
         Newton decrement proves (:mod:`pygmmis_ng.fitting.em.newton`; where it applies).
         'squarem': the extrapolation only. False runs plain EM, one update per iteration, as
-        pyGMMis does.""", True, "em", (F, E), _accelerate_rule),
+        pyGMMis does.""", True, "em", (F, E), _accelerate_rule, docs={E: """
+        SQUAREM extrapolation (and the oversampling ramp) between EM updates, then Newton's
+        method to the maximum where it applies (not with ``reg_covar`` > 0, so not at the
+        default 1e-6); 'squarem' the extrapolation only; False plain EM (see ``fit``)."""}),
     Option("covariance_type", "{'full', 'diag', 'tied', 'spherical'}", """
         The covariance family, as in scikit-learn's GaussianMixture: full matrices; diagonal
         ones; one full matrix shared by all components; one variance per component. The
@@ -187,7 +190,9 @@ ENTRIES = (
         Added to every variance in each M-step (scikit-learn's ``reg_covar``; its
         GaussianMixture default is 1e-6). Unlike ``w`` it shifts every component, so the fit
         is no longer the likelihood maximum.""", 0.0, "em", (F, E, P, C), real(minimum=0.0),
-           defaults={E: 1e-6}),
+           defaults={E: 1e-6}, docs={C: """
+        Added to every variance in each M-step; 0 by default, since ``w`` ("auto") already
+        regularizes each class as its data need."""}),
     # -- imputation and background --------------------------------------------------------
     Option("sel_callback", "callable or None", """
         ``sel_callback(coords) -> Omega``: the probability (N,) in [0, 1] that a sample at
@@ -244,7 +249,10 @@ ENTRIES = (
         None (default): in terminals and notebooks once the fit has run for a few seconds
         (the runtime setting ``progress_delay``); True: always; False: never. The INFO table
         on the ``pygmmis_ng`` logger is separate.""", None, "execution", (F, E, P, C),
-           optional_flag),
+           optional_flag, docs={C: """
+        One progress bar over the classes (their fits show none of their own); None: in
+        interactive sessions once the fit has run for a few seconds.""", P: """
+        Accepted for symmetry with ``fit``; a piece shows no progress bar."""}),
     # -- online EM ------------------------------------------------------------------------
     Option("batch_size", "int or None", """
         None (default): full-batch EM, one pass over the data per iteration. An int: online
@@ -253,7 +261,10 @@ ENTRIES = (
         decaying learning rate, and an M-step follows each. Works with noise, NaN, ``R``,
         weights, a background, numpy, memory-mapped and (with ``client``) dask arrays; not
         with ``sel_callback``, ``cutoff`` or ``split_n_merge``.""", None, "online",
-           (F, E, P), integer(minimum=1, allow_none=True), docs={P: """
+           (F, E, P), integer(minimum=1, allow_none=True), docs={E: """
+        None: full-batch EM. An int: online (stepwise) EM over minibatches of about this
+        many rows (``fit``; see ``pygmmis_ng.fit``), and the rows per minibatch of
+        ``partial_fit`` (None there: each call's X is one minibatch).""", P: """
         Rows per minibatch (None: the piece is one minibatch)."""}),
     Option("n_passes", "int or None", """
         Most online passes (default 10); they stop earlier once the mean logL of a fixed
@@ -306,8 +317,8 @@ OWN_ENTRIES = (
         Deprecated name of ``init_params``.""", None, "entry", (E, C), passthrough,
            names={E: "init_method", C: "init_method"}),
     Option("state", "OnlineState or None", """
-        What the previous pieces (or an online fit's ``FitResult.online``) left; None: this
-        is the first piece.""", None, "entry", (P,), passthrough),
+        What the previous pieces (or an online fit's ``FitResult.online.state``) left; None:
+        this is the first piece.""", None, "entry", (P,), passthrough),
     Option("start_t", "int >= 0", """
         With ``state`` None: the learning-rate counter to start from (0: a fresh start; to
         continue from a model fitted to n rows, about n / batch_size, so that the first steps

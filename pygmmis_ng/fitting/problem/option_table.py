@@ -20,7 +20,6 @@ The entries themselves are in :mod:`.option_entries`.
 from __future__ import annotations
 
 import math
-import numbers
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -138,8 +137,9 @@ def one_of(*choices: Any, also: Callable[[Any], bool] | None = None, what: str =
     def check(value: Any, name: str, path: str) -> Any:
         if also is not None and also(value):
             return value
-        if any(type(value) is type(c) and value == c for c in choices if c is not None) \
-                or (value is None and None in choices):
+        same_kind = [c for c in choices if c is not None and (
+            isinstance(value, str) if isinstance(c, str) else type(value) is type(c))]
+        if any(value == c for c in same_kind) or (value is None and None in choices):
             return value
         listed = ", ".join(repr(c) for c in choices) + (f" or {what}" if what else "")
         raise ValueError(f"{name} must be one of {listed}; got {value!r:.80}")
@@ -230,7 +230,3 @@ def documented(table: Mapping[str, Option], path: str, names: list[str] | None =
         obj.__doc__ = doc.replace(line, render(table, path, names, indent))
         return obj
     return apply
-
-
-def is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
