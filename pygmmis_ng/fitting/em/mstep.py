@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...kernels.stats import SufficientStats
-from ..problem.option_entries import COVARIANCE_TYPES
+from ..problem.option_entries import TABLE
+from ..problem.option_table import check_option
 
 #: a component whose summed responsibility falls below this fraction of the
 #: samples, or whose covariance has an eigenvalue below this fraction of the
@@ -14,11 +15,8 @@ COLLAPSE_EPS = 1e-12
 
 
 def check_covariance_type(covariance_type: object) -> str:
-    """One of :data:`COVARIANCE_TYPES`, else a ValueError naming them."""
-    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got "
-                         f"{covariance_type!r}")
-    return covariance_type
+    """One of the covariance families, by the option table's rule (a ValueError naming them)."""
+    return check_option(TABLE, "covariance_type", covariance_type)
 
 
 def m_step(stats: SufficientStats, amp: np.ndarray, mean: np.ndarray,

@@ -31,7 +31,7 @@ from ...data.validation import (
 from ...model import GMM
 from ...selection.background import check_background
 from ...selection.imputation import evaluate_selection
-from ..problem.option_entries import MAX_DRAWS_PER_SAMPLE, N_PASSES, TABLE
+from ..problem.option_entries import N_PASSES, TABLE
 from ..problem.option_table import check_options, options_on
 from ..problem.options import (
     EMOptions,
@@ -138,7 +138,7 @@ def _observations(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, v
     sel_callback, covar_callback, background = v["sel_callback"], v["covar_callback"], \
         v["background"]
     impute = sel_callback is not None
-    bounds = dict(K=K, w=v["w"], reg_covar=v["reg_covar"], n_init=v["n_init"],
+    bounds = dict(K=K, w=v["w"], reg_covar=v["reg_covar"],
                   oversampling=v["oversampling"], impute=impute)
     if uses_cluster_data(data, v["client"]):
         _check_combination(R, covar, sel_callback, covar_callback, background)
@@ -207,7 +207,7 @@ def _cap_n_jobs(n_jobs: int) -> int:
     return n_jobs
 
 
-def _check_bounds(Z: np.ndarray, N: int, K: int, w: float, reg_covar: float, n_init: int,
+def _check_bounds(Z: np.ndarray, N: int, K: int, w: float, reg_covar: float,
                   oversampling: int, impute: bool, on_cluster: bool = False) -> None:
     """Sizes and scales that cannot give a meaningful fit (or would exhaust memory) are refused
     before anything is allocated. ``Z``: the latent points of (all or a sample of) the N
@@ -225,7 +225,7 @@ def _check_bounds(Z: np.ndarray, N: int, K: int, w: float, reg_covar: float, n_i
     if on_cluster:
         return
     D = Z.shape[1]
-    draws = min(oversampling, MAX_DRAWS_PER_SAMPLE) if impute else 0
+    draws = oversampling if impute else 0            # at most MAX_DRAWS_PER_SAMPLE (the table)
     need = 8.0 * (N * K * 4 + K * D * D * 8 + N * D * (D + 4) + N * draws * (D * D + 2 * D + K))
     check_memory(need, f"this fit (N={N}, D={D}, K={K}"
                  f"{f', oversampling={oversampling}' if impute else ''})",
@@ -267,11 +267,7 @@ def _check_online_combination(sel_callback: Any, cutoff: Any, attempts: int) -> 
 
 def _check_combination(R: Any, S: Any, sel_callback: Any, covar_callback: Any,
                        background: Any) -> None:
-    """Callbacks are callables, and the features asked for work together."""
-    for name, cb in (("sel_callback", sel_callback), ("covar_callback", covar_callback)):
-        if cb is not None and not callable(cb):
-            raise ValueError(f"{name} must be callable (coords -> array) or None, got "
-                             f"{type(cb).__name__}")
+    """The features asked for work together (the callbacks are callables: the table)."""
     if R is not None and sel_callback is not None:
         raise ValueError("R (projections) with sel_callback is not supported: imputation draws "
                          "complete samples from the model and would need a projection (and a "
