@@ -10,11 +10,9 @@ import numpy as np
 from . import model_checks as mc
 from . import model_files as mf
 from .conditioning import condition_params, marginal_params
-from .data.layout import eval_chunks
 from .data.observed import log_joint
 from .data.validation import check_covariances, check_rng
-from .kernels import dense
-from .kernels.stats import log_normalize, prepare_components
+from .kernels.stats import log_normalize
 
 
 class GMM:
@@ -146,15 +144,18 @@ class GMM:
             f"GMM(K=?, D={self.D}: amp {Ks[0]}, mean {Ks[1]}, covar {Ks[2]} components)"
 
     # -- density ------------------------------------------------------------
-    def _eval_inputs(self, coords: Any, covar: Any, R: Any = None
-                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
-        """Checked coords (N, D) or (N, dy), their noise and projections, and whether single."""
-        X, S, R, single = mc.eval_inputs(coords, covar, R, self.D)
+    def _eval_inputs(self, coords: Any, covar: Any, R: Any = None, censored: Any = None
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool,
+                                np.ndarray | None]:
+        """Checked coords (N, D) or (N, dy), their noise and projections, whether single, and
+        the censoring flags (None if no value is censored)."""
+        X, S, R, single, C = mc.eval_inputs(coords, covar, R, self.D, censored)
         self.validate()
         mc.check_memory(24 * X.shape[0] * self.K, f"evaluating {X.shape[0]} coords, K={self.K}")
-        return X, S, R, single
+        return X, S, R, single, C
 
-    def log_joint(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
+    def log_joint(self, coords: Any, covar: Any = None, R: Any = None, censored: Any = None
+                  ) -> np.ndarray:
         """log(a_k) + log N(x_i | m_k, V_k + S_i) for every sample and component.
 
         Parameters
@@ -163,27 +164,21 @@ class GMM:
             missing value: the marginal over the measured values is used
         covar : None, (D, D) or (N, D, D) noise covariance of the coords
         R : None, (dy, D) or (N, dy, D) projections: coords_i = R_i x_i + noise
+        censored : None or array-like (N, D) of -1, 0, +1: limits (see :meth:`logL`)
 
         Returns
         -------
         ndarray (N, K)
         """
-        X, S, R, _ = self._eval_inputs(coords, covar, R)
-        return self._log_joint(X, S, R)
+        X, S, R, _, C = self._eval_inputs(coords, covar, R, censored)
+        return self._log_joint(X, S, R, C)
 
-    def _log_joint(self, X: np.ndarray, S: np.ndarray | None, R: np.ndarray | None = None
-                   ) -> np.ndarray:
-        if R is not None or np.isnan(X).any():
-            return log_joint(X, R, S, self._amp, self._mean, self._covar)
-        shared = S if S is not None and S.ndim == 2 else None
-        comps = prepare_components(self._amp, self._mean, self._covar, shared)
-        per_sample = S is not None and S.ndim == 3
-        out = np.empty((X.shape[0], self.K))
-        for sl in eval_chunks(X.shape[0], self.K, self.D, per_sample):
-            out[sl] = dense.log_joint(X[sl], comps, S[sl] if per_sample else None)
-        return out
+    def _log_joint(self, X: np.ndarray, S: np.ndarray | None, R: np.ndarray | None = None,
+                   C: np.ndarray | None = None) -> np.ndarray:
+        return log_joint(X, R, S, self._amp, self._mean, self._covar, C)
 
-    def logL(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
+    def logL(self, coords: Any, covar: Any = None, R: Any = None, censored: Any = None
+             ) -> np.ndarray:
         """Log-density of the (noise-convolved) mixture at each sample.
 
         With ``covar`` S_i given, this is log sum_k a_k N(x_i | m_k, V_k + S_i),
@@ -197,13 +192,17 @@ class GMM:
         coords : array-like (N, D) or (D,); (N, dy) or (dy,) with ``R``
         covar : None, (D, D) or (N, D, D) (dy instead of D with ``R``)
         R : None, (dy, D) or (N, dy, D)
+        censored : None or array-like (N, D) (or (D,)) of -1, 0, +1
+            -1: coords[i, d] is an upper limit of the noisy value, +1 a lower limit: the
+            density of the measured values times the probability that the limited ones
+            lie beyond (:mod:`pygmmis_ng.kernels.censored`). Not with ``R``.
 
         Returns
         -------
         ndarray (N,), or a float for a single point of shape (D,)
         """
-        X, S, R, single = self._eval_inputs(coords, covar, R)
-        log_norm, _ = log_normalize(self._log_joint(X, S, R))
+        X, S, R, single, C = self._eval_inputs(coords, covar, R, censored)
+        log_norm, _ = log_normalize(self._log_joint(X, S, R, C))
         return float(log_norm[0]) if single else log_norm
 
     def logL_k(self, k: int, coords: Any, covar: Any = None, chi2_only: bool = False  # noqa: N802
@@ -216,7 +215,7 @@ class GMM:
         ndarray (N,), or a float for a single point of shape (D,)
         """
         chi2_only = mc.check_flag(chi2_only, "chi2_only")
-        X, S, R, single = self._eval_inputs(coords, covar)
+        X, S, R, single, _ = self._eval_inputs(coords, covar)
         k = mc.check_integer(k, "k")
         if not -self.K <= k < self.K:
             raise ValueError(f"k must be a component index in [{-self.K}, {self.K}), got {k}")
@@ -232,23 +231,25 @@ class GMM:
         return float(out[0]) if single else out
 
     def _mp_chunksize(self) -> tuple[int, int]:
-        """pyGMMis's split of the components over CPUs, (n_chunks, chunksize); kept for code
-        that calls it (pygmmis_ng distributes samples, not components)."""
+        """pyGMMis's split of the components over CPUs (n_chunks, chunksize), for its callers."""
         n_cpu = os.cpu_count() or 1
         chunksize = max(1, self.K // n_cpu)
         return min(n_cpu, self.K // chunksize), chunksize
 
-    def responsibilities(self, coords: Any, covar: Any = None, R: Any = None) -> np.ndarray:
-        """Posterior probability q_ik that sample i came from component k.
+    def responsibilities(self, coords: Any, covar: Any = None, R: Any = None,
+                         censored: Any = None) -> np.ndarray:
+        """Posterior probability q_ik that sample i came from component k (``censored`` as
+        in :meth:`logL`).
 
         Returns
         -------
         ndarray (N, K), rows sum to 1
         """
-        X, S, R, _ = self._eval_inputs(coords, covar, R)
-        return log_normalize(self._log_joint(X, S, R))[1]
+        X, S, R, _, C = self._eval_inputs(coords, covar, R, censored)
+        return log_normalize(self._log_joint(X, S, R, C))[1]
 
-    def __call__(self, coords: Any, covar: Any = None, as_log: bool = False, R: Any = None) -> np.ndarray:
+    def __call__(self, coords: Any, covar: Any = None, as_log: bool = False, R: Any = None,
+                 censored: Any = None) -> np.ndarray:
         """Density (or log-density) of the mixture, convolved with ``covar`` if given.
 
         Parameters
@@ -259,13 +260,14 @@ class GMM:
             Return the natural log of the density.
         R : None, (dy, D) or (N, dy, D)
             Projections (see :meth:`logL`); NaN in coords marks missing values.
+        censored : None or array-like (N, D) of -1, 0, +1: limits (see :meth:`logL`)
 
         Returns
         -------
         ndarray (N,), or a float for a single point
         """
         as_log = mc.check_flag(as_log, "as_log")
-        log_p = self.logL(coords, covar=covar, R=R)
+        log_p = self.logL(coords, covar=covar, R=R, censored=censored)
         return log_p if as_log else np.exp(log_p)
 
     # -- marginals and conditionals -------------------------------------------
@@ -314,11 +316,9 @@ class GMM:
 
         Parameters
         ----------
-        size : int
-            Number of samples.
+        size : int, the number of samples
         rng : None, int, numpy.random.Generator or numpy.random.RandomState
-        return_component : bool
-            Also return the index of the component each sample came from.
+        return_component : bool, also return each sample's component index
 
         Returns
         -------

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import config
+from .data.censoring import check_censored
 from .data.validation import (  # noqa: F401  (check_flag: the model's boolean rule)
     as_float_array,
     check_data,
@@ -74,9 +75,12 @@ def flat_index(value: Any, name: str = "dims") -> np.ndarray:
     return arr
 
 
-def eval_inputs(coords: Any, covar: Any, R: Any, D: int
-                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
-    """Checked coords (N, D) or (N, dy), their noise and projections, and whether single."""
+def eval_inputs(coords: Any, covar: Any, R: Any, D: int, censored: Any = None
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool,
+                           np.ndarray | None]:
+    """Checked coords (N, D) or (N, dy), their noise and projections, whether single, and the
+    censoring flags (None: no value censored; see
+    :func:`pygmmis_ng.data.validation.check_censored`)."""
     X = real_array(coords, "coords")
     covar = None if covar is None else real_array(covar, "covar (noise covariance)")
     R = None if R is None else real_array(R, "R (projection)")
@@ -92,12 +96,20 @@ def eval_inputs(coords: Any, covar: Any, R: Any, D: int
         X = X[None]
         if covar is not None and covar.ndim == 2:
             covar = covar[None]  # its own: NaN allowed if missing
+        if censored is not None:
+            censored = np.asarray(censored)[None]
+    C = None
+    if censored is not None:
+        if R is not None:
+            raise ValueError("censored with R (projections) is not supported: pass the "
+                             "censored values in D columns without R")
+        X, C = check_censored(censored, np.asarray(X, dtype=float))
     if R is None:
         X = check_data(X, D, name="coords", allow_missing=True)
         S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))
     else:
         X, R, S = check_observed(X, covar, R, D)
-    return X, S, R, single
+    return X, S, R, single, C
 
 
 def check_integer(value: Any, name: str, minimum: int | None = None) -> int:

@@ -95,6 +95,10 @@ class Group(NamedTuple):
         All samples in one group whatever their pattern, for the compiled
         kernel of :func:`pygmmis_ng.kernels.fused.stats_masked` (more patterns than
         the runtime setting ``masked_patterns``).
+    cens : ndarray (dy_g,) of int8 or None
+        Censored values of the group (:mod:`pygmmis_ng.kernels.censored`): for each
+        observed value 0 (measured), -1 (an upper limit) or +1 (a lower limit); None
+        when the group has no limits.
     """
 
     rows: slice
@@ -105,6 +109,7 @@ class Group(NamedTuple):
     dy: int
     c2: float = 0.0
     masked: bool = False
+    cens: np.ndarray | None = None
 
 
 class Layout(NamedTuple):
@@ -127,24 +132,34 @@ def single_group_layout(N: int, S: np.ndarray | None, K: int, D: int,
 
 
 def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
-                allow_masked: bool = False, diagonal: bool = False) -> Layout:
+                allow_masked: bool = False, diagonal: bool = False,
+                censored: np.ndarray | None = None) -> Layout:
     """Group the samples of data X (N, dy) by missingness pattern.
 
     ``R``: None, (dy, D) or (N, dy, D); ``S``: None, (dy, dy) or (N, dy, dy).
     The data are not reordered here: the caller applies ``order``.
     ``allow_masked``: one masked group for many patterns (compiled kernels, no R).
     ``diagonal``: chunk lengths of the O(D) kernels (:func:`eval_chunks`) for the group
-    of complete samples.
+    of complete samples. ``censored``: None or (N, dy) flags (-1, 0, +1, see
+    :func:`pygmmis_ng.data.validation.check_censored`): a pattern is then which values are
+    missing, measured, upper or lower limits, and no group is masked.
     """
     N, dy = X.shape
     per_sample = (S is not None and S.ndim == 3) or (R is not None and R.ndim == 3)
     observed = ~np.isnan(X)
-    if observed.all():
+    if censored is not None:
+        # 0 missing, 1 measured, 2 upper limit, 3 lower limit
+        state = observed * (1 + (censored == -1) + 2 * (censored == 1)).astype(np.int8)
+        codes, inverse = _patterns(state)
+        patterns, limits = codes > 0, np.where(codes == 2, -1, np.where(codes == 3, 1, 0))
+        order = np.argsort(inverse, kind="stable")
+    elif observed.all():
         patterns, inverse, order = np.ones((1, dy), dtype=bool), np.zeros(N, dtype=int), None
     else:
         patterns, inverse = _patterns(observed)
         order = np.argsort(inverse, kind="stable")
-    if allow_masked and R is None and fused.enabled() and len(patterns) > get_settings().masked_patterns:
+    if censored is None and allow_masked and R is None and fused.enabled() and \
+            len(patterns) > get_settings().masked_patterns:
         # sorted by pattern all the same: the masked kernel reuses a pattern's factors
         chunks = tuple(eval_chunks(N, K, D, True))
         return Layout(order, (Group(slice(0, N), None, None, S if S is not None and S.ndim == 2
@@ -152,8 +167,11 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
     counts = np.bincount(inverse, minlength=len(patterns))
     groups = []
     start = 0
-    for pattern, n in zip(patterns, counts):
+    for p, (pattern, n) in enumerate(zip(patterns, counts)):
         obs = None if pattern.all() else np.flatnonzero(pattern)
+        cens = None
+        if censored is not None and limits[p].any():
+            cens = limits[p][pattern].astype(np.int8)
         if R is not None and R.ndim == 2:
             Rg = R if obs is None else R[obs]
         elif R is None and obs is not None:
@@ -164,28 +182,31 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
         if S is not None and S.ndim == 2:
             Sg = S if obs is None else S[np.ix_(obs, obs)]
         chunks = tuple(slice(start + c.start, start + c.stop)
-                       for c in eval_chunks(int(n), K, D, per_sample,
+                       for c in eval_chunks(int(n), K, D, per_sample or cens is not None,
                                             diagonal=diagonal and obs is None and R is None))
         groups.append(Group(slice(start, start + int(n)), obs, Rg, Sg, chunks,
-                            int(pattern.sum())))
+                            int(pattern.sum()), cens=cens))
         start += int(n)
     return Layout(None if order is None or (order == np.arange(N)).all() else order,
                   tuple(groups))
 
 
 def windowed_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: int, D: int,
-                    window: int, diagonal: bool = False) -> Layout:
+                    window: int, diagonal: bool = False, censored: np.ndarray | None = None
+                    ) -> Layout:
     """The layout of online EM: the rows cut into windows of ``window`` consecutive rows (the
     minibatches), each laid out by :func:`make_layout` on its own -- its samples sorted by
     missingness pattern within the window, its chunks never crossing into another window.
-    A minibatch thus holds every pattern of its rows, and the windows keep the rows' order."""
+    A minibatch thus holds every pattern of its rows, and the windows keep the rows' order.
+    ``censored``: the flags of :func:`make_layout`."""
     N = X.shape[0]
     per = lambda a, lo, hi: a[lo:hi] if a is not None and a.ndim == 3 else a      # noqa: E731
     orders, groups, moved = [], [], False
     for lo in range(0, N, window):
         hi = min(lo + window, N)
         sub = make_layout(X[lo:hi], per(R, lo, hi), per(S, lo, hi), K, D, allow_masked=True,
-                          diagonal=diagonal)
+                          diagonal=diagonal,
+                          censored=None if censored is None else censored[lo:hi])
         moved = moved or sub.order is not None
         orders.append(lo + (np.arange(hi - lo) if sub.order is None else sub.order))
         groups += [g._replace(rows=slice(lo + g.rows.start, lo + g.rows.stop),
@@ -195,9 +216,15 @@ def windowed_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K
 
 
 def _patterns(observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of a boolean (N, dy) array (sorted) and each row's index among them."""
+    """Distinct rows of a boolean (N, dy) array, or of small integers (< 4), sorted, and each
+    row's index among them."""
     dy = observed.shape[1]
-    if dy <= 62:        # one int64 code per row: far faster than np.unique(axis=0)
+    if observed.dtype != bool:         # two bits per value
+        if dy > 31:
+            uniq, inverse = np.unique(observed, axis=0, return_inverse=True)
+            return uniq, inverse.reshape(-1)
+        codes = observed.astype(np.int64) @ (np.int64(1) << (2 * np.arange(dy - 1, -1, -1)))
+    elif dy <= 62:      # one int64 code per row: far faster than np.unique(axis=0)
         codes = observed.astype(np.int64) @ (np.int64(1) << np.arange(dy - 1, -1, -1))
     else:
         codes = np.packbits(observed, axis=1)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import dense, fused, projected
+from ..kernels import censored, dense, fused, projected
 from ..kernels.stats import Components, SufficientStats, kernel_family, prepare_components
-from .layout import Group, Layout, in_given_order, make_layout, sorted_rows
+from .layout import Group, Layout, eval_chunks, in_given_order, make_layout, sorted_rows
 
 
 def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
@@ -29,6 +29,8 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
     correlations; groups of complete samples then use the O(D) kernels (see
     :func:`pygmmis_ng.kernels.stats.kernel_family`).
     """
+    if grp.cens is not None:
+        return censored_components(grp, amp, mean, covar)
     if per_sample_R or grp.masked or (grp.R is None and per_sample_noise):
         fam = kernel_family(covar, None, family) if grp.R is None and not grp.masked else "full"
         with np.errstate(divide="ignore"):
@@ -51,6 +53,18 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
     post = covar - gain @ np.swapaxes(VRt, 1, 2)
     post = 0.5 * (post + np.swapaxes(post, 1, 2))
     return c._replace(gain=gain, post_covar=post)
+
+
+def censored_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray
+                        ) -> Components:
+    """The components of a group with censored values (:mod:`pygmmis_ng.kernels.censored`):
+    the means and covariances of the group's values, and the lift V_k R_g^T (``gain``)
+    and V_k (``post_covar``) of their sums, with R_g the rows of the identity they are."""
+    obs = np.arange(mean.shape[1]) if grp.obs is None else grp.obs
+    with np.errstate(divide="ignore"):
+        log_amp = np.log(amp)
+    P = covar[:, obs][:, :, obs]
+    return Components(log_amp, mean[:, obs], P, None, None, covar[:, :, obs], covar)
 
 
 def chunk_arrays(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
@@ -81,6 +95,9 @@ def chunk_stats(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
                 ) -> SufficientStats:
     """Sufficient statistics (of the true values) of one chunk of a group."""
     x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if grp.cens is not None:
+        return censored.chunk_stats(x, grp.S if S_c is None else S_c, grp.cens, comps, weight,
+                                    log_bg)
     if grp.masked:
         A, Mc, Cc, logL, B = fused.stats_masked(x, grp.S if S_c is None else S_c, weight,
                                                        log_bg, comps.mean, comps.covar,
@@ -98,6 +115,8 @@ def chunk_log_joint(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """log a_k + log N_ik (n, K) of one chunk of a group, and the chi2_ik (n, K)."""
     x, S_c, R_c = chunk_arrays(grp, sl, X, S, R)
+    if grp.cens is not None:
+        return censored.log_joint(x, grp.S if S_c is None else S_c, grp.cens, comps)
     if grp.masked:                      # (numpy) pattern by pattern within the chunk
         return log_joint_chi2(x, None, grp.S if S_c is None else S_c, np.exp(comps.log_amp),
                               comps.mean, comps.covar)
@@ -107,14 +126,16 @@ def chunk_log_joint(grp: Group, sl: slice, X: np.ndarray, S: np.ndarray | None,
 
 
 def log_joint_chi2(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, amp: np.ndarray,
-                   mean: np.ndarray, covar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   mean: np.ndarray, covar: np.ndarray, cens: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """log a_k + log N(y_i | R_i m_k, R_i V_k R_i^T + S_i) over the observed values, and chi2_ik.
 
     X may hold NaN (missing values); rows are returned in the given order,
-    (N, K) each.
+    (N, K) each. ``cens``: None or (N, dy) censoring flags (-1, 0, +1): the log densities
+    then include the probability of the limits (chi2 is that of the measured values).
     """
     K, D = mean.shape
-    layout = make_layout(X, R, S, K, D)
+    layout = make_layout(X, R, S, K, D, censored=cens)
     Xs, Ss, Rs, _ = sorted_rows(layout.order, X, S, R)
     per_S, per_R = S is not None and S.ndim == 3, R is not None and R.ndim == 3
     lj, chi2 = np.empty((X.shape[0], K)), np.empty((X.shape[0], K))
@@ -126,9 +147,17 @@ def log_joint_chi2(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, am
 
 
 def log_joint(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, amp: np.ndarray,
-              mean: np.ndarray, covar: np.ndarray) -> np.ndarray:
-    """The first of :func:`log_joint_chi2`: for density evaluation with NaN or R."""
-    return log_joint_chi2(X, R, S, amp, mean, covar)[0]
+              mean: np.ndarray, covar: np.ndarray, cens: np.ndarray | None = None) -> np.ndarray:
+    """The first of :func:`log_joint_chi2` (the density of a GMM at samples X (N, dy));
+    complete samples without R or limits chunk by chunk through :func:`.dense.log_joint`."""
+    if R is not None or cens is not None or np.isnan(X).any():
+        return log_joint_chi2(X, R, S, amp, mean, covar, cens)[0]
+    per_sample = S is not None and S.ndim == 3
+    comps = prepare_components(amp, mean, covar, None if per_sample else S)
+    out = np.empty((X.shape[0], mean.shape[0]))
+    for sl in eval_chunks(X.shape[0], mean.shape[0], mean.shape[1], per_sample):
+        out[sl] = dense.log_joint(X[sl], comps, S[sl] if per_sample else None)
+    return out
 
 
 def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | None
@@ -149,7 +178,8 @@ def background_log_density(bg, layout: Layout, X: np.ndarray, S: np.ndarray | No
             Sg = S[grp.rows] if grp.obs is None else S[grp.rows][:, grp.obs][:, :, grp.obs]
         else:
             Sg = grp.S
-        out[grp.rows] = bg.log_density(_float64(x), _float64(Sg), dims=grp.obs)
+        out[grp.rows] = bg.log_density(_float64(x), _float64(Sg), dims=grp.obs,
+                                       censored=grp.cens)
     return out
 
 
@@ -167,8 +197,10 @@ def _log_density_block(x: np.ndarray, S: np.ndarray | None, bg) -> np.ndarray:
     return bg.log_density(_float64(x), _float64(S))
 
 
-def background_log_density_rows(bg, X: np.ndarray, S: np.ndarray | None) -> np.ndarray:
-    """:func:`background_log_density` for samples in any order (grouped here), (N,)."""
-    layout = make_layout(X, None, S, 1, X.shape[1])
+def background_log_density_rows(bg, X: np.ndarray, S: np.ndarray | None,
+                                cens: np.ndarray | None = None) -> np.ndarray:
+    """:func:`background_log_density` for samples in any order (grouped here), (N,);
+    ``cens``: None or their (N, D) censoring flags."""
+    layout = make_layout(X, None, S, 1, X.shape[1], censored=cens)
     Xs, Ss, _, _ = sorted_rows(layout.order, X, S)
     return in_given_order(background_log_density(bg, layout, Xs, Ss), layout.order)

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..data.censoring import check_censored
 from ..data.observed import background_log_density_rows
 from ..data.validation import check_int, check_numeric
 from ..model import GMM
@@ -45,49 +46,55 @@ class FittedMixture:
         self.online_state_ = None if online is None else online.state
 
     # -- evaluation ------------------------------------------------------------
-    def _check(self, X: Any) -> np.ndarray:
+    def _check(self, X: Any, censored: Any = None) -> np.ndarray:
         check_is_fitted(self)
         check_numeric(X, "X")
+        if censored is not None:      # void limits (+inf upper, -inf lower) become NaN first
+            X = check_censored(censored, np.asarray(X, dtype=np.float64))[0]
         return validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
                              reset=False)
 
-    def _log_members(self, X: np.ndarray, covar: Any) -> np.ndarray:
+    def _log_members(self, X: np.ndarray, covar: Any, censored: Any = None) -> np.ndarray:
         """log of each member's weighted density (N, K [+1 for the background])."""
-        lj = self.gmm_.log_joint(X, covar=covar)
+        X, C = check_censored(censored, X)
+        lj = self.gmm_.log_joint(X, covar=covar, censored=C)
         bg = self.background_
         if bg is None or bg.amp == 0:
             return lj
         S = None if covar is None else np.asarray(covar, dtype=float)
-        log_bg = background_log_density_rows(bg, X, S)
+        log_bg = background_log_density_rows(bg, X, S, C)
         return np.column_stack([lj + np.log1p(-bg.amp), log_bg + np.log(bg.amp)])
 
-    def score_samples(self, X: Any, covar: Any = None) -> np.ndarray:
+    def score_samples(self, X: Any, covar: Any = None, censored: Any = None) -> np.ndarray:
         """log density of each sample (marginal over its measured features), shape (N,).
 
         With a selection function this is the density before selection
         (multiply by Omega and divide by Z = N / orig_size for the observed one).
+        ``censored`` (N, D) of -1, 0, +1: upper and lower limits among X (see
+        :func:`pygmmis_ng.fit`); their term is the probability of lying beyond.
         """
-        X = self._check(X)
+        X = self._check(X, censored)
         warn_without_noise(getattr(self, "fitted_with_noise_", False), covar)
-        lp = self._log_members(X, covar)
+        lp = self._log_members(X, covar, censored)
         mx = lp.max(axis=1, keepdims=True)
         return (mx + np.log(np.exp(lp - mx).sum(axis=1, keepdims=True)))[:, 0]
 
-    def score(self, X: Any, y: Any = None, covar: Any = None) -> float:
+    def score(self, X: Any, y: Any = None, covar: Any = None, censored: Any = None) -> float:
         """Mean log density of the samples."""
-        return float(self.score_samples(X, covar=covar).mean())
+        return float(self.score_samples(X, covar=covar, censored=censored).mean())
 
-    def predict_proba(self, X: Any, covar: Any = None) -> np.ndarray:
-        """Responsibilities of the K components, shape (N, K) (background excluded)."""
-        X = self._check(X)
-        lp = self._log_members(X, covar)
+    def predict_proba(self, X: Any, covar: Any = None, censored: Any = None) -> np.ndarray:
+        """Responsibilities of the K components, shape (N, K) (background excluded);
+        ``censored`` as in :meth:`score_samples`."""
+        X = self._check(X, censored)
+        lp = self._log_members(X, covar, censored)
         q = np.exp(lp - lp.max(axis=1, keepdims=True))
         q /= q.sum(axis=1, keepdims=True)
         return q[:, :self.n_components]
 
-    def predict(self, X: Any, covar: Any = None) -> np.ndarray:
+    def predict(self, X: Any, covar: Any = None, censored: Any = None) -> np.ndarray:
         """Most probable component of each sample, shape (N,)."""
-        return self.predict_proba(X, covar=covar).argmax(axis=1)
+        return self.predict_proba(X, covar=covar, censored=censored).argmax(axis=1)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draws from the fitted mixture (before selection, no noise) and their components.

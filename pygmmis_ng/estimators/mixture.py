@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
+from ..data.censoring import check_censored
 from ..data.lazy import is_lazy
 from ..data.validation import check_dtype, check_numeric
 from ..fitting.fitter import fit
@@ -135,7 +136,7 @@ class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, covar: Any = None,
-            sample_weight: Any = None) -> IncompleteGaussianMixture:
+            sample_weight: Any = None, censored: Any = None) -> IncompleteGaussianMixture:
         """Fit the mixture to X (n_samples, n_features); NaN marks missing features.
 
         Parameters
@@ -144,9 +145,13 @@ class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         y : ignored
         covar : None, (D, D) or (N, D, D) noise covariance of the samples
         sample_weight : None or (N,) non-negative weights
+        censored : None or (N, D) of -1, 0, +1
+            Upper (-1) and lower (+1) limits among X (see :func:`pygmmis_ng.fit`).
         """
         self._check_params()
         on_cluster = self.client is not None and is_lazy(X)
+        if censored is not None and not on_cluster:   # void limits (+-inf) become NaN first
+            X, censored = check_censored(censored, np.asarray(X, dtype=np.float64))
         if not on_cluster:      # a dask array stays on the cluster: the fit checks it there
             X, sample_weight = self._validated(X, sample_weight)
         elif X.ndim != 2:
@@ -164,7 +169,8 @@ class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         options = dict(self._fit_options(), init_method=init, n_init=n_init,
                        background=background)
         with verbose_output(self.verbose, self.verbose_interval):
-            res = fit(gmm, X, covar=covar, sample_weight=sample_weight, rng=rng, **options)
+            res = fit(gmm, X, covar=covar, sample_weight=sample_weight, rng=rng,
+                      censored=censored, **options)
         self._set_fitted(gmm, res, background)
         self.fitted_with_noise_ = covar is not None
         if on_cluster:

@@ -34,10 +34,11 @@ from .starts.finish import finish as finish_fit
 __all__ = ["fit", "choose_run", "initial_state"]
 
 #: the arguments of ``fit`` that the option table checks (the data arrays aside)
-DATA_ARGS = ("gmm", "data", "covar", "R", "sample_weight", "rng")
+DATA_ARGS = ("gmm", "data", "covar", "R", "sample_weight", "rng", "censored")
 
 
-def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "auto",
+def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, censored: Any = None,
+        init_method: Any = "auto",
         w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
         oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
         tol: float = 1e-4, miniter: int | None = None, maxiter: int = 1000, frozen: Any = None,
@@ -70,13 +71,15 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any 
     t0 = time.perf_counter()
     given = {k: v for k, v in locals().items() if k in TABLE and k not in DATA_ARGS}
     with use(get_settings()):          # one snapshot of the runtime settings for the whole fit
-        return _fit(gmm, data, covar, R, sample_weight, rng, background, t0, given)
+        return _fit(gmm, data, covar, R, sample_weight, rng, background, t0, given, censored)
 
 
 def _fit(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any,
-         background: Background | None, t0: float, given: dict) -> FitResult:
+         background: Background | None, t0: float, given: dict, censored: Any = None
+         ) -> FitResult:
     """:func:`fit` under its runtime settings (see its steps in the module docstring)."""
-    obs, opts, gen = check_fit(gmm, data, covar, R, sample_weight, rng, **given)
+    obs, opts, gen = check_fit(gmm, data, covar, R, sample_weight, rng, censored=censored,
+                               **given)
     with fit_progress(opts.execution.progress, desc="pygmmis_ng fit", t0=t0,
                       unit="it" if opts.online is None else "pass") as clock:
         problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen)

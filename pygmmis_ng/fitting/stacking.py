@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
+from ..data.arrays import as_float_array
+from ..data.censoring import check_censored
 from ..data.observed import background_log_density_rows
 from ..data.validation import check_int, check_observed, check_rng
 from ..model import GMM
@@ -32,11 +34,11 @@ logger = logging.getLogger("pygmmis_ng")
 
 
 def _heldout_logL(gmm: GMM, X: np.ndarray, S: np.ndarray | None, R: np.ndarray | None,
-                  res: Any, kwargs: dict) -> np.ndarray:
-    log_p = gmm(X, covar=S, as_log=True, R=R)
+                  res: Any, kwargs: dict, C: np.ndarray | None = None) -> np.ndarray:
+    log_p = gmm(X, covar=S, as_log=True, R=R, censored=C)
     bg = kwargs.get("background")
     if bg is not None and bg.amp > 0:       # (fit rejects a background with R)
-        log_bg = background_log_density_rows(bg, X, S)
+        log_bg = background_log_density_rows(bg, X, S, C)
         log_p = np.logaddexp(np.log1p(-bg.amp) + log_p, np.log(bg.amp) + log_bg)
     sel = kwargs.get("sel_callback")
     if sel is not None:
@@ -47,7 +49,7 @@ def _heldout_logL(gmm: GMM, X: np.ndarray, S: np.ndarray | None, R: np.ndarray |
 
 
 def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
-           R: Any = None, **kwargs: Any) -> np.ndarray:
+           R: Any = None, censored: Any = None, **kwargs: Any) -> np.ndarray:
     """L-fold cross-validated log-likelihood of each sample.
 
     Parameters
@@ -62,6 +64,9 @@ def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
         Noise of the samples (split with them).
     R : None, (dy, D) or (N, dy, D)
         Projections (split with the samples when given per sample).
+    censored : None or (N, D) of -1, 0, +1
+        Upper (-1) and lower (+1) limits among the data (see :func:`pygmmis_ng.fit`), split
+        with the samples; the held-out value of a sample includes its limits' probability.
     rng : None, int, Generator or RandomState
         Every fold's fit uses the same stream derived from it.
     **kwargs
@@ -75,6 +80,11 @@ def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
     """
     if not isinstance(gmm, GMM):
         raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
+    C = None
+    if censored is not None:
+        if R is not None:
+            raise ValueError("censored with R (projections) is not supported")
+        data, C = check_censored(censored, as_float_array(data, "data"))
     X, R, S = check_observed(data, covar, R, gmm.D)
     N = len(X)
     L = check_int(L, "L", minimum=2)
@@ -95,8 +105,10 @@ def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
             if bg is not None:
                 bg.amp = bg_amp0
             res = fit(work, X[~test], covar=_part(S, ~test), R=_part(R, ~test),
+                      censored=None if C is None else C[~test],
                       rng=np.random.default_rng(seed), **kwargs)
-            lcv[test] = _heldout_logL(work, X[test], _part(S, test), _part(R, test), res, kwargs)
+            lcv[test] = _heldout_logL(work, X[test], _part(S, test), _part(R, test), res, kwargs,
+                                      None if C is None else C[test])
     finally:
         if bg is not None:
             bg.amp = bg_amp0

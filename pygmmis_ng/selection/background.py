@@ -21,7 +21,7 @@ import copy as _copy
 from typing import Any
 
 import numpy as np
-from scipy.special import log_ndtr
+from scipy.special import log_ndtr, ndtr
 
 from ..data.validation import as_float_array, check_float, check_int, check_rng
 
@@ -106,7 +106,8 @@ class Background:
         return f"Background(footprint={self.footprint.tolist()}, amp={self.amp:.4g})"
 
     def log_density(self, coords: np.ndarray, covar: np.ndarray | None = None,
-                    dims: np.ndarray | None = None) -> np.ndarray:
+                    dims: np.ndarray | None = None, censored: np.ndarray | None = None
+                    ) -> np.ndarray:
         """log of the (noise-convolved) background density, not weighted by amp.
 
         Parameters
@@ -117,6 +118,10 @@ class Background:
         dims : None or int array
             Evaluate the marginal density of these dimensions (the
             measured features of samples with missing ones).
+        censored : None or int array (len(dims) or D,)
+            Values that are limits (-1: upper, +1: lower; the same for every sample): their
+            term is the probability that the (noisy) value lies beyond the limit, a
+            fraction of the box's side (see :func:`censored_log_fraction`).
 
         Returns
         -------
@@ -124,6 +129,18 @@ class Background:
         """
         x = np.asarray(coords, dtype=float)
         lo, hi = self.footprint if dims is None else self.footprint[:, dims]
+        if censored is not None and np.any(censored):
+            lim = np.flatnonzero(censored)
+            meas = np.flatnonzero(np.asarray(censored) == 0)
+            S = None if covar is None else np.asarray(covar, dtype=float)
+            var = None if S is None else np.diagonal(S, axis1=-2, axis2=-1)
+            out = censored_log_fraction(x[:, lim], lo[lim], hi[lim], censored[lim],
+                                        None if var is None else var[..., lim])
+            if meas.size:
+                Sm = None if S is None else S[..., meas[:, None], meas]
+                sub = Background(np.stack([lo[meas], hi[meas]]))
+                out = out + sub.log_density(x[:, meas], Sm)
+            return out
         log_p = np.full(x.shape[0], -np.log(hi - lo).sum())
         if covar is None:
             inside = ((x > lo) & (x < hi)).all(axis=1)
@@ -165,6 +182,31 @@ class Background:
         gen = check_rng(rng)
         lo, hi = self.footprint
         return lo + (hi - lo) * gen.random((size, self.D))
+
+
+def censored_log_fraction(limit: np.ndarray, lo: np.ndarray, hi: np.ndarray, side: np.ndarray,
+                          var: np.ndarray | None) -> np.ndarray:
+    """sum over the limited values of log P(y beyond the limit) for y uniform on [lo, hi]
+    (+ noise N(0, var)): ``side`` -1 for y < limit, +1 for y > limit; (n,) of limits (n, c).
+
+    Without noise the fraction of the side below the limit, (clip(l, lo, hi) - lo) /
+    (hi - lo); with noise of standard deviation s its convolution,
+    s (G((l - lo)/s) - G((l - hi)/s)) / (hi - lo) with G(t) = t Phi(t) + phi(t).
+    """
+    lim = np.where(side < 0, limit, -limit)           # y > l is -y < -l: a box flipped
+    a, b = np.where(side < 0, lo, -hi), np.where(side < 0, hi, -lo)
+    width = b - a
+    if var is None:
+        frac = np.clip((lim - a) / width, 0.0, 1.0)
+    else:
+        s = np.sqrt(np.broadcast_to(var, lim.shape))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t1, t2 = (lim - a) / s, (lim - b) / s
+            g = lambda t: t * ndtr(t) + np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)  # noqa: E731
+            frac = np.where(s > 0, s * (g(t1) - g(t2)) / width,
+                            np.clip((lim - a) / width, 0.0, 1.0))
+    with np.errstate(divide="ignore"):
+        return np.log(np.clip(frac, 0.0, 1.0)).sum(axis=1)
 
 
 def check_background(background: Any, X: np.ndarray | None, D: int) -> Any:

@@ -29,7 +29,7 @@ def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray
             out.append(None)
             continue
         key = (grp.masked,) + tuple(None if a is None else a.tobytes()
-                                    for a in (grp.obs, grp.R, grp.S))
+                                    for a in (grp.obs, grp.R, grp.S, grp.cens))
         if key not in made:
             made[key] = observed.group_components(grp, amp, mean, covar, p.per_sample,
                                                   p.per_sample_R, p.kernel_family)

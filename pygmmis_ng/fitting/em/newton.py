@@ -161,7 +161,7 @@ def eligible(p: Problem, st: State, fit_bg: bool) -> Coordinates | None:
     module docstring)."""
     K, D = st.mean.shape
     if not p.em.newton or p.impute or p.nbr is not None or p.em.reg_covar > 0 or \
-            p.const_axes is not None:
+            p.const_axes is not None or p.censored:
         return None
     free = ~p.em.masks["covar"]
     if p.em.w > 0 and free.any() and \

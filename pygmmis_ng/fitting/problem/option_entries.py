@@ -101,6 +101,17 @@ ENTRIES = (
         initialization (and ``init_method`` callables) see latent points: each sample's
         posterior mean under one Gaussian fitted to all samples by extreme deconvolution
         (see :mod:`pygmmis_ng.data.latent`).""", None, "data", (F, P)),
+    Option("censored", "None or array-like (N, D) of -1, 0, +1", """
+        Censored values: -1 where ``data[i, d]`` is an upper limit of the noisy value (it
+        lies below: a non-detection), +1 where it is a lower limit, 0 where it is a
+        measurement. The limits apply to the noisy observation y = x + noise, as detection
+        thresholds do. A sample's likelihood is the density of its measured values times
+        the probability, under their conditional Gaussian, that the limited ones lie beyond
+        their limits (:mod:`pygmmis_ng.kernels.censored`); at most three limits per sample.
+        NaN, limits and noise can share a row; a limit of +inf (upper) or -inf (lower) is a
+        missing value. Not with ``R``, ``cutoff`` or dask-array data (the error says why);
+        the Newton polish is skipped (EM's own convergence test decides).""", None, "data",
+           (F,)),
     # -- the start ------------------------------------------------------------------------
     Option("init_method", "{'auto', 'random', 'minmax', 'kmeans', 'gmm', 'none', 'warm', "
            "'k-means++', 'random_from_data', 'random_resp'} or callable", """

@@ -47,6 +47,9 @@ class Observations(NamedTuple):
     on_cluster : bool
         The samples are dask arrays that stay on the cluster
         (:mod:`pygmmis_ng.fitting.setup.out_of_core`).
+    censored : None or ndarray (N, D) of int8
+        -1 where X holds an upper limit, +1 a lower limit, 0 a measurement (None: no
+        limits; see :func:`pygmmis_ng.data.validation.check_censored`).
     """
 
     X: Any
@@ -59,6 +62,7 @@ class Observations(NamedTuple):
     Z_weight: np.ndarray | None
     Z_covar: Any
     on_cluster: bool = False
+    censored: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

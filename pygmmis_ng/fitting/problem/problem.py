@@ -53,6 +53,11 @@ class Problem(NamedTuple):
         return self.R is not None and self.R.ndim == 3
 
     @property
+    def censored(self) -> bool:
+        """Whether some samples have censored values (limits)."""
+        return any(g.cens is not None for g in self.groups)
+
+    @property
     def impute(self) -> bool:
         return self.imputation.sel_callback is not None
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ...config import check_memory, get_settings
+from ...data.arrays import as_float_array
+from ...data.censoring import check_censored
 from ...data.latent import fill_latent
 from ...data.lazy import block_bounds, block_sum, ordered_sum, sample_index, total_weight
 from ...data.validation import (
@@ -64,11 +66,13 @@ def option_values(path: str, given: dict) -> dict:
 
 def check_fit(gmm: Any, data: Any, covar: Any = None, R: Any = None, sample_weight: Any = None,
               rng: Any = None, *, path: str = "fit", min_samples: int | None = None,
-              **options: Any) -> tuple[Observations, FitOptions, np.random.Generator]:
+              censored: Any = None, **options: Any
+              ) -> tuple[Observations, FitOptions, np.random.Generator]:
     """Validate every argument of a fit on ``path`` (``fit`` or ``partial_fit``); see
     :func:`pygmmis_ng.fit` for their meaning. ``options``: the options by their table names
     (missing ones take the table's defaults). ``min_samples``: the fewest samples accepted
     (default K; a minibatch of an online update of a fitted model may hold fewer).
+    ``censored``: the limits of :func:`pygmmis_ng.fit` (``fit`` only).
 
     Returns
     -------
@@ -100,7 +104,7 @@ def check_fit(gmm: Any, data: Any, covar: Any = None, R: Any = None, sample_weig
     if online is not None:
         _check_online_combination(v["sel_callback"], v["cutoff"], attempts)
     obs, bg = _observations(gmm, data, covar, R, sample_weight, v, gen, K if min_samples is None
-                            else min_samples)
+                            else min_samples, censored)
     accelerate = v["accelerate"]
     em = EMOptions(v["tol"], miniter, maxiter, v["w"], v["reg_covar"], v["covariance_type"],
                    accelerate is not False, accelerate is True, masks, attempts, v["cutoff"])
@@ -132,7 +136,8 @@ def _online(v: dict, path: str) -> OnlineOptions | None:
 
 
 def _observations(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, v: dict,
-                  gen: np.random.Generator, min_samples: int) -> tuple[Observations, Any]:
+                  gen: np.random.Generator, min_samples: int, censored: Any = None
+                  ) -> tuple[Observations, Any]:
     """The samples checked against each other, the model and the options; the background."""
     K, D = gmm.K, gmm.D
     sel_callback, covar_callback, background = v["sel_callback"], v["covar_callback"], \
@@ -140,6 +145,9 @@ def _observations(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, v
     impute = sel_callback is not None
     bounds = dict(K=K, w=v["w"], reg_covar=v["reg_covar"],
                   oversampling=v["oversampling"], impute=impute)
+    C = None
+    if censored is not None:
+        data, C = _check_censored(data, censored, R, v)
     if uses_cluster_data(data, v["client"]):
         _check_combination(R, covar, sel_callback, covar_callback, background)
         bg = check_background(background, None, D)
@@ -160,7 +168,28 @@ def _observations(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, v
     _check_combination(R, S, sel_callback, covar_callback, background)
     bg = check_background(background, X, D)
     log_omega_mean = _check_selection(sel_callback, X, weight, missing)
-    return _sampled(X, R, S, weight, Z, log_omega_mean, gen), bg
+    return _sampled(X, R, S, weight, Z, log_omega_mean, gen)._replace(censored=C), bg
+
+
+def _check_censored(data: Any, censored: Any, R: Any, v: dict) -> tuple[Any, Any]:
+    """The data with void limits made missing, and the censoring flags (None: no limits);
+    what censoring cannot be combined with is refused with the reason."""
+    if uses_cluster_data(data, v["client"]):
+        raise ValueError("censored with dask-array data is not supported: the limits would "
+                         "have to travel with every block; pass numpy arrays (client= then "
+                         "still runs the E-steps on the cluster)")
+    if R is not None:
+        raise ValueError("censored with R (projections) is not supported: a limit applies to "
+                         "one observed value; pass the values in D columns (NaN for the "
+                         "unmeasured ones) without R")
+    if v["cutoff"] is not None:
+        raise ValueError("censored with cutoff is not supported: a neighborhood is a chi2 "
+                         "ball around the measured values, and a limit has no distance to a "
+                         "component; pass cutoff=None")
+    X = as_float_array(data, "data", v["dtype"])
+    if X.ndim != 2:
+        raise ValueError(f"data must have shape (N, D) with censored, got shape {X.shape}")
+    return check_censored(censored, X)
 
 
 def _sampled(X: np.ndarray, R: Any, S: Any, weight: Any, Z: np.ndarray, log_omega_mean: float,

@@ -47,8 +47,9 @@ def prepare_problem(obs: Observations, opts: FitOptions, K: int, D: int,
         log_bg_obs = None if bg is None else lazy_background_log_density(bg, X, S)
     else:
         # online: each minibatch window laid out on its own (every pattern in each minibatch)
-        layout = make_layout(X, R, S, K, D, allow_masked=True, diagonal=diagonal) \
-            if online is None else windowed_layout(X, R, S, K, D, online.batch_size, diagonal)
+        layout = make_layout(X, R, S, K, D, allow_masked=True, diagonal=diagonal,
+                             censored=obs.censored) if online is None else \
+            windowed_layout(X, R, S, K, D, online.batch_size, diagonal, obs.censored)
         Xs, Ss, Rs, ws = sorted_rows(layout.order, X, S, R, weight)
         shift = center if R is None else (Rs @ center if Rs.ndim == 3 else center @ Rs.T)
         # in float64, stored as the data are (float32 with dtype=float32)
