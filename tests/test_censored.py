@@ -298,3 +298,51 @@ def test_estimator_and_cross_validation():
     assert lcv.shape == (900,) and np.isfinite(lcv).all()
     # a held-out sample's value is its censored likelihood: below the full-data fit's on average
     assert lcv.mean() < g.logL(y, covar=S, censored=C).mean()
+
+
+@pytest.mark.parametrize("dy", [1, 2, 3, 4])
+@pytest.mark.parametrize("side", [-1, 1])
+@pytest.mark.parametrize("noise", ["per_sample", "shared", None])
+def test_lane_kernel_of_one_limit_equals_the_general_kernel(dy, side, noise):
+    """The lane kernel (one limit, last value; erfcx by a Chebyshev series, lower limits as
+    upper limits of -y) against the general per-sample kernel (math.erfc, any pattern)."""
+    from pygmmis_ng.kernels.compiled_transforms import deconvolve
+
+    rng = np.random.default_rng(dy * 10 + side + 3)
+    amp, mean, covar, y, S = _problem(rng, n=300, K=4, D=dy)
+    y = y + rng.normal(size=y.shape)                 # limits on both sides of the components
+    S = {"per_sample": S, "shared": S[0], None: None}[noise]
+    weight = rng.uniform(0.5, 2.0, len(y))
+    log_bg = np.log(0.05) + rng.normal(size=len(y))
+    cens = np.zeros(dy, dtype=np.int8)
+    cens[-1] = side
+    comps = Components(np.log(amp), mean, covar, None, None, covar, covar)
+    got = cz.chunk_stats(y, S, cens, comps, weight, log_bg)
+    _, _, A, SU, SW, sums = cz._run(y, S, cens, comps, weight, log_bg, True)
+    Mc, Cc = deconvolve(covar, covar, A, SU, 0.5 * (SW + np.swapaxes(SW, 1, 2)))
+    assert got.logL == pytest.approx(sums[0], rel=1e-11)
+    assert got.B == pytest.approx(sums[1], rel=1e-9)
+    np.testing.assert_allclose(got.A, A, rtol=1e-9)
+    np.testing.assert_allclose(got.Mc, Mc, rtol=1e-8, atol=1e-9 * np.abs(Mc).max())
+    np.testing.assert_allclose(got.Cc, Cc, rtol=1e-8, atol=1e-9 * np.abs(Cc).max())
+
+
+def test_the_lane_kernel_of_one_limit_is_simd(monkeypatch):
+    """Packed square roots or divisions in its compiled code (not one value at a time)."""
+    import platform
+    import re
+
+    from pygmmis_ng.kernels import fused
+    from pygmmis_ng.kernels.algebra import Spec
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("reads x86 assembly")
+    monkeypatch.setattr(fused, "_cache_dir", lambda: None)
+    spec = Spec("lanes", "censored", "full", 3)
+    kernel = fused._load(spec)
+    monkeypatch.setattr(fused, "kernel", lambda s: kernel)
+    rng = np.random.default_rng(0)
+    amp, mean, covar, y, S = _problem(rng, n=70, K=2, D=3)
+    fused.stats_censored(y, S, None, None, mean, covar, np.log(amp), covar, covar)
+    asm = "\n".join(kernel.inspect_asm().values())
+    assert re.search(r"v?(sqrt|div)pd\s+%[xyz]mm", asm)

@@ -423,3 +423,23 @@ def test_a_cluster_without_workers_ends_the_fit_with_a_clear_error(settings, mon
     finally:
         c.close()
         lc.close()
+
+
+def test_censored_fit_equals_one_process(client):
+    """Censored values (issue 35) on the cluster: the limits travel as the groups' patterns
+    and the values as the chunks' rows, so the fit equals n_jobs=1 bit for bit."""
+    rng = np.random.default_rng(7)
+    N = 3000
+    x = np.where(rng.random(N)[:, None] < 0.5, rng.normal([0, 0], 1, (N, 2)),
+                 rng.normal([3, 2], [1, 0.5], (N, 2)))
+    y = x + 0.3 * rng.normal(size=(N, 2))
+    C = np.zeros((N, 2), dtype=int)
+    below = y[:, 1] < 1.0
+    C[below, 1], y[below, 1] = -1, 1.0
+    y[::7, 0] = np.nan                                   # a missing value beside a limit
+    S = np.diag([0.09, 0.09])
+    g1, g2 = ng.GMM(K=2, D=2), ng.GMM(K=2, D=2)
+    r1 = ng.fit(g1, y, covar=S, censored=C, rng=1)
+    r2 = ng.fit(g2, y, covar=S, censored=C, rng=1, client=client)
+    assert r1.logL == r2.logL
+    assert (g1.mean == g2.mean).all() and (g1.covar == g2.covar).all()

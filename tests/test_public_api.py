@@ -66,7 +66,7 @@ def test_fit_keeps_its_keywords_and_defaults():
                 "n_init": 1, "accelerate": True, "covariance_type": "full", "reg_covar": 0.0,
                 "client": None, "dtype": np.float64, "progress": None, "batch_size": None,
                 "n_passes": None, "finish": 0, "shuffle": True, "learning_decay": 0.55,
-                "learning_offset": 2.0}
+                "learning_offset": 2.0, "censored": None}
     assert list(params) == list(expected)
     assert {k: p.default for k, p in params.items()} == expected
 

@@ -98,7 +98,7 @@ class Group(NamedTuple):
     cens : ndarray (dy_g,) of int8 or None
         Censored values of the group (:mod:`pygmmis_ng.kernels.censored`): for each
         observed value 0 (measured), -1 (an upper limit) or +1 (a lower limit); None
-        when the group has no limits.
+        when the group has no limits. ``obs`` then lists the measured columns first.
     """
 
     rows: slice
@@ -170,8 +170,10 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
     for p, (pattern, n) in enumerate(zip(patterns, counts)):
         obs = None if pattern.all() else np.flatnonzero(pattern)
         cens = None
-        if censored is not None and limits[p].any():
-            cens = limits[p][pattern].astype(np.int8)
+        if censored is not None and limits[p].any():   # measured values first, then limits
+            obs = np.concatenate([np.flatnonzero(pattern & (limits[p] == 0)),
+                                  np.flatnonzero(limits[p] != 0)])
+            cens = limits[p][obs].astype(np.int8)
         if R is not None and R.ndim == 2:
             Rg = R if obs is None else R[obs]
         elif R is None and obs is not None:

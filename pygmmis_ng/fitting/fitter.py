@@ -37,8 +37,7 @@ __all__ = ["fit", "choose_run", "initial_state"]
 DATA_ARGS = ("gmm", "data", "covar", "R", "sample_weight", "rng", "censored")
 
 
-def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, censored: Any = None,
-        init_method: Any = "auto",
+def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, init_method: Any = "auto",
         w: float = 0.0, cutoff: float | None = None, sel_callback: Any = None,
         oversampling: int = 10, covar_callback: Any = None, background: Background | None = None,
         tol: float = 1e-4, miniter: int | None = None, maxiter: int = 1000, frozen: Any = None,
@@ -48,7 +47,7 @@ def fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, censored: Any = N
         dtype: Any = np.float64, progress: bool | None = None, batch_size: int | None = None,
         n_passes: int | None = None, finish: int | bool = 0, shuffle: bool = True,
         learning_decay: float = LEARNING_DECAY,
-        learning_offset: float = LEARNING_OFFSET) -> FitResult:
+        learning_offset: float = LEARNING_OFFSET, censored: Any = None) -> FitResult:
     """Fit the GMM to (noisy, selected, contaminated) samples by EM, in place.
 
     Parameters

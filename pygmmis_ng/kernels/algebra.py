@@ -127,6 +127,33 @@ def full_per_sample(D: int) -> Algebra:
     return Algebra(setup, pair, det, [f"t{a}" for a in range(D)], factors, finish, stats)
 
 
+def censored_per_sample(D: int) -> Algebra:
+    """Per-sample noise with the last of the D values an upper limit l (the noise 'censored';
+    lower limits are upper limits of -y). T = V_k + S_i is factorized over all D values as
+    by :func:`full_per_sample`, with the limit in place of the last value; then, as L_cc^2
+    is the conditional variance of the limited value given the others, y_c = (l - mu) / sd
+    = z, the chi2 of the measured values is the sum of the other y_a^2, and log det T_OO
+    drops l_cc. With lam = phi(z) / Phi(z) (:func:`~.lanes.lane_log_ndtr`): E y_c = l -
+    sd (z + lam), Var y_c = sd^2 (1 - z lam - lam^2), so with M = L^-1 the statistics are
+    u_a - (z + lam) M_ca and ub_a ub_b + (1 - z lam - lam^2) M_ca M_cb - T^-1_ab (the
+    column of T^-1 at c is M_c. / l_cc; see :mod:`pygmmis_ng.kernels.censored`)."""
+    base = full_per_sample(D)
+    c = D - 1
+    pair = base.pair[:-2]                   # without chi2 and lp0 over all D values
+    pair.append(f"chi2 = {_dot([f'y{a} * y{a}' for a in range(c)])}")
+    pair.append(f"zc, lam = lane_log_ndtr(y{c})")
+    pair.append("lp0 = la + 0.5 * LOG_2PI - 0.5 * chi2 + zc")
+    det = " * ".join(f"l{a}{a}" for a in range(c)) if c > 0 else "1.0"
+    finish = list(base.finish)
+    finish += [f"wz = y{c} + lam", f"vz = 1.0 - y{c} * lam - lam * lam"]
+    finish += [f"ub{a} = u{a} - wz * i{c}{a}" for a in range(D)]
+    stats = [f"ub{a}" for a in range(D)]
+    for a, b in upper(D):
+        tinv = _dot([f"i{e}{a} * i{e}{b}" for e in range(b, D)])
+        stats.append(f"ub{a} * ub{b} + vz * i{c}{a} * i{c}{b} - ({tinv})")
+    return Algebra(base.setup, pair, det, base.pivots, base.factors, finish, stats)
+
+
 def moments(D: int, family: str) -> int:
     """Columns of the moment sums: 1 + D + (second moments of the family)."""
     return 1 + D + {"full": D * (D + 1) // 2, "diag": D, "spherical": 1}[family]

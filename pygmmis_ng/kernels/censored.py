@@ -29,8 +29,9 @@ import math
 
 import numpy as np
 
+from . import fused
 from .compiled_transforms import compile_kernel, deconvolve
-from .orthant import orthant_moments
+from .orthant import _log_ndtr, _log_phi, orthant_moments
 from .stats import Components, SufficientStats
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -56,27 +57,60 @@ def _cholesky_py(T, idx, n, L):
     return log_det
 
 
-def _chol_solve_py(L, n, x):
-    """x <- (L L^T)^-1 x in place."""
+def _solve_col_py(L, n, M, j):
+    """M[:, j] <- (L L^T)^-1 M[:, j] in place (the first n rows)."""
     for a in range(n):
-        s = x[a]
+        s = M[a, j]
         for c in range(a):
-            s -= L[a, c] * x[c]
-        x[a] = s / L[a, a]
+            s -= L[a, c] * M[c, j]
+        M[a, j] = s / L[a, a]
     for a in range(n - 1, -1, -1):
-        s = x[a]
+        s = M[a, j]
         for c in range(a + 1, n):
-            s -= L[c, a] * x[c]
-        x[a] = s / L[a, a]
+            s -= L[c, a] * M[c, j]
+        M[a, j] = s / L[a, a]
 
 
-def _pair_py(T, d, oi, ci, sgn, nO, nC, L, Lc, A, w, u, W, mz, Mzz, Rc, hz, ar):
-    """log N(d_O) + log P(limits | y_O) of one pair, and E u (u, dy) and E[u u^T] - T^-1
-    (W, dy x dy) in the group's value order. Returns (log density, chi2 of the measured
-    values); -inf when the limits have probability 0 (u, W are then not set)."""
+def _factor_py(T, oi, ci, sgn, nO, nC, ar, L, A, Sc, Lc, Rc, sd, Tinv):
+    """What one pair's T (over the group's values) gives independently of the values: chol
+    of T_OO (L), A = T_OO^-1 T_OC, Sc = T_CC - T_CO A and its chol (Lc), the standard
+    deviations (sd) and oriented correlations (Rc) of the limited values given the measured
+    ones, and T_OO^-1 (Tinv). Returns log det T_OO, or nan if T is not positive definite."""
     log_det = _cholesky(T, oi, nO, L)
     if log_det != log_det:
-        return math.nan, math.nan
+        return math.nan
+    for j in range(nC):
+        for a in range(nO):
+            A[a, j] = T[oi[a], ci[j]]
+        _solve_col(L, nO, A, j)
+    for j in range(nC):
+        for q in range(nC):
+            s = T[ci[j], ci[q]]
+            for a in range(nO):
+                s -= T[oi[a], ci[j]] * A[a, q]
+            Sc[j, q] = s
+    ld = _cholesky(Sc, ar, nC, Lc)
+    if ld != ld:
+        return math.nan
+    for j in range(nC):
+        sd[j] = math.sqrt(Sc[j, j])
+    for j in range(nC):
+        for q in range(nC):
+            Rc[j, q] = sgn[j] * sgn[q] * Sc[j, q] / (sd[j] * sd[q])
+    for a in range(nO):
+        for b in range(nO):
+            Tinv[a, b] = 1.0 if a == b else 0.0
+    for a in range(nO):
+        _solve_col(L, nO, Tinv, a)
+    return log_det
+
+
+def _pair_py(d, oi, ci, sgn, nO, nC, log_det, L, A, Sc, Lc, Rc, sd, Tinv, w, hz, ez, ezz,
+             Q, stats, u, W):
+    """log N(d_O) + log P(limits | y_O) of one pair from its factors (:func:`_factor_py`),
+    and with ``stats`` E u (u, dy) and E[u u^T] - T^-1 (W, dy x dy) in the group's value
+    order. Returns (log density, chi2 of the measured values); -inf when the limits have
+    probability 0 (u, W are then not set)."""
     for a in range(nO):                 # w = L^-1 d_O, chi2 = |w|^2
         s = d[oi[a]]
         for c in range(a):
@@ -86,128 +120,110 @@ def _pair_py(T, d, oi, ci, sgn, nO, nC, L, Lc, A, w, u, W, mz, Mzz, Rc, hz, ar):
     for a in range(nO):
         chi2 += w[a] * w[a]
     log_n = -0.5 * (nO * LOG_2PI + log_det + chi2)
-    for j in range(nC):                 # A = T_OO^-1 T_OC
-        for a in range(nO):
-            A[a, j] = T[oi[a], ci[j]]
-        _chol_solve(L, nO, A[:, j])
-    # conditional Gaussian of the limited values: its limits h and correlations Rc
-    for j in range(nC):
+    for j in range(nC):                 # limits relative to the conditional mean, in sd
         shift = 0.0
         for a in range(nO):
             shift += A[a, j] * d[oi[a]]
-        for q in range(nC):
-            s = T[ci[j], ci[q]]
-            for a in range(nO):
-                s -= T[oi[a], ci[j]] * A[a, q]
-            Lc[j, q] = s                                    # Sc (factored below)
-        hz[j] = sgn[j] * (d[ci[j]] - shift)                 # sd applied below
-    for j in range(nC):
-        hz[j] /= math.sqrt(Lc[j, j])
-        for q in range(nC):
-            Rc[j, q] = sgn[j] * sgn[q] * Lc[j, q] / math.sqrt(Lc[j, j] * Lc[q, q])
-    sd0 = math.sqrt(Lc[0, 0])
-    sd1 = math.sqrt(Lc[1, 1]) if nC > 1 else 0.0
-    sd2 = math.sqrt(Lc[2, 2]) if nC > 2 else 0.0
+        hz[j] = sgn[j] * (d[ci[j]] - shift) / sd[j]
+    lp = orthant_moments(hz, Rc, nC, ez, ezz)
+    if not stats or lp == -math.inf:
+        return log_n + lp, chi2
+    # e = E y_C - mu (into hz) and Q = Sc^-1 (G - Sc) Sc^-1, G the truncated covariance
     for j in range(nC):
         for q in range(nC):
-            Mzz[j, q] = Lc[j, q]                            # keep Sc
-    lp = orthant_moments(hz, Rc, nC, u[nO:nO + nC], W[:nC, :nC])
-    if lp == -math.inf:
-        return -math.inf, chi2
-    # e = E y_C - mu = s sd E z;  G = Cov y_C = diag(s sd) Cov z diag(s sd)
+            Q[j, q] = sgn[j] * sd[j] * sgn[q] * sd[q] * (ezz[j, q] - ez[j] * ez[q]) - Sc[j, q]
     for j in range(nC):
-        sj = sgn[j] * (sd0 if j == 0 else sd1 if j == 1 else sd2)
-        hz[j] = sj                                         # reuse hz as the scales
+        hz[j] = sgn[j] * sd[j] * ez[j]
+    for j in range(nC):                 # h = Sc^-1 e (into ez), Q by columns, then rows
+        ez[j] = hz[j]
+    for a in range(nC):
+        s = ez[a]
+        for c in range(a):
+            s -= Lc[a, c] * ez[c]
+        ez[a] = s / Lc[a, a]
+    for a in range(nC - 1, -1, -1):
+        s = ez[a]
+        for c in range(a + 1, nC):
+            s -= Lc[c, a] * ez[c]
+        ez[a] = s / Lc[a, a]
     for j in range(nC):
-        for q in range(nC):
-            Rc[j, q] = hz[j] * hz[q] * (W[j, q] - u[nO + j] * u[nO + q]) - Mzz[j, q]  # G - Sc
+        _solve_col(Lc, nC, Q, j)
     for j in range(nC):
-        mz[j] = hz[j] * u[nO + j]                          # e
-    # Sc^-1 by Cholesky: h = Sc^-1 e, Q = Sc^-1 (G - Sc) Sc^-1
-    _cholesky(Mzz, ar, nC, Lc)
-    _chol_solve(Lc, nC, mz)
+        for q in range(j):
+            Q[j, q], Q[q, j] = Q[q, j], Q[j, q]
     for j in range(nC):
-        _chol_solve(Lc, nC, Rc[:, j])
-    for j in range(nC):
-        for q in range(nC):
-            Mzz[j, q] = Rc[q, j]
-    for j in range(nC):
-        _chol_solve(Lc, nC, Mzz[:, j])                      # Q (symmetric)
+        _solve_col(Lc, nC, Q, j)
+    _expectations(d, oi, ci, nO, nC, A, Tinv, ez, Q, u, W)
     return log_n + lp, chi2
 
 
-def _expectations_py(T, d, oi, ci, nO, nC, L, A, mz, Mzz, u_out, W_out, TOOinv):
-    """E u and E[u u^T] - T^-1 in the group's value order from h (mz) and Q (Mzz)."""
+def _expectations_py(d, oi, ci, nO, nC, A, Tinv, h, Q, u, W):
+    """E u = (T_OO^-1 d_O - A h, h) and E[u u^T] - T^-1 = E u E u^T - [T_OO^-1 0; 0 0]
+    + [A Q A^T, -A Q; -Q A^T, Q] in the group's value order."""
     dy = nO + nC
-    # T_OO^-1 from L (columns of the identity solved)
-    for a in range(nO):
-        for b in range(nO):
-            TOOinv[a, b] = 1.0 if a == b else 0.0
-    for a in range(nO):
-        _chol_solve(L, nO, TOOinv[:, a])
     for a in range(nO):
         s = 0.0
         for b in range(nO):
-            s += TOOinv[a, b] * d[oi[b]]
+            s += Tinv[a, b] * d[oi[b]]
         for j in range(nC):
-            s -= A[a, j] * mz[j]
-        u_out[oi[a]] = s
+            s -= A[a, j] * h[j]
+        u[oi[a]] = s
     for j in range(nC):
-        u_out[ci[j]] = mz[j]
+        u[ci[j]] = h[j]
     for x in range(dy):
         for y in range(dy):
-            W_out[x, y] = u_out[x] * u_out[y]
-    for a in range(nO):                   # - T_OO^-1 + A Q A^T
+            W[x, y] = u[x] * u[y]
+    for a in range(nO):
+        for q in range(nC):
+            s = 0.0                     # (A Q)[a, q]
+            for j in range(nC):
+                s += A[a, j] * Q[j, q]
+            W[oi[a], ci[q]] -= s
+            W[ci[q], oi[a]] -= s
         for b in range(nO):
-            s = -TOOinv[a, b]
+            s = -Tinv[a, b]
             for j in range(nC):
                 for q in range(nC):
-                    s += A[a, j] * Mzz[j, q] * A[b, q]
-            W_out[oi[a], oi[b]] += s
-    for a in range(nO):                   # - A Q
-        for q in range(nC):
-            s = 0.0
-            for j in range(nC):
-                s -= A[a, j] * Mzz[j, q]
-            W_out[oi[a], ci[q]] += s
-            W_out[ci[q], oi[a]] += s
+                    s += A[a, j] * Q[j, q] * A[b, q]
+            W[oi[a], oi[b]] += s
     for j in range(nC):
         for q in range(nC):
-            W_out[ci[j], ci[q]] += Mzz[j, q]
+            W[ci[j], ci[q]] += Q[j, q]
 
 
 def _chunk_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn, stats,
               lp_out, chi2_out, A_out, SU, SW, sums):
     """Every pair of one chunk: log densities (lp_out, chi2_out) and, with ``stats``, the
-    responsibility-weighted sums A, SU = sum q E u and SW = sum q (E[u u^T] - T^-1)."""
+    responsibility-weighted sums A, SU = sum q E u and SW = sum q (E[u u^T] - T^-1). Without
+    or with shared noise (nS 0 or 1) the factors of each component are made once."""
     n, dy = y.shape
     K = mean.shape[0]
     nO, nC = oi.shape[0], ci.shape[0]
-    T = np.empty((dy, dy))
-    d = np.empty(dy)
-    L, Lc = np.zeros((max(nO, 1), max(nO, 1))), np.zeros((3, 3))
-    Amat = np.zeros((max(nO, 1), 3))
-    w, mz, hz = np.empty(max(nO, 1)), np.empty(3), np.empty(3)
-    Mzz, Rc = np.empty((3, 3)), np.empty((3, 3))
-    u, W = np.empty(dy + 3), np.empty((3, 3))
-    TOOinv = np.empty((max(nO, 1), max(nO, 1)))
+    m = max(nO, 1)
+    T, d = np.empty((dy, dy)), np.empty(dy)
+    L, A, Tinv = np.zeros((K, m, m)), np.zeros((K, m, 3)), np.zeros((K, m, m))
+    Sc, Lc, Rc = np.zeros((K, 3, 3)), np.zeros((K, 3, 3)), np.zeros((K, 3, 3))
+    sd, log_det = np.zeros((K, 3)), np.zeros(K)
+    w, hz, ez, ezz, Q = np.empty(m), np.empty(3), np.empty(3), np.empty((3, 3)), np.empty((3, 3))
+    ar = np.arange(3)
     uk, Wk = np.empty((K, dy)), np.empty((K, dy, dy))
     lp = np.empty(K + 1)
-    ar = np.arange(3)
     for i in range(n):
         for k in range(K):
+            if nS == 2 or i == 0:
+                for a in range(dy):
+                    for b in range(dy):
+                        T[a, b] = P[k, a, b] + (S[0 if nS == 1 else i, a, b] if nS > 0 else 0.0)
+                log_det[k] = _factor(T, oi, ci, sgn, nO, nC, ar, L[k], A[k], Sc[k], Lc[k],
+                                     Rc[k], sd[k], Tinv[k])
+                if log_det[k] != log_det[k]:
+                    return i * K + k + 1                  # T not positive definite
             for a in range(dy):
                 d[a] = y[i, a] - mean[k, a]
-                for b in range(dy):
-                    T[a, b] = P[k, a, b] + (S[0 if nS == 1 else i, a, b] if nS > 0 else 0.0)
-            val, c2 = _pair(T, d, oi, ci, sgn, nO, nC, L, Lc, Amat, w, u, W, mz, Mzz, Rc, hz,
-                            ar)
-            if val != val:
-                return i * K + k + 1                      # T not positive definite
+            val, c2 = _pair(d, oi, ci, sgn, nO, nC, log_det[k], L[k], A[k], Sc[k], Lc[k],
+                            Rc[k], sd[k], Tinv[k], w, hz, ez, ezz, Q, stats, uk[k], Wk[k])
             lp_out[i, k] = log_amp[k] + val
             chi2_out[i, k] = c2
-            if stats and val > -math.inf:
-                _expectations(T, d, oi, ci, nO, nC, L, Amat, mz, Mzz, uk[k], Wk[k], TOOinv)
         if not stats:
             continue
         mx = -math.inf
@@ -237,11 +253,139 @@ def _chunk_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn, stats,
     return 0
 
 
+def _chunk1_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn, stats,
+               lp_out, chi2_out, A_out, SU, SW, sums):
+    """:func:`_chunk_py` for groups with one limit, written out in one loop nest (no array
+    passes to helpers: numba counts references at every call, which cost more than the
+    arithmetic). With one limit, Sc is a number sc2 and the moments are closed forms:
+    z = s (l - mu) / sd, lam = phi(z) / Phi(z), E y_c - mu = -s sd lam, and
+    Q = (Var z - 1) / sc2 with Var z = 1 - z lam - lam^2."""
+    n, dy = y.shape
+    K = mean.shape[0]
+    nO = oi.shape[0]
+    c, s_c = ci[0], sgn[0]
+    m = max(nO, 1)
+    L, Tinv, a_k = np.zeros((K, m, m)), np.zeros((K, m, m)), np.zeros((K, m))
+    log_det, sc2, sd = np.zeros(K), np.zeros(K), np.zeros(K)
+    w, dO = np.empty(m), np.empty(m)
+    uk, Wk = np.empty((K, dy)), np.empty((K, dy, dy))
+    lp = np.empty(K + 1)
+    for i in range(n):
+        for k in range(K):
+            if nS == 2 or i == 0:           # the factors of T_ik (once per chunk without S_i)
+                prod = 1.0
+                for r in range(nO):
+                    for t in range(r + 1):
+                        v = P[k, oi[r], oi[t]] + (S[0 if nS == 1 else i, oi[r], oi[t]]
+                                                  if nS > 0 else 0.0)
+                        for q in range(t):
+                            v -= L[k, r, q] * L[k, t, q]
+                        if r == t:
+                            if not v > 0.0:
+                                return i * K + k + 1
+                            L[k, r, r] = math.sqrt(v)
+                            prod *= v
+                        else:
+                            L[k, r, t] = v / L[k, t, t]
+                log_det[k] = math.log(prod)
+                for r in range(nO):         # a = T_OO^-1 t_Oc, forward then back
+                    v = P[k, oi[r], c] + (S[0 if nS == 1 else i, oi[r], c] if nS > 0 else 0.0)
+                    for q in range(r):
+                        v -= L[k, r, q] * a_k[k, q]
+                    a_k[k, r] = v / L[k, r, r]
+                for r in range(nO - 1, -1, -1):
+                    v = a_k[k, r]
+                    for q in range(r + 1, nO):
+                        v -= L[k, q, r] * a_k[k, q]
+                    a_k[k, r] = v / L[k, r, r]
+                v = P[k, c, c] + (S[0 if nS == 1 else i, c, c] if nS > 0 else 0.0)
+                for r in range(nO):
+                    v -= (P[k, oi[r], c] + (S[0 if nS == 1 else i, oi[r], c] if nS > 0
+                                            else 0.0)) * a_k[k, r]
+                if not v > 0.0:
+                    return i * K + k + 1
+                sc2[k], sd[k] = v, math.sqrt(v)
+                if stats:                   # T_OO^-1 = L^-T L^-1, column by column
+                    for col in range(nO):
+                        for r in range(nO):
+                            v = 1.0 if r == col else 0.0
+                            for q in range(r):
+                                v -= L[k, r, q] * Tinv[k, q, col]
+                            Tinv[k, r, col] = v / L[k, r, r]
+                        for r in range(nO - 1, -1, -1):
+                            v = Tinv[k, r, col]
+                            for q in range(r + 1, nO):
+                                v -= L[k, q, r] * Tinv[k, q, col]
+                            Tinv[k, r, col] = v / L[k, r, r]
+            chi2, shift = 0.0, 0.0
+            for r in range(nO):
+                dO[r] = y[i, oi[r]] - mean[k, oi[r]]
+                v = dO[r]
+                for q in range(r):
+                    v -= L[k, r, q] * w[q]
+                w[r] = v / L[k, r, r]
+                chi2 += w[r] * w[r]
+                shift += a_k[k, r] * dO[r]
+            z = s_c * (y[i, c] - mean[k, c] - shift) / sd[k]
+            lpz = _log_ndtr(z)
+            lp_out[i, k] = log_amp[k] - 0.5 * (nO * LOG_2PI + log_det[k] + chi2) + lpz
+            chi2_out[i, k] = chi2
+            if not stats:
+                continue
+            lam = math.exp(_log_phi(z) - lpz)
+            h = -s_c * lam / sd[k]                     # (E y_c - mu) / sc2
+            Q = -(z * lam + lam * lam) / sc2[k]          # (Var z - 1) / sc2
+            for r in range(nO):
+                v = -a_k[k, r] * h
+                for q in range(nO):
+                    v += Tinv[k, r, q] * dO[q]
+                uk[k, oi[r]] = v
+            uk[k, c] = h
+            for r in range(dy):
+                for t in range(dy):
+                    Wk[k, r, t] = uk[k, r] * uk[k, t]
+            for r in range(nO):
+                for t in range(nO):
+                    Wk[k, oi[r], oi[t]] += Q * a_k[k, r] * a_k[k, t] - Tinv[k, r, t]
+                Wk[k, oi[r], c] -= Q * a_k[k, r]
+                Wk[k, c, oi[r]] -= Q * a_k[k, r]
+            Wk[k, c, c] += Q
+        if not stats:
+            continue
+        mx = -math.inf
+        for k in range(K):
+            lp[k] = lp_out[i, k]
+            mx = max(mx, lp[k])
+        lb = log_bg[i] if log_bg.shape[0] > 0 else -math.inf
+        mx = max(mx, lb)
+        if mx == -math.inf:
+            return -(i + 1)
+        tot = math.exp(lb - mx)
+        for k in range(K):
+            lp[k] = math.exp(lp[k] - mx)
+            tot += lp[k]
+        wi = weight[i] if weight.shape[0] > 0 else 1.0
+        sums[0] += wi * (math.log(tot) + mx)
+        sums[1] += wi * math.exp(lb - mx) / tot
+        for k in range(K):
+            q = wi * lp[k] / tot
+            if q == 0.0:
+                continue
+            A_out[k] += q
+            for r in range(dy):
+                SU[k, r] += q * uk[k, r]
+                for t in range(dy):
+                    SW[k, r, t] += q * Wk[k, r, t]
+    return 0
+
+
 _cholesky = compile_kernel(_cholesky_py, inline=True)
-_chol_solve = compile_kernel(_chol_solve_py, inline=True)
-_pair = compile_kernel(_pair_py, inline=True)
+_solve_col = compile_kernel(_solve_col_py, inline=True)
+_factor = compile_kernel(_factor_py, inline=True)
 _expectations = compile_kernel(_expectations_py, inline=True)
+_pair = compile_kernel(_pair_py, inline=True)
 _chunk = compile_kernel(_chunk_py)
+_chunk1 = compile_kernel(_chunk1_py)
 
 
 def _run(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Components,
@@ -259,7 +403,7 @@ def _run(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Component
         S3, nS = np.ascontiguousarray(S, dtype=float), 2
     lp, chi2 = np.empty((n, K)), np.empty((n, K))
     A, SU, SW, sums = np.zeros(K), np.zeros((K, dy)), np.zeros((K, dy, dy)), np.zeros(2)
-    flag = _chunk(np.ascontiguousarray(y, dtype=float), S3, nS,
+    flag = (_chunk1 if ci.size == 1 else _chunk)(np.ascontiguousarray(y, dtype=float), S3, nS,
                   np.zeros(0) if weight is None else np.ascontiguousarray(weight, dtype=float),
                   np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float),
                   np.ascontiguousarray(comps.mean), np.ascontiguousarray(comps.covar),
@@ -272,6 +416,23 @@ def _run(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Component
         raise FloatingPointError(f"sample {-flag - 1} of the chunk has probability 0 under "
                                  "every component (its limits exclude all of them)")
     return lp, chi2, A, SU, SW, sums
+
+
+def _lanes(y: np.ndarray, S: np.ndarray | None, side: int, comps: Components,
+           weight: np.ndarray | None, log_bg: np.ndarray | None) -> tuple | None:
+    """The lane kernel of one limit, the last value (:func:`.fused.stats_censored`): a lower
+    limit (side +1) is an upper limit of -y, so that value's sign is flipped in the data,
+    the means, the covariances, the noise and the lift (which undoes it)."""
+    n, dy = y.shape
+    mean, P, gain = comps.mean, comps.covar, comps.gain
+    S3 = np.zeros((n, dy, dy)) if S is None else np.broadcast_to(S, (n, dy, dy))
+    if side > 0:
+        f = np.ones(dy)
+        f[-1] = -1.0
+        y, mean, gain = y * f, mean * f, gain * f
+        P, S3 = P * np.outer(f, f), S3 * np.outer(f, f)
+    return fused.stats_censored(y, S3, weight, log_bg, mean, P, comps.log_amp, gain,
+                                comps.post_covar)
 
 
 def log_joint(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Components
@@ -296,6 +457,13 @@ def chunk_stats(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Co
     """Sufficient statistics of the D-dimensional true values of one chunk of a censored
     group (arguments as :func:`log_joint`; ``comps.gain`` the lift V_k R_g^T (K, D, dy),
     ``comps.post_covar`` V_k), centred on the means."""
+    n, dy = y.shape
+    if fused.enabled() and dy <= fused.LANES_MAX_D["per_sample"] and \
+            np.count_nonzero(cens) == 1 and cens[-1] != 0:
+        out = _lanes(y, S, cens[-1], comps, weight, log_bg)
+        if out is not None:
+            A, Mc, Cc, logL, B = out
+            return SufficientStats(A, Mc, Cc, logL, float(n if weight is None else weight.sum()), B)
     _, _, A, SU, SW, sums = _run(y, S, cens, comps, weight, log_bg, True)
     Mc, Cc = deconvolve(comps.gain, comps.post_covar, A, SU,
                         0.5 * (SW + np.swapaxes(SW, 1, 2)))

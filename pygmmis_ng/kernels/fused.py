@@ -69,6 +69,7 @@ def registry() -> list[Spec]:
     for noise, top in LANES_MAX_D.items():
         out += [Spec("lanes", noise, "full", D) for D in range(1, top + 1)]
         out += [Spec("sample", noise, "full", D) for D in range(SAMPLE_MAX_D + 1)]
+    out += [Spec("lanes", "censored", "full", D) for D in range(1, LANES_MAX_D["per_sample"] + 1)]
     return out + [Spec("sample", n, "full", 0) for n in ("projected", "masked", "masked_shared")]
 
 
@@ -258,6 +259,24 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
         spec = Spec("sample", "per_sample", "full", 0)
         result = run(spec, x, S, weight, log_bg, mean, covar, log_c, Q_NEGLIGIBLE, nbr, redo, c2)
     return _lift(result, "V_k + S_i", spec.family, covar, gain, post)
+
+
+def stats_censored(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
+                   log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
+                   log_amp: np.ndarray, gain: np.ndarray, post: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+    """:func:`stats_per_sample` for samples whose last value (of D <= 4) is an upper limit
+    (the lane kernel of noise 'censored', :func:`.algebra.censored_per_sample`; lower limits
+    are turned into upper ones by the caller). ``S`` (n, D, D); ``mean``, ``covar`` the
+    group's values' R m_k, R V_k R^T, lifted by ``gain``, ``post``. None when a
+    determinant is out of range (the caller then uses the general kernel)."""
+    D = x.shape[1]
+    log_c = log_amp - 0.5 * D * np.log(2.0 * np.pi)
+    result = run(Spec("lanes", "censored", "full", D), x, S, weight, log_bg, mean, covar, log_c,
+                 Q_NEGLIGIBLE)
+    if result[3] == -1:
+        return None
+    return _lift(result, "V_k + S_i", "full", covar, gain, post)
 
 
 def stats_projected(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,

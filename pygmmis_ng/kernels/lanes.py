@@ -60,6 +60,57 @@ def _lane_log_py(v):
     return e * _LN2_HI + (r + e * _LN2_LO)
 
 
+_SQRT_2_OVER_PI = 0.7978845608028654
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+def _lane_log_ndtr_py(z):
+    """(log Phi(z), phi(z) / Phi(z)) for any z, branch-free: erfcx(|z| / sqrt 2) as t times a
+    Chebyshev series in x = 2 t - 1, t = 2 / (2 + a) (28th degree, Clenshaw, written out; its
+    coefficients fitted to 40-digit values at 600 Chebyshev nodes: relative error < 6e-14,
+    median 4e-16), then Phi(z) = erfcx e^(-z^2/2) / 2 for z < 0 (in logs: no underflow) and
+    1 - erfcx e^(-z^2/2) / 2 above."""
+    a = abs(z) / _SQRT2
+    t = 2.0 / (2.0 + a)
+    x = 2.0 * t - 1.0
+    b1 = -1.7947651739579936e-16
+    b2 = 0.0
+    b1, b2 = 2.0 * x * b1 - b2 + -4.3266660443630193e-17, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -1.2819751242557097e-16, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -9.614813431917823e-17, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -3.845925372767128e-16, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 1.4806812685153444e-15, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -2.3331947261453912e-15, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -1.2906284563444352e-14, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 7.41238016844651e-14, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -6.136574549476282e-14, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -8.586412987239889e-13, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 3.5714929579177076e-12, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 2.0612184766512216e-12, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -6.160395951107395e-11, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 1.4320832058536387e-10, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 6.347057815026938e-10, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -4.154721751563973e-09, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -1.2962846389568775e-09, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 8.234608808702962e-08, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -1.4297608174993833e-07, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -1.5154665553808631e-06, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 5.44244164545027e-06, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 3.278031574179674e-05, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -0.00016075829915395722, b1
+    b1, b2 = 2.0 * x * b1 - b2 + -0.001112844743352513, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 0.003671142395836699, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 0.06509515882878651, b1
+    b1, b2 = 2.0 * x * b1 - b2 + 0.3554369212704987, b1
+    g = t * (x * b1 - b2 + 0.5770337386164696)          # erfcx(a)
+    h = -0.5 * z * z
+    e = exp_branch_free(h if h > -700.0 else -700.0)
+    upper = 1.0 - 0.5 * g * e
+    log_phi = lane_log(0.5 * g) + h if z < 0.0 else lane_log(upper)
+    lam = _SQRT_2_OVER_PI / g if z < 0.0 else e * _INV_SQRT_2PI / upper
+    return log_phi, lam
+
+
 def _weigh_columns_py(lp, K, n, nb, MX, BGL, has_bg, WL, TOT, q_negligible, logL, B):
     """Turn lp[k, j] = log a_k N_jk of n samples (columns; MX their largest member, BGL the
     log background density) into the members' densities relative to the largest, TOT[j]
@@ -110,5 +161,6 @@ def _add_lanes_py(acc, sums, K, NS):
 
 
 lane_log = compile_kernel(_lane_log_py, inline=True)
+lane_log_ndtr = compile_kernel(_lane_log_ndtr_py, inline=True)
 weigh_columns = compile_kernel(_weigh_columns_py, inline=True)
 add_lanes = compile_kernel(_add_lanes_py, inline=True)

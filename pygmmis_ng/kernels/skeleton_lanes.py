@@ -111,10 +111,12 @@ for j in range(BL):
 
 def _lanes_full(spec: Spec) -> tuple[str, str, str]:
     D = spec.dim
-    al = (algebra.full_per_sample if spec.noise == "per_sample" else algebra.full_shared)(D)
+    per_sample = spec.noise in ("per_sample", "censored")
+    al = {"per_sample": algebra.full_per_sample, "censored": algebra.censored_per_sample}.get(
+        spec.noise, algebra.full_shared)(D)
     tri = lower_pairs(D)
     load = [f"XL[{a}, j] = x[i, {a}]" for a in range(D)]
-    if spec.noise == "per_sample":
+    if per_sample:
         load += [f"SL[{r}, j] = S[i, {a}, {b}]" for r, (a, b) in enumerate(tri)]
     body = [substitute(line, "XL[{a}, j]", "SL[" + "{a}{b}" + ", j]") for line in al.pair + al.finish]
     body = [re.sub(r"SL\[(\d)(\d), j\]", lambda m: f"SL[{tri.index((int(m[1]), int(m[2])))}, j]",
@@ -138,7 +140,7 @@ def _lanes_full(spec: Spec) -> tuple[str, str, str]:
         accum += [f"    d{a} = XL[{a}, j] - m{a}" for a in range(D)]
         accum += [f"    ak[{1 + s}, j] += q * ({e})" for s, e in enumerate(al.stats)]
         nu = "1"
-    nsl = str(len(tri) if spec.noise == "per_sample" else 1)
+    nsl = str(len(tri) if per_sample else 1)
     return indent(load, 12), indent(pairs, 12), indent(accum, 12), nsl, nu
 
 

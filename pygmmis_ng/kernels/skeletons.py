@@ -24,7 +24,7 @@ HEADER = """\
 import numpy as np
 from pygmmis_ng.kernels.compiled_transforms import compile_kernel, keep_member, weigh_members
 from pygmmis_ng.kernels.compiled_transforms import fold_det, lower_inverse, back_solve, inverse_gram
-from pygmmis_ng.kernels.lanes import BL, DET_RANGE, add_lanes, lane_log, weigh_columns
+from pygmmis_ng.kernels.lanes import BL, DET_RANGE, add_lanes, lane_log, lane_log_ndtr, weigh_columns
 from pygmmis_ng.kernels.patterns import factor, flush_shared, forward_chi2, pattern, scatter
 
 LOG_2PI = np.log(2.0 * np.pi)
