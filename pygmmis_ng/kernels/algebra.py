@@ -154,6 +154,26 @@ def censored_per_sample(D: int) -> Algebra:
     return Algebra(base.setup, pair, det, base.pivots, base.factors, finish, stats)
 
 
+def censored_shared(D: int) -> Algebra:
+    """No or one shared noise with the last value an upper limit (the noise
+    'censored_shared'): C[k] = L_k^-1 of T_k = V_k (+ S), log_c[k] = log a_k - (D log 2pi +
+    log det T_k) / 2, as :func:`full_shared`. y = L^-1 (x - m) gives z = y_c; statistics
+    of s = x - m_k with the limit replaced by its truncated mean, s_c = d_c - sd (z + lam)
+    (sd = L_cc = 1 / C_cc), and s s^T + sd^2 (1 - z lam - lam^2) at (c, c)."""
+    base = full_shared(D)
+    c = D - 1
+    setup = base.setup + [f"sdc = 1.0 / p{c}{c}", "lsd = np.log(sdc)"]
+    pair = base.pair[:-2]
+    pair.append(f"chi2 = {_dot([f'y{a} * y{a}' for a in range(c)])}")
+    pair.append(f"zc, lam = lane_log_ndtr(y{c})")
+    pair.append("lp0 = la + 0.5 * LOG_2PI + lsd - 0.5 * chi2 + zc")
+    finish = [f"s{a} = d{a}" for a in range(c)]
+    finish += [f"s{c} = d{c} - sdc * (y{c} + lam)", f"vz = sdc * sdc * (1.0 - y{c} * lam - lam * lam)"]
+    stats = [f"s{a}" for a in range(D)]
+    stats += [f"s{a} * s{b}" + (" + vz" if a == b == c else "") for a, b in upper(D)]
+    return Algebra(setup, pair, None, [], [], finish, stats)
+
+
 def moments(D: int, family: str) -> int:
     """Columns of the moment sums: 1 + D + (second moments of the family)."""
     return 1 + D + {"full": D * (D + 1) // 2, "diag": D, "spherical": 1}[family]

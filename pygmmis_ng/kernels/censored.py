@@ -420,18 +420,16 @@ def _run(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Component
 
 def _lanes(y: np.ndarray, S: np.ndarray | None, side: int, comps: Components,
            weight: np.ndarray | None, log_bg: np.ndarray | None) -> tuple | None:
-    """The lane kernel of one limit, the last value (:func:`.fused.stats_censored`): a lower
+    """The lane kernels of one limit, the last value (:func:`.fused.stats_censored`): a lower
     limit (side +1) is an upper limit of -y, so that value's sign is flipped in the data,
     the means, the covariances, the noise and the lift (which undoes it)."""
-    n, dy = y.shape
     mean, P, gain = comps.mean, comps.covar, comps.gain
-    S3 = np.zeros((n, dy, dy)) if S is None else np.broadcast_to(S, (n, dy, dy))
     if side > 0:
-        f = np.ones(dy)
+        f = np.ones(y.shape[1])
         f[-1] = -1.0
-        y, mean, gain = y * f, mean * f, gain * f
-        P, S3 = P * np.outer(f, f), S3 * np.outer(f, f)
-    return fused.stats_censored(y, S3, weight, log_bg, mean, P, comps.log_amp, gain,
+        y, mean, gain, P = y * f, mean * f, gain * f, P * np.outer(f, f)
+        S = None if S is None else S * np.outer(f, f)
+    return fused.stats_censored(y, S, weight, log_bg, mean, P, comps.log_amp, gain,
                                 comps.post_covar)
 
 
@@ -458,8 +456,7 @@ def chunk_stats(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Co
     group (arguments as :func:`log_joint`; ``comps.gain`` the lift V_k R_g^T (K, D, dy),
     ``comps.post_covar`` V_k), centred on the means."""
     n, dy = y.shape
-    if fused.enabled() and dy <= fused.LANES_MAX_D["per_sample"] and \
-            np.count_nonzero(cens) == 1 and cens[-1] != 0:
+    if fused.enabled() and np.count_nonzero(cens) == 1 and cens[-1] != 0:
         out = _lanes(y, S, cens[-1], comps, weight, log_bg)
         if out is not None:
             A, Mc, Cc, logL, B = out

@@ -70,6 +70,7 @@ def registry() -> list[Spec]:
         out += [Spec("lanes", noise, "full", D) for D in range(1, top + 1)]
         out += [Spec("sample", noise, "full", D) for D in range(SAMPLE_MAX_D + 1)]
     out += [Spec("lanes", "censored", "full", D) for D in range(1, LANES_MAX_D["per_sample"] + 1)]
+    out += [Spec("lanes", "censored_shared", "full", D) for D in range(1, LANES_MAX_D["shared"] + 1)]
     return out + [Spec("sample", n, "full", 0) for n in ("projected", "masked", "masked_shared")]
 
 
@@ -261,22 +262,39 @@ def stats_per_sample(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
     return _lift(result, "V_k + S_i", spec.family, covar, gain, post)
 
 
-def stats_censored(x: np.ndarray, S: np.ndarray, weight: np.ndarray | None,
+def stats_censored(x: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,
                    log_bg: np.ndarray | None, mean: np.ndarray, covar: np.ndarray,
                    log_amp: np.ndarray, gain: np.ndarray, post: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
-    """:func:`stats_per_sample` for samples whose last value (of D <= 4) is an upper limit
-    (the lane kernel of noise 'censored', :func:`.algebra.censored_per_sample`; lower limits
-    are turned into upper ones by the caller). ``S`` (n, D, D); ``mean``, ``covar`` the
-    group's values' R m_k, R V_k R^T, lifted by ``gain``, ``post``. None when a
-    determinant is out of range (the caller then uses the general kernel)."""
+    """:func:`stats_per_sample` for samples whose last value is an upper limit (lower limits
+    are turned into upper ones by the caller): the lane kernels of noise 'censored'
+    (per-sample ``S`` (n, D, D), D <= 4; :func:`.algebra.censored_per_sample`) and
+    'censored_shared' (``S`` None or (D, D), D <= 8; :func:`.algebra.censored_shared`, whose
+    sums of s = x - m_k are lifted by the gain V R^T T^-1 as for a shared projection).
+    ``mean``, ``covar``: the group's values' R m_k, R V_k R^T; ``gain``, ``post``: V_k R^T
+    and V_k. None where no lane kernel serves (D too large, or a determinant out of range):
+    the caller then uses the general kernel."""
     D = x.shape[1]
-    log_c = log_amp - 0.5 * D * np.log(2.0 * np.pi)
-    result = run(Spec("lanes", "censored", "full", D), x, S, weight, log_bg, mean, covar, log_c,
-                 Q_NEGLIGIBLE)
-    if result[3] == -1:
+    if S is not None and S.ndim == 3:
+        if D > LANES_MAX_D["per_sample"]:
+            return None
+        log_c = log_amp - 0.5 * D * np.log(2.0 * np.pi)
+        result = run(Spec("lanes", "censored", "full", D), x, S, weight, log_bg, mean, covar,
+                     log_c, Q_NEGLIGIBLE)
+        return None if result[3] == -1 else _lift(result, "V_k + S_i", "full", covar, gain, post)
+    if D > LANES_MAX_D["shared"]:
         return None
-    return _lift(result, "V_k + S_i", "full", covar, gain, post)
+    T = covar if S is None else covar + S[None]
+    chol = np.linalg.cholesky(T)
+    prec = np.tril(np.linalg.solve(chol, np.broadcast_to(np.eye(D), chol.shape)))
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+    log_c = log_amp - 0.5 * (D * np.log(2.0 * np.pi) + log_det)
+    Tinv_RV = np.swapaxes(prec, 1, 2) @ (prec @ np.swapaxes(gain, 1, 2))     # T^-1 R V
+    post_s = post - gain @ Tinv_RV
+    result = run(Spec("lanes", "censored_shared", "full", D), x, None, weight, log_bg, mean,
+                 prec, log_c, Q_NEGLIGIBLE)
+    return _lift(result, "V_k + S", "full", covar, np.swapaxes(Tinv_RV, 1, 2),
+                 0.5 * (post_s + np.swapaxes(post_s, 1, 2)))
 
 
 def stats_projected(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,

@@ -112,8 +112,8 @@ for j in range(BL):
 def _lanes_full(spec: Spec) -> tuple[str, str, str]:
     D = spec.dim
     per_sample = spec.noise in ("per_sample", "censored")
-    al = {"per_sample": algebra.full_per_sample, "censored": algebra.censored_per_sample}.get(
-        spec.noise, algebra.full_shared)(D)
+    al = {"per_sample": algebra.full_per_sample, "censored": algebra.censored_per_sample,
+          "censored_shared": algebra.censored_shared}.get(spec.noise, algebra.full_shared)(D)
     tri = lower_pairs(D)
     load = [f"XL[{a}, j] = x[i, {a}]" for a in range(D)]
     if per_sample:
@@ -122,7 +122,8 @@ def _lanes_full(spec: Spec) -> tuple[str, str, str]:
     body = [re.sub(r"SL\[(\d)(\d), j\]", lambda m: f"SL[{tri.index((int(m[1]), int(m[2])))}, j]",
                    line) for line in body]
     body.append("lpk[j] = lp0")
-    if al.det is not None:
+    stored = al.det is not None or bool(al.finish)      # statistics kept per pair in U
+    if stored:
         body += [f"Uk[{s}, j] = {e}" for s, e in enumerate(al.stats)]
     if al.det is not None:
         body.append(f"DET[j] = {al.det}")
@@ -133,6 +134,7 @@ def _lanes_full(spec: Spec) -> tuple[str, str, str]:
     pairs = al.setup + ["for j in range(BL):"] + ["    " + line for line in body]
     if al.det is not None:
         pairs += _LOG_DET.split("\n")
+    if stored:
         accum, nu = _ACCUM_STORED.split("\n"), "NC"
     else:                               # d = x - m_k again: cheaper than storing its moments
         accum = al.setup + ["for j in range(BL):", "    q = lpk[j] * TOT[j] if lpk[j] >= MX[j] else 0.0",
