@@ -174,7 +174,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
             obs = np.concatenate([np.flatnonzero(pattern & (limits[p] == 0)),
                                   np.flatnonzero(limits[p] != 0)])
             cens = limits[p][obs].astype(np.int8)
-            obs = None if (obs == np.arange(dy)).all() else obs
+            obs = None if obs.size == dy and (obs == np.arange(dy)).all() else obs
         if R is not None and R.ndim == 2:
             Rg = R if obs is None else R[obs]
         elif R is None and obs is not None:
