@@ -106,7 +106,7 @@ def _factor_py(T, oi, ci, sgn, nO, nC, ar, L, A, Sc, Lc, Rc, sd, Tinv):
 
 
 def _pair_py(d, oi, ci, sgn, nO, nC, log_det, L, A, Sc, Lc, Rc, sd, Tinv, w, hz, ez, ezz,
-             Q, stats, u, W):
+             Q, stats, u, W, ws):
     """log N(d_O) + log P(limits | y_O) of one pair from its factors (:func:`_factor_py`),
     and with ``stats`` E u (u, dy) and E[u u^T] - T^-1 (W, dy x dy) in the group's value
     order. Returns (log density, chi2 of the measured values); -inf when the limits have
@@ -125,7 +125,7 @@ def _pair_py(d, oi, ci, sgn, nO, nC, log_det, L, A, Sc, Lc, Rc, sd, Tinv, w, hz,
         for a in range(nO):
             shift += A[a, j] * d[oi[a]]
         hz[j] = sgn[j] * (d[ci[j]] - shift) / sd[j]
-    lp = orthant_moments(hz, Rc, nC, ez, ezz)
+    lp = orthant_moments(hz, Rc, nC, ez, ezz, ws)
     if not stats or lp == -math.inf:
         return log_n + lp, chi2
     # e = E y_C - mu (into hz) and Q = Sc^-1 (G - Sc) Sc^-1, G the truncated covariance
@@ -205,7 +205,7 @@ def _chunk_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn, stats,
     Sc, Lc, Rc = np.zeros((K, 3, 3)), np.zeros((K, 3, 3)), np.zeros((K, 3, 3))
     sd, log_det = np.zeros((K, 3)), np.zeros(K)
     w, hz, ez, ezz, Q = np.empty(m), np.empty(3), np.empty(3), np.empty((3, 3)), np.empty((3, 3))
-    ar = np.arange(3)
+    ar, ws = np.arange(3), np.zeros(16)
     uk, Wk = np.empty((K, dy)), np.empty((K, dy, dy))
     lp = np.empty(K + 1)
     for i in range(n):
@@ -221,7 +221,7 @@ def _chunk_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn, stats,
             for a in range(dy):
                 d[a] = y[i, a] - mean[k, a]
             val, c2 = _pair(d, oi, ci, sgn, nO, nC, log_det[k], L[k], A[k], Sc[k], Lc[k],
-                            Rc[k], sd[k], Tinv[k], w, hz, ez, ezz, Q, stats, uk[k], Wk[k])
+                            Rc[k], sd[k], Tinv[k], w, hz, ez, ezz, Q, stats, uk[k], Wk[k], ws)
             lp_out[i, k] = log_amp[k] + val
             chi2_out[i, k] = c2
         if not stats:

@@ -13,7 +13,14 @@ E[z z^T | z < h]. These are what the E-step of censored values needs
   double precision), the moments Tallis' (1961) formulas as written for any n by
   Manjunath & Wilhelm (2012);
 * n = 3: P is a Gauss-Legendre integral of bivariate CDFs along the coordinate with the
-  smallest limit (pieces of unit length, 10 points each), the moments again Tallis'.
+  smallest limit (20 points per piece; pieces shorter where strong correlations make the
+  integrand sharp), the moments again Tallis'.
+
+Where the probability of two or three limits is below 1e-7 (far tails, where an absolute
+accuracy of 1e-16 says little), it is computed in logs: the integral over one coordinate of
+a log-concave integrand, from its maximum outwards (:func:`_log_tail2_py`,
+:func:`_log_tail3_py`), so log P keeps its relative accuracy down to any probability
+(tested against 40-digit quadrature).
 
 Everything is written in loops for numba (plain Python without it): the same bits on
 every machine with the same instruction set, wherever the arrays lie in memory.
@@ -49,6 +56,12 @@ _W20 = np.array([0.01761400713915212, 0.04060142980038694, 0.06267204833410906,
                  0.1527533871307259])
 #: the limit below which a coordinate's probability mass is ignored in the n = 3 integral
 _T_LOW = -10.0
+#: below this an orthant probability of two or three limits is computed in logs
+_TAIL = 1e-7
+_INV_GOLD = 0.6180339887498949
+#: the longest piece of that integral (20 Gauss-Legendre nodes each; shorter where the
+#: conditional limits move fast: strong correlations)
+_PIECE = 2.5
 
 
 def _ndtr_py(x):
@@ -172,7 +185,9 @@ def _tvn_py(h0, h1, h2, r01, r02, r12):
     s1 = math.sqrt((1.0 - r01) * (1.0 + r01))
     s2 = math.sqrt((1.0 - r02) * (1.0 + r02))
     rc = _clip_rho((r12 - r01 * r02) / (s1 * s2))
-    pieces = int(math.ceil(upper - _T_LOW))
+    # pieces no longer than the scale on which the conditional limits sweep one sd
+    scale = min(s1 / max(abs(r01), 1e-3), s2 / max(abs(r02), 1e-3))
+    pieces = int(math.ceil((upper - _T_LOW) / min(_PIECE, max(2.0 * scale, 0.1))))
     width = (upper - _T_LOW) / pieces
     total = 0.0
     for p in range(pieces):
@@ -185,52 +200,163 @@ def _tvn_py(h0, h1, h2, r01, r02, r12):
     return max(0.0, min(1.0, 0.5 * width * total))
 
 
-def _orthant_py(h, R, n):
-    """Phi_n(h; R) for n in 0..3 (R the correlation matrix, (n, n))."""
+def _integrand2_py(t, c1, g1):
+    """log phi(t) + log Phi(c1 + g1 t): log-concave in t."""
+    return _log_phi(t) + _log_ndtr(c1 + g1 * t)
+
+
+def _integrand3_py(t, c1, g1, c2, g2, rc):
+    """log phi(t) + log Phi_2(c1 + g1 t, c2 + g2 t; rc): log-concave in t."""
+    return _log_phi(t) + _log_bvn(c1 + g1 * t, c2 + g2 * t, rc)
+
+
+def _golden_step_py(lo, hi, x1, x2, f1, f2):
+    """One step of a golden-section search for the maximum of a concave function: the new
+    bracket (lo, hi), the kept point and its value, and the point to evaluate next."""
+    if f1 < f2:
+        return x1, hi, x2, f2, x1 + _INV_GOLD * (hi - x1), False
+    return lo, x2, x1, f1, x2 - _INV_GOLD * (x2 - lo), True
+
+
+def _log_tail2_py(upper, c1, g1):
+    """log of the integral over t < upper of phi(t) Phi(c1 + g1 t), in logs (see
+    :func:`_tail_pieces_py`)."""
+    upper = min(upper, 40.0)
+    lo, hi = upper - 200.0, upper
+    x1, x2 = hi - _INV_GOLD * (hi - lo), lo + _INV_GOLD * (hi - lo)
+    f1, f2 = _integrand2(x1, c1, g1), _integrand2(x2, c1, g1)
+    for _ in range(40):             # the bracket to 200 * 0.618^40 = 1e-6
+        lo, hi, xk, fk, xn, left = _golden_step(lo, hi, x1, x2, f1, f2)
+        fn = _integrand2(xn, c1, g1)
+        x1, f1, x2, f2 = (xn, fn, xk, fk) if left else (xk, fk, xn, fn)
+    t_star = 0.5 * (lo + hi)
+    f_star = max(f1, f2, _integrand2(t_star, c1, g1))
+    if f_star == -math.inf:
+        return -math.inf
+    a, width, pieces = _tail_pieces(t_star, upper, g1 * g1)
+    total = 0.0
+    for p in range(pieces):
+        for i in range(_X20.shape[0]):
+            for sgn in (-1.0, 1.0):
+                t = a + (p + 0.5 + 0.5 * sgn * _X20[i]) * width
+                total += _W20[i] * math.exp(_integrand2(t, c1, g1) - f_star)
+    return f_star + math.log(0.5 * width * total)
+
+
+def _log_tail3_py(upper, c1, g1, c2, g2, rc):
+    """log of the integral over t < upper of phi(t) Phi_2(c1 + g1 t, c2 + g2 t; rc), in
+    logs (see :func:`_tail_pieces_py`)."""
+    upper = min(upper, 40.0)
+    lo, hi = upper - 200.0, upper
+    x1, x2 = hi - _INV_GOLD * (hi - lo), lo + _INV_GOLD * (hi - lo)
+    f1, f2 = _integrand3(x1, c1, g1, c2, g2, rc), _integrand3(x2, c1, g1, c2, g2, rc)
+    for _ in range(40):             # the bracket to 200 * 0.618^40 = 1e-6
+        lo, hi, xk, fk, xn, left = _golden_step(lo, hi, x1, x2, f1, f2)
+        fn = _integrand3(xn, c1, g1, c2, g2, rc)
+        x1, f1, x2, f2 = (xn, fn, xk, fk) if left else (xk, fk, xn, fn)
+    t_star = 0.5 * (lo + hi)
+    f_star = max(f1, f2, _integrand3(t_star, c1, g1, c2, g2, rc))
+    if f_star == -math.inf:
+        return -math.inf
+    a, width, pieces = _tail_pieces(t_star, upper, g1 * g1 + g2 * g2)
+    total = 0.0
+    for p in range(pieces):
+        for i in range(_X20.shape[0]):
+            for sgn in (-1.0, 1.0):
+                t = a + (p + 0.5 + 0.5 * sgn * _X20[i]) * width
+                total += _W20[i] * math.exp(_integrand3(t, c1, g1, c2, g2, rc) - f_star)
+    return f_star + math.log(0.5 * width * total)
+
+
+def _tail_pieces_py(t_star, upper, g2sum):
+    """The Gauss-Legendre pieces of a tail integral: the integrand is log-concave with
+    curvature at least 1 (phi's), so from its maximum t* (found by golden section on
+    [upper - 200, upper]) it falls by more than 72 within 12; pieces no longer than its
+    sharpest scale, 1 / sqrt(1 + sum of the squared slopes of the conditional limits).
+    Returns (start, width, number of pieces)."""
+    a, b = t_star - 12.0, min(upper, t_star + 12.0)
+    step = min(_PIECE, max(2.0 / math.sqrt(1.0 + g2sum), 0.02))
+    pieces = max(1, int(math.ceil((b - a) / step)))
+    return a, (b - a) / pieces, pieces
+
+
+def _log_bvn_py(h, k, r):
+    """log Phi_2(h, k; r) with relative accuracy also in the far tails: Genz's CDF (absolute
+    accuracy ~1e-16) where it exceeds 1e-7, else the integral over the first coordinate in
+    logs (:func:`_log_tail_py`)."""
+    r = _clip_rho(r)
+    P = _bvn(h, k, r)
+    if P > _TAIL:
+        return math.log(P)
+    s = math.sqrt((1.0 - r) * (1.0 + r))
+    return _log_tail2(h, k / s, -r / s)
+
+
+def _log_tvn_py(h0, h1, h2, r01, r02, r12):
+    """log Phi_3(h; R), as :func:`_log_bvn_py`: :func:`_tvn_py` where it exceeds 1e-7, else
+    the integral over the coordinate with the smallest limit in logs."""
+    P = _tvn(h0, h1, h2, r01, r02, r12)
+    if P > _TAIL:
+        return math.log(P)
+    if h1 < h0 and h1 <= h2:
+        h0, h1, r01, r02, r12 = h1, h0, r01, r12, r02
+    elif h2 < h0 and h2 < h1:
+        h0, h2, r01, r02, r12 = h2, h0, r12, r02, r01
+    r01, r02, r12 = _clip_rho(r01), _clip_rho(r02), _clip_rho(r12)
+    s1 = math.sqrt((1.0 - r01) * (1.0 + r01))
+    s2 = math.sqrt((1.0 - r02) * (1.0 + r02))
+    rc = _clip_rho((r12 - r01 * r02) / (s1 * s2))
+    return _log_tail3(h0, h1 / s1, -r01 / s1, h2 / s2, -r02 / s2, rc)
+
+
+def _log_orthant_py(h, R, n):
+    """log Phi_n(h; R) for n in 0..3 (R the correlation matrix, (n, n))."""
     if n == 0:
-        return 1.0
+        return 0.0
     if n == 1:
-        return _ndtr(h[0])
+        return _log_ndtr(h[0])
     if n == 2:
-        return _bvn(h[0], h[1], _clip_rho(R[0, 1]))
-    return _tvn(h[0], h[1], h[2], R[0, 1], R[0, 2], R[1, 2])
+        return _log_bvn(h[0], h[1], R[0, 1])
+    return _log_tvn(h[0], h[1], h[2], R[0, 1], R[0, 2], R[1, 2])
 
 
-def _conditional_orthant_py(a, R, n, j, q, tmp_h, tmp_R):
-    """P(W_rest > a_rest | W_j = a_j (, W_q = a_q)) for W ~ N(0, R) (q < 0: one given): the
-    conditional Gaussian of the other coordinates, standardized, as a lower orthant."""
-    m = 0
-    idx = np.empty(3, dtype=np.int64)
+def _log_conditional_orthant_py(a, R, n, j, q):
+    """log P(W_rest > a_rest | W_j = a_j (, W_q = a_q)) for W ~ N(0, R), n <= 3 (q < 0: one
+    given): the conditional Gaussian of the (at most two) other coordinates, standardized,
+    as a lower orthant. Scalars only (no arrays made: this runs once per pair and limit)."""
+    m, r0, r1 = 0, -1, -1
     for r in range(n):
         if r != j and r != q:
-            idx[m] = r
+            if m == 0:
+                r0 = r
+            else:
+                r1 = r
             m += 1
-    mu = np.empty(3)
-    cov = np.empty((3, 3))
+    if m == 0:
+        return 0.0
+    mu1 = c11 = c01 = 0.0
     if q < 0:
-        for s in range(m):
-            mu[s] = R[idx[s], j] * a[j]
-            for t in range(m):
-                cov[s, t] = R[idx[s], idx[t]] - R[idx[s], j] * R[j, idx[t]]
-    else:
+        mu0, c00 = R[r0, j] * a[j], 1.0 - R[r0, j] * R[r0, j]
+        if m == 2:
+            mu1, c11 = R[r1, j] * a[j], 1.0 - R[r1, j] * R[r1, j]
+            c01 = R[r0, r1] - R[r0, j] * R[j, r1]
+    else:                               # regression of the one left on (W_j, W_q)
         rho = _clip_rho(R[j, q])
         det = (1.0 - rho) * (1.0 + rho)
-        for s in range(m):
-            bj = (R[idx[s], j] - rho * R[idx[s], q]) / det      # regression on (W_j, W_q)
-            bq = (R[idx[s], q] - rho * R[idx[s], j]) / det
-            mu[s] = bj * a[j] + bq * a[q]
-            for t in range(m):
-                cov[s, t] = R[idx[s], idx[t]] - bj * R[j, idx[t]] - bq * R[q, idx[t]]
-    for s in range(m):
-        sd = math.sqrt(max(cov[s, s], 1e-300))
-        tmp_h[s] = (mu[s] - a[idx[s]]) / sd                      # P(W > a) = P(-z < ...)
-        for t in range(m):
-            tmp_R[s, t] = cov[s, t] / (sd * math.sqrt(max(cov[t, t], 1e-300)))
-    return _orthant(tmp_h, tmp_R, m)
+        bj = (R[r0, j] - rho * R[r0, q]) / det
+        bq = (R[r0, q] - rho * R[r0, j]) / det
+        mu0, c00 = bj * a[j] + bq * a[q], 1.0 - bj * R[j, r0] - bq * R[q, r0]
+    sd0 = math.sqrt(max(c00, 1e-300))
+    h0 = (mu0 - a[r0]) / sd0                                 # P(W > a) = P(-z < ...)
+    if m == 1:
+        return _log_ndtr(h0)
+    sd1 = math.sqrt(max(c11, 1e-300))
+    return _log_bvn(h0, (mu1 - a[r1]) / sd1, c01 / (sd0 * sd1))
 
 
-def _orthant_moments_py(h, R, n, mz, Mzz):
-    """log P(z < h), and E[z], E[z z^T] of z ~ N(0, R) given z < h (into mz, Mzz).
+def _orthant_moments_py(h, R, n, mz, Mzz, ws):
+    """log P(z < h), and E[z], E[z z^T] of z ~ N(0, R) given z < h (into mz, Mzz); ``ws`` a
+    scratch of at least 15 floats (n > 1).
 
     Tallis' formulas for W = -z > a = -h: with F_j = phi(a_j) P(rest > a | W_j = a_j)
     and F_jq = phi_2(a_j, a_q) P(rest > a | W_j = a_j, W_q = a_q),
@@ -244,40 +370,34 @@ def _orthant_moments_py(h, R, n, mz, Mzz):
         mz[0] = -lam
         Mzz[0, 0] = 1.0 - h[0] * lam
         return lp
-    P = _orthant(h, R, n)
-    if not P > 0.0:
+    lP = _log_orthant(h, R, n)
+    if lP == -math.inf:
         return -math.inf
-    a = np.empty(3)
+    for j in range(n):                  # ws[0:3] a, ws[3:6] F_j, ws[6:15] F_jq (in logs)
+        ws[j] = -h[j]
     for j in range(n):
-        a[j] = -h[j]
-    tmp_h = np.empty(3)
-    tmp_R = np.empty((3, 3))
-    F = np.empty(3)
-    for j in range(n):
-        F[j] = math.exp(_log_phi(a[j])) * _conditional_orthant(a, R, n, j, -1, tmp_h, tmp_R) / P
-    Fjq = np.zeros((3, 3))
+        ws[3 + j] = math.exp(_log_phi(ws[j]) + _log_conditional_orthant(ws, R, n, j, -1) - lP)
     for j in range(n):
         for q in range(n):
             if q != j:
-                rho = _clip_rho(R[j, q])
-                Fjq[j, q] = math.exp(_log_phi2(a[j], a[q], rho)) * \
-                    _conditional_orthant(a, R, n, j, q, tmp_h, tmp_R) / P
+                ws[6 + 3 * j + q] = math.exp(_log_phi2(ws[j], ws[q], _clip_rho(R[j, q]))
+                                             + _log_conditional_orthant(ws, R, n, j, q) - lP)
     for i in range(n):
         s = 0.0
         for j in range(n):
-            s += R[i, j] * F[j]
+            s += R[i, j] * ws[3 + j]
         mz[i] = -s
     for i in range(n):
         for L in range(i, n):
             s = R[i, L]
             for j in range(n):
-                s += R[i, j] * R[L, j] * a[j] * F[j]
+                s += R[i, j] * R[L, j] * ws[j] * ws[3 + j]
                 for q in range(n):
                     if q != j:
-                        s += R[i, j] * (R[L, q] - R[j, q] * R[L, j]) * Fjq[j, q]
+                        s += R[i, j] * (R[L, q] - R[j, q] * R[L, j]) * ws[6 + 3 * j + q]
             Mzz[i, L] = s
             Mzz[L, i] = s
-    return math.log(P)
+    return lP
 
 
 _ndtr = compile_kernel(_ndtr_py)
@@ -288,15 +408,23 @@ _bvn_upper = compile_kernel(_bvn_upper_py)
 _bvn = compile_kernel(_bvn_py)
 _log_phi2 = compile_kernel(_log_phi2_py)
 _tvn = compile_kernel(_tvn_py)
-_orthant = compile_kernel(_orthant_py)
-_conditional_orthant = compile_kernel(_conditional_orthant_py)
+_integrand2 = compile_kernel(_integrand2_py, inline=True)
+_golden_step = compile_kernel(_golden_step_py, inline=True)
+_tail_pieces = compile_kernel(_tail_pieces_py)
+_log_tail2 = compile_kernel(_log_tail2_py)
+_log_bvn = compile_kernel(_log_bvn_py)
+_integrand3 = compile_kernel(_integrand3_py, inline=True)
+_log_tail3 = compile_kernel(_log_tail3_py)
+_log_tvn = compile_kernel(_log_tvn_py)
+_log_orthant = compile_kernel(_log_orthant_py)
+_log_conditional_orthant = compile_kernel(_log_conditional_orthant_py)
 orthant_moments = compile_kernel(_orthant_moments_py)
 
 
 def orthant_probability(h: np.ndarray, R: np.ndarray) -> float:
     """Phi_n(h; R) = P(z < h) for z ~ N(0, R), n = len(h) <= 3 (R a correlation matrix)."""
     h = np.ascontiguousarray(h, dtype=float)
-    return float(_orthant(h, np.ascontiguousarray(R, dtype=float), h.size))
+    return float(np.exp(_log_orthant(h, np.ascontiguousarray(R, dtype=float), h.size)))
 
 
 def truncated_moments(h: np.ndarray, R: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -304,5 +432,5 @@ def truncated_moments(h: np.ndarray, R: np.ndarray) -> tuple[float, np.ndarray, 
     h = np.ascontiguousarray(h, dtype=float)
     n = h.size
     mz, Mzz = np.zeros(n), np.zeros((n, n))
-    lp = orthant_moments(h, np.ascontiguousarray(R, dtype=float), n, mz, Mzz)
+    lp = orthant_moments(h, np.ascontiguousarray(R, dtype=float), n, mz, Mzz, np.zeros(16))
     return float(lp), mz, Mzz
