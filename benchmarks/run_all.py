@@ -49,6 +49,7 @@ BENCHMARKS = {
     "bench_online": (["--plot", "online_passes.png"], ["--quick"]),
     "bench_dask_stress": ([], ["--quick"]),
     "bench_convergence": ([], ["--quick"]),
+    "bench_censored": ([], ["--quick"]),
 }
 
 SECTION = re.compile(r"^## `(bench_\w+)\.py`", re.M)

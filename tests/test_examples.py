@@ -71,3 +71,16 @@ def test_online_memmap():
     assert r["largest_mean_error"] < 0.2
     assert r["slice_logL"][-1] > r["slice_logL"][0]
     assert r["online_each_pass"] == sorted(r["online_each_pass"])     # each pass gains
+
+
+def test_censored_nondetections(tmp_path):
+    """Issue 35's gallery example: the censored fit is close to the truth, the naive ones not."""
+    r = run("censored_nondetections", out=str(tmp_path))
+    assert 0.25 < r["nondetected"] < 0.4
+    cens, drop, plug = (r[k] for k in ("censored fit", "dropping non-detections",
+                                       "limits as measurements"))
+    assert r["logL_truth"] - cens["logL"] < 0.02        # held out: as good as the truth
+    for naive in (drop, plug):
+        assert r["logL_truth"] - naive["logL"] > 1.0
+        assert naive["mean_error"][1] > 10 * cens["mean_error"][1]     # the faint population
+    assert cens["mean_error"][1] < 0.1 and cens["amp_error"][1] < 0.05
