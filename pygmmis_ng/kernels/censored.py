@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from . import fused
-from .censored_one import chunk_one_limit
+from .censored_one import add_sample, chunk_one_limit
 from .compiled_transforms import compile_kernel, deconvolve
 from .orthant import orthant_moments
 from .stats import Components, SufficientStats
@@ -225,32 +225,8 @@ def _chunk_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn, stats,
                             Rc[k], sd[k], Tinv[k], w, hz, ez, ezz, Q, stats, uk[k], Wk[k], ws)
             lp_out[i, k] = log_amp[k] + val
             chi2_out[i, k] = c2
-        if not stats:
-            continue
-        mx = -math.inf
-        for k in range(K):
-            lp[k] = lp_out[i, k]
-            mx = max(mx, lp[k])
-        lb = log_bg[i] if log_bg.shape[0] > 0 else -math.inf
-        mx = max(mx, lb)
-        if mx == -math.inf:
+        if stats and not add_sample(i, lp_out, log_bg, weight, uk, Wk, lp, A_out, SU, SW, sums):
             return -(i + 1)                               # no member explains the sample
-        tot = math.exp(lb - mx)
-        for k in range(K):
-            lp[k] = math.exp(lp[k] - mx)
-            tot += lp[k]
-        wi = weight[i] if weight.shape[0] > 0 else 1.0
-        sums[0] += wi * (math.log(tot) + mx)
-        sums[1] += wi * math.exp(lb - mx) / tot
-        for k in range(K):
-            q = wi * lp[k] / tot
-            if q == 0.0:
-                continue
-            A_out[k] += q
-            for a in range(dy):
-                SU[k, a] += q * uk[k, a]
-                for b in range(dy):
-                    SW[k, a, b] += q * Wk[k, a, b]
     return 0
 
 

@@ -19,6 +19,38 @@ from .normal_cdf import log_ndtr, log_phi
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _add_sample_py(i, lp_out, log_bg, weight, uk, Wk, lp, A_out, SU, SW, sums):
+    """Sample i's responsibilities from its members' log densities (lp_out[i], log_bg[i]),
+    and its weighted E u, E[u u^T] - T^-1 of each component (uk, Wk) added to A, SU, SW and
+    (logL, B) to sums. False when no member explains the sample."""
+    K, dy = uk.shape
+    mx = -math.inf
+    for k in range(K):
+        lp[k] = lp_out[i, k]
+        mx = max(mx, lp[k])
+    lb = log_bg[i] if log_bg.shape[0] > 0 else -math.inf
+    mx = max(mx, lb)
+    if mx == -math.inf:
+        return False
+    tot = math.exp(lb - mx)
+    for k in range(K):
+        lp[k] = math.exp(lp[k] - mx)
+        tot += lp[k]
+    wi = weight[i] if weight.shape[0] > 0 else 1.0
+    sums[0] += wi * (math.log(tot) + mx)
+    sums[1] += wi * math.exp(lb - mx) / tot
+    for k in range(K):
+        q = wi * lp[k] / tot
+        if q == 0.0:
+            continue
+        A_out[k] += q
+        for r in range(dy):
+            SU[k, r] += q * uk[k, r]
+            for t in range(dy):
+                SW[k, r, t] += q * Wk[k, r, t]
+    return True
+
+
 def _chunk_one_limit_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn, stats,
                lp_out, chi2_out, A_out, SU, SW, sums):
     """The general censored kernel (:mod:`.censored`) for groups with one limit, in one loop
@@ -116,33 +148,10 @@ def _chunk_one_limit_py(y, S, nS, weight, log_bg, mean, P, log_amp, oi, ci, sgn,
                 Wk[k, oi[r], c] -= Q * a_k[k, r]
                 Wk[k, c, oi[r]] -= Q * a_k[k, r]
             Wk[k, c, c] += Q
-        if not stats:
-            continue
-        mx = -math.inf
-        for k in range(K):
-            lp[k] = lp_out[i, k]
-            mx = max(mx, lp[k])
-        lb = log_bg[i] if log_bg.shape[0] > 0 else -math.inf
-        mx = max(mx, lb)
-        if mx == -math.inf:
-            return -(i + 1)
-        tot = math.exp(lb - mx)
-        for k in range(K):
-            lp[k] = math.exp(lp[k] - mx)
-            tot += lp[k]
-        wi = weight[i] if weight.shape[0] > 0 else 1.0
-        sums[0] += wi * (math.log(tot) + mx)
-        sums[1] += wi * math.exp(lb - mx) / tot
-        for k in range(K):
-            q = wi * lp[k] / tot
-            if q == 0.0:
-                continue
-            A_out[k] += q
-            for r in range(dy):
-                SU[k, r] += q * uk[k, r]
-                for t in range(dy):
-                    SW[k, r, t] += q * Wk[k, r, t]
+        if stats and not add_sample(i, lp_out, log_bg, weight, uk, Wk, lp, A_out, SU, SW, sums):
+            return -(i + 1)                               # no member explains the sample
     return 0
 
 
+add_sample = compile_kernel(_add_sample_py, inline=True)
 chunk_one_limit = compile_kernel(_chunk_one_limit_py)
