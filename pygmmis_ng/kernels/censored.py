@@ -240,6 +240,8 @@ _chunk = compile_kernel(_chunk_py)
 
 def _run(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Components,
          weight: np.ndarray | None, log_bg: np.ndarray | None, stats: bool) -> tuple:
+    """The general kernels on one chunk (one limit: :func:`.censored_one.chunk_one_limit`):
+    log densities and chi2 (n, K) each, and with ``stats`` A, SU, SW and (logL, B)."""
     n, dy = y.shape
     K = comps.mean.shape[0]
     oi = np.flatnonzero(cens == 0).astype(np.int64)
@@ -253,7 +255,8 @@ def _run(y: np.ndarray, S: np.ndarray | None, cens: np.ndarray, comps: Component
         S3, nS = np.ascontiguousarray(S, dtype=float), 2
     lp, chi2 = np.empty((n, K)), np.empty((n, K))
     A, SU, SW, sums = np.zeros(K), np.zeros((K, dy)), np.zeros((K, dy, dy)), np.zeros(2)
-    flag = (chunk_one_limit if ci.size == 1 else _chunk)(np.ascontiguousarray(y, dtype=float), S3, nS,
+    kernel = chunk_one_limit if ci.size == 1 else _chunk
+    flag = kernel(np.ascontiguousarray(y, dtype=float), S3, nS,
                   np.zeros(0) if weight is None else np.ascontiguousarray(weight, dtype=float),
                   np.zeros(0) if log_bg is None else np.ascontiguousarray(log_bg, dtype=float),
                   np.ascontiguousarray(comps.mean), np.ascontiguousarray(comps.covar),
