@@ -80,7 +80,7 @@ def eval_inputs(coords: Any, covar: Any, R: Any, D: int, censored: Any = None
                            np.ndarray | None]:
     """Checked coords (N, D) or (N, dy), their noise and projections, whether single, and the
     censoring flags (None: no value censored; see
-    :func:`pygmmis_ng.data.validation.check_censored`)."""
+    :func:`pygmmis_ng.data.censoring.check_censored`)."""
     X = real_array(coords, "coords")
     covar = None if covar is None else real_array(covar, "covar (noise covariance)")
     R = None if R is None else real_array(R, "R (projection)")

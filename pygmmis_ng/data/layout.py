@@ -141,7 +141,7 @@ def make_layout(X: np.ndarray, R: np.ndarray | None, S: np.ndarray | None, K: in
     ``allow_masked``: one masked group for many patterns (compiled kernels, no R).
     ``diagonal``: chunk lengths of the O(D) kernels (:func:`eval_chunks`) for the group
     of complete samples. ``censored``: None or (N, dy) flags (-1, 0, +1, see
-    :func:`pygmmis_ng.data.validation.check_censored`): a pattern is then which values are
+    :func:`pygmmis_ng.data.censoring.check_censored`): a pattern is then which values are
     missing, measured, upper or lower limits, and no group is masked.
     """
     N, dy = X.shape

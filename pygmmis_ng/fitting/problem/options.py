@@ -49,7 +49,7 @@ class Observations(NamedTuple):
         (:mod:`pygmmis_ng.fitting.setup.out_of_core`).
     censored : None or ndarray (N, D) of int8
         -1 where X holds an upper limit, +1 a lower limit, 0 a measurement (None: no
-        limits; see :func:`pygmmis_ng.data.validation.check_censored`).
+        limits; see :func:`pygmmis_ng.data.censoring.check_censored`).
     """
 
     X: Any
