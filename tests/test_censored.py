@@ -349,3 +349,59 @@ def test_the_lane_kernel_of_one_limit_is_simd(monkeypatch):
     fused.stats_censored(y, S, None, None, mean, covar, np.log(amp), covar, covar)
     asm = "\n".join(kernel.inspect_asm().values())
     assert re.search(r"v?(sqrt|div)pd\s+%[xyz]mm", asm)
+
+
+def test_partial_fit_pieces_with_limits_equal_one_online_pass():
+    """partial_fit takes the limits of each piece; the pieces equal fit with batch_size over
+    the same minibatches in row order (as without limits), and the estimator's partial_fit
+    keeps the limits of every call."""
+    from pygmmis_ng.fitting.partial import partial_fit
+
+    y, S, C = _censored_data(N=3000)
+    init = ng.GMM(K=2, D=2)
+    init.amp, init.mean, init.covar = [0.5, 0.5], [[0.5, 0.5], [2.5, 1.5]], np.array([np.eye(2)] * 2)
+    whole = init.copy()
+    ng.fit(whole, y, covar=S, censored=C, init_method="none", batch_size=1000, n_passes=1,
+           shuffle=False, tol=0, rng=1)
+    pieces, state = init.copy(), None
+    for lo in range(0, len(y), 1000):
+        sl = slice(lo, lo + 1000)
+        state = partial_fit(pieces, y[sl], covar=S[sl], censored=C[sl], state=state,
+                            batch_size=1000, init_method="none", rng=1).state
+    np.testing.assert_allclose(pieces.mean, whole.mean, rtol=1e-10)
+    np.testing.assert_allclose(pieces.covar, whole.covar, rtol=1e-10)
+    plain = init.copy()                                  # the limits did change the updates
+    ng.fit(plain, y, covar=S, init_method="none", batch_size=1000, n_passes=1,
+           shuffle=False, tol=0, rng=1)
+    assert np.abs(plain.mean - whole.mean).max() > 0.05
+    est = ng.IncompleteGaussianMixture(2, batch_size=1000, random_state=0)
+    for lo in range(0, len(y), 1000):
+        sl = slice(lo, lo + 1000)
+        est.partial_fit(y[sl], covar=S[sl], censored=C[sl])
+    assert est.n_steps_ == 3 and np.isfinite(est.score(y, covar=S, censored=C))
+
+
+def test_generative_classifier_with_limits():
+    """Two classes that differ in the limited band: with the limits the classifier is the
+    Bayes rule of its per-class censored densities, and classifies fresh censored samples
+    better than one fitted and evaluated with the limits taken as values."""
+    rng = np.random.default_rng(5)
+    # class 1: shifted down in band 2, so more of its samples are limits
+    labels = (rng.random(3000) < 0.5).astype(int)
+    x2 = rng.normal(0, 1, (3000, 2)) + np.where(labels[:, None] == 1, [0.0, -0.5], [0.0, 1.5])
+    y2 = x2 + 0.3 * rng.normal(size=x2.shape)
+    C2 = np.zeros((3000, 2), dtype=int)
+    below = y2[:, 1] < 1.0
+    C2[below, 1], y2[below, 1] = -1, 1.0
+    train, test = slice(0, 2000), slice(2000, None)
+    Sd = np.diag([0.09, 0.09])
+    clf = ng.GenerativeClassifier(1, random_state=0).fit(y2[train], labels[train], covar=Sd,
+                                                         censored=C2[train])
+    proba = clf.predict_proba(y2[test], covar=Sd, censored=C2[test])
+    joint = np.column_stack([est.score_samples(y2[test], covar=Sd, censored=C2[test])
+                             for est in clf.estimators_]) + np.log(clf.class_prior_)
+    np.testing.assert_allclose(proba, np.exp(joint - np.logaddexp.reduce(joint, axis=1)[:, None]))
+    naive = ng.GenerativeClassifier(1, random_state=0).fit(y2[train], labels[train], covar=Sd)
+    acc = (clf.predict(y2[test], covar=Sd, censored=C2[test]) == labels[test]).mean()
+    acc_naive = (naive.predict(y2[test], covar=Sd) == labels[test]).mean()
+    assert acc >= acc_naive and acc > 0.7

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ..data.censoring import check_censored
 from ..data.validation import check_noise, check_numeric
 from ..fitting.problem.option_entries import TABLE
 from ..fitting.problem.option_table import check_options, documented, options_on
@@ -80,7 +81,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def fit(self, X: Any, y: Any, covar: Any = None,
-            sample_weight: Any = None) -> GenerativeClassifier:
+            sample_weight: Any = None, censored: Any = None) -> GenerativeClassifier:
         """Fit one mixture per class.
 
         Parameters
@@ -89,10 +90,15 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         y : array-like (N,) class labels
         covar : None, (D, D) or (N, D, D) noise of the samples
         sample_weight : None or (N,)
+        censored : None or (N, D) of -1, 0, +1
+            Upper (-1) and lower (+1) limits among X (see :func:`pygmmis_ng.fit`); ``w='auto'``
+            sees the limits as values.
         """
         check_options(TABLE, {opt.name: getattr(self, opt.name_on("classifier"))
                               for opt in options_on(TABLE, "classifier")}, "classifier")
         check_numeric(X, "X")
+        if censored is not None:                     # void limits (+-inf) become NaN first
+            X, censored = check_censored(censored, np.asarray(X, dtype=np.float64))
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_all_finite="allow-nan")
         check_classification_targets(y)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
@@ -108,7 +114,7 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         self.w_ = np.zeros(len(self.classes_))
         with fit_progress(self.progress, desc="classes", unit="class", total=len(self.classes_)) as clock:
             for c in range(len(self.classes_)):
-                self.estimators_.append(self._fit_class(X, y_idx, sw, S, w, init, c))
+                self.estimators_.append(self._fit_class(X, y_idx, sw, S, w, init, c, censored))
                 if clock.bar is not None:
                     clock.bar.update(1)
         self.n_iter_ = np.array([est.n_iter_ for est in self.estimators_])
@@ -124,7 +130,8 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_class(self, X: np.ndarray, y_idx: np.ndarray, sw: np.ndarray, S: Any,
-                   w: float | None, init: Any, c: int) -> IncompleteGaussianMixture:
+                   w: float | None, init: Any, c: int, C: np.ndarray | None = None
+                   ) -> IncompleteGaussianMixture:
         """The mixture of class ``c``, fitted to its rows (its ``w`` into ``w_[c]``)."""
         rows = (y_idx == c) & (sw > 0)
         if not rows.any():
@@ -137,31 +144,34 @@ class GenerativeClassifier(ClassifierMixin, BaseEstimator):
         est = IncompleteGaussianMixture(
             min(self.n_components, int(rows.sum())), **shared, init_params=init,
             w=float(self.w_[c]))
-        est.fit(X[rows], covar=Sc, sample_weight=sw[rows])
+        est.fit(X[rows], covar=Sc, sample_weight=sw[rows],
+                censored=None if C is None else C[rows])
         return est
 
-    def _joint_log_likelihood(self, X: Any, covar: Any) -> np.ndarray:
+    def _joint_log_likelihood(self, X: Any, covar: Any, censored: Any = None) -> np.ndarray:
         check_is_fitted(self)
         check_numeric(X, "X")
+        if censored is not None:
+            X, censored = check_censored(censored, np.asarray(X, dtype=np.float64))
         X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
         with np.errstate(divide="ignore"):
             log_prior = np.log(self.class_prior_)
-        return np.column_stack([est.score_samples(X, covar=covar) + lp
+        return np.column_stack([est.score_samples(X, covar=covar, censored=censored) + lp
                                 for est, lp in zip(self.estimators_, log_prior)])
 
-    def predict_log_proba(self, X: Any, covar: Any = None) -> np.ndarray:
-        """log p(c | x) for every class, shape (N, n_classes)."""
-        jll = self._joint_log_likelihood(X, covar)
+    def predict_log_proba(self, X: Any, covar: Any = None, censored: Any = None) -> np.ndarray:
+        """log p(c | x) for every class, shape (N, n_classes) (``censored`` as in ``fit``)."""
+        jll = self._joint_log_likelihood(X, covar, censored)
         mx = jll.max(axis=1, keepdims=True)
         return jll - (mx + np.log(np.exp(jll - mx).sum(axis=1, keepdims=True)))
 
-    def predict_proba(self, X: Any, covar: Any = None) -> np.ndarray:
+    def predict_proba(self, X: Any, covar: Any = None, censored: Any = None) -> np.ndarray:
         """p(c | x) for every class, shape (N, n_classes)."""
-        return np.exp(self.predict_log_proba(X, covar=covar))
+        return np.exp(self.predict_log_proba(X, covar=covar, censored=censored))
 
-    def predict(self, X: Any, covar: Any = None) -> np.ndarray:
+    def predict(self, X: Any, covar: Any = None, censored: Any = None) -> np.ndarray:
         """The most probable class of each sample."""
-        jll = self._joint_log_likelihood(X, covar)
+        jll = self._joint_log_likelihood(X, covar, censored)
         return self.classes_[jll.argmax(axis=1)]
 
 

@@ -185,7 +185,8 @@ class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
                 if "estimator" in opt.paths and opt.group not in ("entry", "data")}
 
     def partial_fit(self, X: Any, y: Any = None, covar: Any = None,
-                    sample_weight: Any = None) -> IncompleteGaussianMixture:
+                    sample_weight: Any = None, censored: Any = None
+                    ) -> IncompleteGaussianMixture:
         """Update the mixture with the samples X by online EM (data that arrive in pieces).
 
         The first call on an unfitted estimator initializes the model from X by
@@ -204,10 +205,14 @@ class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         y : ignored
         covar : None, (D, D) or (n, D, D) noise covariance of the samples
         sample_weight : None or (n,) non-negative weights
+        censored : None or (n, D) of -1, 0, +1
+            Upper (-1) and lower (+1) limits among X (see :func:`pygmmis_ng.fit`).
         """
         self._check_params()
         first = getattr(self, "online_state_", None) is None
         fitted = hasattr(self, "gmm_") and self.gmm_.K == self.n_components
+        if censored is not None:                     # void limits (+-inf) become NaN first
+            X, censored = check_censored(censored, np.asarray(X, dtype=np.float64))
         X, sample_weight = self._validated(X, sample_weight, reset=not fitted)
         start_t, state = 0, None
         if not fitted:
@@ -223,7 +228,7 @@ class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         with verbose_output(self.verbose, self.verbose_interval):
             piece = partial_fit(gmm, X, covar=covar, sample_weight=sample_weight, state=state,
                                 rng=check_random_state(self.random_state), start_t=start_t,
-                                **options)
+                                censored=censored, **options)
         self._set_fitted(gmm, self._piece_result(piece, gmm, X, sample_weight, background,
                                                  fitted), background)
         self.n_steps_ = piece.state.t

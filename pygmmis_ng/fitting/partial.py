@@ -61,8 +61,8 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
                 w: float = 0.0, frozen: Any = None, n_jobs: int = 1, start_t: int = 0,
                 reg_covar: float = 0.0, covariance_type: str = "full", client: Any = None,
                 dtype: Any = np.float64, learning_decay: float = LEARNING_DECAY,
-                learning_offset: float = LEARNING_OFFSET, progress: bool | None = None
-                ) -> PieceResult:
+                learning_offset: float = LEARNING_OFFSET, progress: bool | None = None,
+                censored: Any = None) -> PieceResult:
     """Update ``gmm`` (in place) with the piece ``data`` by online EM.
 
     Parameters
@@ -84,14 +84,17 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
     given.update(batch_size=batch_size if batch_size is not None else max(int(n_rows), 1),
                  init_method=init_method if state is None else "none")
     with use(get_settings()):          # one snapshot of the runtime settings for the piece
-        return _piece(gmm, data, covar, R, sample_weight, rng, state, start_t, background, given)
+        return _piece(gmm, data, covar, R, sample_weight, rng, state, start_t, background, given,
+                      censored)
 
 
 def _piece(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any,
-           state: OnlineState | None, start_t: int, background: Any, given: dict) -> PieceResult:
+           state: OnlineState | None, start_t: int, background: Any, given: dict,
+           censored: Any = None) -> PieceResult:
     """:func:`partial_fit` under its runtime settings."""
     obs, opts, gen = check_fit(gmm, data, covar, R, sample_weight, rng, path="partial_fit",
-                               min_samples=gmm.K if state is None else 1, **given)
+                               min_samples=gmm.K if state is None else 1, censored=censored,
+                               **given)
     problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen, units=state)
     N = problem.Xc.shape[0]
     if state is None:
@@ -118,6 +121,7 @@ def _piece(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any
 
 
 #: the arguments of ``partial_fit`` not checked as options by :func:`check_fit`
-ENTRY_ARGS = ("gmm", "data", "covar", "R", "sample_weight", "rng", "state", "start_t")
+ENTRY_ARGS = ("gmm", "data", "covar", "R", "sample_weight", "rng", "state", "start_t",
+              "censored")
 partial_fit = documented(TABLE, "partial_fit",
                          list(inspect.signature(partial_fit).parameters))(partial_fit)

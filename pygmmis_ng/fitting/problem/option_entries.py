@@ -111,7 +111,7 @@ ENTRIES = (
         NaN, limits and noise can share a row; a limit of +inf (upper) or -inf (lower) is a
         missing value. Not with ``R``, ``cutoff`` or dask-array data (the error says why);
         the Newton polish is skipped (EM's own convergence test decides).""", None, "data",
-           (F,)),
+           (F, P)),
     # -- the start ------------------------------------------------------------------------
     Option("init_method", "{'auto', 'random', 'minmax', 'kmeans', 'gmm', 'none', 'warm', "
            "'k-means++', 'random_from_data', 'random_resp'} or callable", """

@@ -72,7 +72,7 @@ def check_fit(gmm: Any, data: Any, covar: Any = None, R: Any = None, sample_weig
     :func:`pygmmis_ng.fit` for their meaning. ``options``: the options by their table names
     (missing ones take the table's defaults). ``min_samples``: the fewest samples accepted
     (default K; a minibatch of an online update of a fitted model may hold fewer).
-    ``censored``: the limits of :func:`pygmmis_ng.fit` (``fit`` only).
+    ``censored``: the limits of :func:`pygmmis_ng.fit`.
 
     Returns
     -------
