@@ -100,10 +100,7 @@ def eval_inputs(coords: Any, covar: Any, R: Any, D: int, censored: Any = None
             censored = np.asarray(censored)[None]
     C = None
     if censored is not None:
-        if R is not None:
-            raise ValueError("censored with R (projections) is not supported: pass the "
-                             "censored values in D columns without R")
-        X, C = check_censored(censored, np.asarray(X, dtype=float))
+        X, C = check_censored(censored, np.asarray(X, dtype=float), R)
     if R is None:
         X = check_data(X, D, name="coords", allow_missing=True)
         S = check_noise(covar, X.shape[0], X.shape[1], ~np.isnan(X))

@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import add_noise, random_spd
 from scipy import integrate, optimize, special
 from scipy.stats import multivariate_normal, norm
 
@@ -130,16 +131,10 @@ def exact_censored_loglik(amp, mean, covar, y, S, censored) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ helpers
-def random_spd(rng, n, D, lo=0.3, hi=2.0):
-    Q, _ = np.linalg.qr(rng.standard_normal((n, D, D)))
-    ev = rng.uniform(lo, hi, size=(n, D))
-    return Q @ (ev[:, :, None] * np.eye(D)) @ Q.transpose(0, 2, 1)
-
-
 def random_mixture(rng, K, D):
     amp = rng.dirichlet(np.full(K, 3.0))
     mean = rng.normal(0, 2.0, (K, D))
-    covar = random_spd(rng, K, D)
+    covar = random_spd(rng, K, D, 0.3, 2.0)
     return amp, mean, covar
 
 
@@ -148,10 +143,7 @@ def draw_noisy(rng, amp, mean, covar, S, N):
     D = mean.shape[1]
     k = rng.choice(len(amp), size=N, p=amp)
     x = mean[k] + np.einsum("nij,nj->ni", np.linalg.cholesky(covar[k]), rng.standard_normal((N, D)))
-    if S is None:
-        return x
-    L = np.linalg.cholesky(np.broadcast_to(S, (N, D, D)))
-    return x + np.einsum("nij,nj->ni", L, rng.standard_normal((N, D)))
+    return x if S is None else add_noise(rng, x, S)
 
 
 def make_gmm(amp, mean, covar) -> ng.GMM:
@@ -215,7 +207,7 @@ def test_orthant_probability_against_closed_forms_and_scipy_cdf():
     for D in (2, 3):
         for _ in range(4):
             mu = rng.normal(0, 1, D)
-            Sig = random_spd(rng, 1, D)[0]
+            Sig = random_spd(rng, 1, D, 0.3, 2.0)[0]
             lim = rng.normal(0, 1, D)
             sign = rng.choice([-1, 1], D)
             upper = np.where(sign < 0, lim, np.inf)

@@ -14,8 +14,10 @@ import numpy as np
 from ..kernels.censored import MAX_CENSORED
 
 
-def check_censored(censored: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """The censoring flags of data X (N, D) before its values are checked, and X itself.
+def check_censored(censored: Any, X: np.ndarray, R: Any = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The censoring flags of data X (N, D) before its values are checked, and X itself
+    (``R``: the projections given with X, which limits cannot go with).
 
     ``censored`` (N, D) holds 0 (a measurement), -1 (X is an upper limit of the noisy
     value) or +1 (a lower limit). A limit of +inf (upper) or -inf (lower) says nothing:
@@ -24,6 +26,10 @@ def check_censored(censored: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """
     if censored is None:
         return X, None
+    if R is not None:
+        raise ValueError("censored with R (projections) is not supported: a limit applies to "
+                         "one observed value; pass the values in D columns (NaN for the "
+                         "unmeasured ones) without R")
     C = np.asarray(censored)
     if C.dtype == bool or C.dtype.kind not in "iuf":
         raise ValueError("censored must hold integers -1 (upper limit), 0 (measured) or +1 "

@@ -12,7 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import censored, dense, fused, projected
-from ..kernels.stats import Components, SufficientStats, kernel_family, prepare_components
+from ..kernels.stats import (
+    Components,
+    SufficientStats,
+    kernel_family,
+    prepare_components,
+    shared_gain,
+)
 from .layout import Group, Layout, eval_chunks, in_given_order, make_layout, sorted_rows
 
 
@@ -47,11 +53,7 @@ def group_components(grp: Group, amp: np.ndarray, mean: np.ndarray, covar: np.nd
     if per_sample_noise:
         return Components(log_amp, Rm, P, None, None, VRt, covar)
     c = prepare_components(amp, Rm, P, grp.S)
-    # T^-1 R V = L^-T L^-1 (V R^T)^T, and the gain is its transpose V R^T T^-1 (K, D, dy)
-    Tinv_RV = np.swapaxes(c.prec_chol, 1, 2) @ (c.prec_chol @ np.swapaxes(VRt, 1, 2))
-    gain = np.swapaxes(Tinv_RV, 1, 2)
-    post = covar - gain @ np.swapaxes(VRt, 1, 2)
-    post = 0.5 * (post + np.swapaxes(post, 1, 2))
+    gain, post = shared_gain(c.prec_chol, VRt, covar)
     return c._replace(gain=gain, post_covar=post)
 
 

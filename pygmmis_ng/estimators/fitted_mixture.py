@@ -46,17 +46,20 @@ class FittedMixture:
         self.online_state_ = None if online is None else online.state
 
     # -- evaluation ------------------------------------------------------------
-    def _check(self, X: Any, censored: Any = None) -> np.ndarray:
+    def _check(self, X: Any, censored: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """X as scikit-learn checks it, and its checked censoring flags (None: no limits)."""
         check_is_fitted(self)
         check_numeric(X, "X")
+        C = None
         if censored is not None:      # void limits (+inf upper, -inf lower) become NaN first
-            X = check_censored(censored, np.asarray(X, dtype=np.float64))[0]
+            X, C = check_censored(censored, np.asarray(X, dtype=np.float64))
         return validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan",
-                             reset=False)
+                             reset=False), C
 
-    def _log_members(self, X: np.ndarray, covar: Any, censored: Any = None) -> np.ndarray:
-        """log of each member's weighted density (N, K [+1 for the background])."""
-        X, C = check_censored(censored, X)
+    def _log_members(self, X: np.ndarray, covar: Any, C: np.ndarray | None = None
+                     ) -> np.ndarray:
+        """log of each member's weighted density (N, K [+1 for the background]); ``C`` the
+        checked censoring flags of :meth:`_check`."""
         lj = self.gmm_.log_joint(X, covar=covar, censored=C)
         bg = self.background_
         if bg is None or bg.amp == 0:
@@ -73,9 +76,9 @@ class FittedMixture:
         ``censored`` (N, D) of -1, 0, +1: upper and lower limits among X (see
         :func:`pygmmis_ng.fit`); their term is the probability of lying beyond.
         """
-        X = self._check(X, censored)
+        X, C = self._check(X, censored)
         warn_without_noise(getattr(self, "fitted_with_noise_", False), covar)
-        lp = self._log_members(X, covar, censored)
+        lp = self._log_members(X, covar, C)
         mx = lp.max(axis=1, keepdims=True)
         return (mx + np.log(np.exp(lp - mx).sum(axis=1, keepdims=True)))[:, 0]
 
@@ -86,8 +89,8 @@ class FittedMixture:
     def predict_proba(self, X: Any, covar: Any = None, censored: Any = None) -> np.ndarray:
         """Responsibilities of the K components, shape (N, K) (background excluded);
         ``censored`` as in :meth:`score_samples`."""
-        X = self._check(X, censored)
-        lp = self._log_members(X, covar, censored)
+        X, C = self._check(X, censored)
+        lp = self._log_members(X, covar, C)
         q = np.exp(lp - lp.max(axis=1, keepdims=True))
         q /= q.sum(axis=1, keepdims=True)
         return q[:, :self.n_components]
@@ -117,7 +120,7 @@ class FittedMixture:
 
     def _observed_score(self, X: Any, covar: Any) -> tuple[float, int]:
         """Mean log-likelihood of X as observed data (see :func:`.observed_log_likelihood`), N."""
-        X = self._check(X)
+        X = self._check(X)[0]
         log_p = self.score_samples(X, covar=covar)
         res = self.fit_result_
         return observed_log_likelihood(log_p, X, self.sel_callback, res.weight_sum,

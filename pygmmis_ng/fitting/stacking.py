@@ -82,9 +82,7 @@ def cv_fit(gmm: GMM, data: Any, L: int = 10, covar: Any = None, rng: Any = None,
         raise TypeError(f"gmm must be a pygmmis_ng.GMM, got {type(gmm).__name__}")
     C = None
     if censored is not None:
-        if R is not None:
-            raise ValueError("censored with R (projections) is not supported")
-        data, C = check_censored(censored, as_float_array(data, "data"))
+        data, C = check_censored(censored, as_float_array(data, "data"), R)
     X, R, S = check_observed(data, covar, R, gmm.D)
     N = len(X)
     L = check_int(L, "L", minimum=2)

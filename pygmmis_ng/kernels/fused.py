@@ -34,6 +34,7 @@ from ..config import get_settings
 from . import algebra, compiled_transforms, lanes, patterns, skeletons
 from .compiled_transforms import Q_NEGLIGIBLE, deconvolve, numba
 from .skeletons import Spec
+from .stats import shared_gain
 
 
 def enabled() -> bool:
@@ -289,12 +290,9 @@ def stats_censored(x: np.ndarray, S: np.ndarray | None, weight: np.ndarray | Non
     prec = np.tril(np.linalg.solve(chol, np.broadcast_to(np.eye(D), chol.shape)))
     log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
     log_c = log_amp - 0.5 * (D * np.log(2.0 * np.pi) + log_det)
-    Tinv_RV = np.swapaxes(prec, 1, 2) @ (prec @ np.swapaxes(gain, 1, 2))     # T^-1 R V
-    post_s = post - gain @ Tinv_RV
     result = run(Spec("lanes", "censored_shared", "full", D), x, None, weight, log_bg, mean,
                  prec, log_c, Q_NEGLIGIBLE)
-    return _lift(result, "V_k + S", "full", covar, np.swapaxes(Tinv_RV, 1, 2),
-                 0.5 * (post_s + np.swapaxes(post_s, 1, 2)))
+    return _lift(result, "V_k + S", "full", covar, *shared_gain(prec, gain, post))
 
 
 def stats_projected(y: np.ndarray, R: np.ndarray, S: np.ndarray | None, weight: np.ndarray | None,

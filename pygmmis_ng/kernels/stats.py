@@ -174,6 +174,19 @@ def prepare_components(amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
     return Components(log_amp, mean, covar, prec_chol, log_det, gain, post_covar, quad, family)
 
 
+def shared_gain(prec_chol: np.ndarray, VRt: np.ndarray, covar: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The gain V_k R^T T_k^-1 (K, D, dy) and the posterior covariance V_k - V_k R^T T_k^-1
+    R V_k (K, D, D, symmetrized) of values y = R x + noise shared by a group of samples,
+    from ``prec_chol`` L_k^-1 of T_k = R V_k R^T + S (K, dy, dy), ``VRt`` V_k R^T and
+    ``covar`` V_k."""
+    # T^-1 R V = L^-T L^-1 (V R^T)^T, and the gain is its transpose V R^T T^-1 (K, D, dy)
+    Tinv_RV = np.swapaxes(prec_chol, 1, 2) @ (prec_chol @ np.swapaxes(VRt, 1, 2))
+    gain = np.swapaxes(Tinv_RV, 1, 2)
+    post = covar - gain @ np.swapaxes(VRt, 1, 2)
+    return gain, 0.5 * (post + np.swapaxes(post, 1, 2))
+
+
 def log_normalize(log_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise log-sum-exp and responsibilities.
 

@@ -196,15 +196,13 @@ def censored_log_fraction(limit: np.ndarray, lo: np.ndarray, hi: np.ndarray, sid
     lim = np.where(side < 0, limit, -limit)           # y > l is -y < -l: a box flipped
     a, b = np.where(side < 0, lo, -hi), np.where(side < 0, hi, -lo)
     width = b - a
-    if var is None:
-        frac = np.clip((lim - a) / width, 0.0, 1.0)
-    else:
+    frac = np.clip((lim - a) / width, 0.0, 1.0)       # without noise
+    if var is not None:
         s = np.sqrt(np.broadcast_to(var, lim.shape))
         with np.errstate(divide="ignore", invalid="ignore"):
             t1, t2 = (lim - a) / s, (lim - b) / s
             g = lambda t: t * ndtr(t) + np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)  # noqa: E731
-            frac = np.where(s > 0, s * (g(t1) - g(t2)) / width,
-                            np.clip((lim - a) / width, 0.0, 1.0))
+            frac = np.where(s > 0, s * (g(t1) - g(t2)) / width, frac)
     with np.errstate(divide="ignore"):
         return np.log(np.clip(frac, 0.0, 1.0)).sum(axis=1)
 

@@ -178,10 +178,6 @@ def _check_censored(data: Any, censored: Any, R: Any, v: dict) -> tuple[Any, Any
         raise ValueError("censored with dask-array data is not supported: the limits would "
                          "have to travel with every block; pass numpy arrays (client= then "
                          "still runs the E-steps on the cluster)")
-    if R is not None:
-        raise ValueError("censored with R (projections) is not supported: a limit applies to "
-                         "one observed value; pass the values in D columns (NaN for the "
-                         "unmeasured ones) without R")
     if v["cutoff"] is not None:
         raise ValueError("censored with cutoff is not supported: a neighborhood is a chi2 "
                          "ball around the measured values, and a limit has no distance to a "
@@ -189,7 +185,7 @@ def _check_censored(data: Any, censored: Any, R: Any, v: dict) -> tuple[Any, Any
     X = as_float_array(data, "data", v["dtype"])
     if X.ndim != 2:
         raise ValueError(f"data must have shape (N, D) with censored, got shape {X.shape}")
-    return check_censored(censored, X)
+    return check_censored(censored, X, R)
 
 
 def _sampled(X: np.ndarray, R: Any, S: Any, weight: Any, Z: np.ndarray, log_omega_mean: float,
