@@ -441,7 +441,7 @@ def test_every_minibatch_holds_every_missingness_pattern_in_row_order(noisy):
     (dict(batch_size=100, finish=-1), "finish"),
     (dict(batch_size=100, cutoff=3.0), "cutoff"),
     (dict(batch_size=100, split_n_merge=2), "split_n_merge"),
-    (dict(batch_size=100, sel_callback=lambda c: np.ones(len(c))), "imputation"),
+    (dict(batch_size=100, sel_callback=lambda c: np.ones(len(c)), oversampling=0), "oversampling"),
 ])
 def test_bad_online_options_are_refused_before_anything_changes(noisy, kw, match):
     X, _ = noisy

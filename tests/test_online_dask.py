@@ -108,3 +108,25 @@ def test_uneven_chunks_do_not_bias_the_fit(client):
     # the minibatches of numpy input (windows of 500 rows), in the same order
     ng.fit(ref, X, batch_size=500, n_passes=30, rng=0, tol=0)
     np.testing.assert_allclose(gmm.amp, ref.amp, rtol=1e-10)
+
+
+def test_online_fit_under_a_selection_on_the_cluster_equals_one_process(client, data):
+    """Issue 36: the minibatches' imputation draws run on the workers. Bitwise the fit of one
+    process over the same minibatches; from a dask array (its rows read on the workers, the
+    data centred there: the centre's rounding differs) equal to rounding."""
+    X, S = data
+    keep = X[:, 0] < 5.0
+    X, S = X[keep], S[keep]
+    kw = dict(sel_callback=lambda c: (c[:, 0] < 5.0).astype(float),
+              covar_callback=lambda c: np.broadcast_to(0.1 * np.eye(2), (len(c), 2, 2)).copy())
+    g1, r1 = online(X, S, **kw)
+    g2, r2 = online(X, S, client=client, **kw)
+    assert r1.orig_size > 1.01 * len(X)
+    assert np.array_equal(g1.mean, g2.mean) and np.array_equal(g1.covar, g2.covar)
+    assert np.array_equal(r1.online.pass_logL, r2.online.pass_logL)
+    assert r1.orig_size == r2.orig_size
+    g3, r3 = online(da.from_array(X, chunks=(BLOCK, 2)), da.from_array(S, chunks=(BLOCK, 2, 2)),
+                    client=client, **kw)
+    np.testing.assert_allclose(g3.mean, g1.mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(g3.covar, g1.covar, rtol=1e-10, atol=1e-12)
+    assert r3.orig_size == pytest.approx(r1.orig_size, rel=1e-10)

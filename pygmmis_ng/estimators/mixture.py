@@ -239,15 +239,17 @@ class IncompleteGaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
     def _piece_result(self, piece: Any, gmm: GMM, X: np.ndarray, sample_weight: Any,
                       background: Any, fitted: bool) -> FitResult:
         """A ``partial_fit`` call as a :class:`FitResult`: the samples seen so far, the
-        piece's logL appended to the history."""
-        seen = (0.0 if not fitted else self.fit_result_.weight_sum) + \
-            float(len(X) if sample_weight is None else np.sum(sample_weight))
+        piece's logL appended to the history; under a selection the original size follows
+        the running selected fraction."""
+        piece_w = float(len(X) if sample_weight is None else np.sum(sample_weight))
+        seen = (0.0 if not fitted else self.fit_result_.weight_sum) + piece_w
+        ratio = piece.orig_size / piece_w if piece_w > 0 and np.isfinite(piece.orig_size) else 1.0
         history = ([] if not fitted else list(self.lower_bounds_)) + [piece.logL]
         fit_bg = background is not None and background.adjust_amp
         free = {k: np.zeros(gmm.K, bool) for k in ("amp", "mean", "covar")}
         return FitResult(piece.logL, [None] * gmm.K, n_iter=piece.state.t, n_eval=piece.state.t,
                          converged=False, history=np.asarray(history), n_samples=len(X),
-                         orig_size=seen, n_imputed=0.0,
+                         orig_size=seen * ratio, n_imputed=seen * (ratio - 1),
                          bg_amp=None if background is None else background.amp, n_reseeded=0,
                          n_ghosts=0, restarts_logL=np.array([piece.logL]), chosen=0,
                          n_params=count_params(gmm.K, gmm.D, free, fit_bg, self.covariance_type),

@@ -25,8 +25,9 @@ import numpy as np
 from ..config import get_settings, use
 from ..execution import make_executor
 from ..model import GMM
+from .em.diagnostics import RunawayWatch, warn_reseeded
 from .em.em_loop import fits_background
-from .online.passes import OnlineState, run_pass, start_stats, state_of, units_of
+from .online.passes import OnlineState, run_pass, running_mean, start_stats, state_of, units_of
 from .problem.option_entries import LEARNING_DECAY, LEARNING_OFFSET, TABLE
 from .problem.option_table import check_option, documented
 from .problem.problem import State
@@ -48,11 +49,14 @@ class PieceResult(NamedTuple):
         parameters before its own update.
     n_batches : int
         Minibatch updates the piece made.
+    orig_size : float
+        The estimated original size N0 of the piece (its weight without a selection).
     """
 
     state: OnlineState
     logL: float
     n_batches: int
+    orig_size: float = float("nan")
 
 
 def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_weight: Any = None,
@@ -62,7 +66,8 @@ def partial_fit(gmm: GMM, data: Any, covar: Any = None, R: Any = None, sample_we
                 reg_covar: float = 0.0, covariance_type: str = "full", client: Any = None,
                 dtype: Any = np.float64, learning_decay: float = LEARNING_DECAY,
                 learning_offset: float = LEARNING_OFFSET, progress: bool | None = None,
-                censored: Any = None) -> PieceResult:
+                censored: Any = None, sel_callback: Any = None, oversampling: int = 10,
+                covar_callback: Any = None) -> PieceResult:
     """Update ``gmm`` (in place) with the piece ``data`` by online EM.
 
     Parameters
@@ -97,27 +102,34 @@ def _piece(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, rng: Any
                                **given)
     problem = prepare_problem(obs, opts, gmm.K, gmm.D, gen, units=state)
     N = problem.Xc.shape[0]
+    imputed = None
     if state is None:
         st = initial_state(gmm, obs, resolve_init(opts.start.init), opts, problem, gen)
         running, t, rows = start_stats(st, problem.em.reg_covar), start_t, N
         row_weight = problem.N_w / N
     else:
+        # the imputation's running averages go on only under a selection
+        imputed = state.imputed if problem.impute else None
+        N0 = problem.N_w if imputed is None else problem.N_w / imputed.z
         st = State(gmm.amp.copy(), gmm.mean - problem.center, gmm.covar.copy(),
-                   opts.imputation.initial_bg_amp(), problem.N_w)
+                   opts.imputation.initial_bg_amp(), N0)
         running, t, rows = state.running, state.t, state.rows + N
         # the weight of a full minibatch follows the mean weight per row of all pieces
         row_weight = (state.row_weight * state.rows + problem.N_w) / rows
     n_before = t
+    watch = RunawayWatch(problem, gmm.K) if problem.impute else None
     with make_executor(problem, opts.execution.n_jobs, opts.execution.client) as ex:
         done = run_pass(problem, st, running, t, units_of(problem, opts.online.batch_size),
                         opts.online, fits_background(problem, st.bg_amp), gen, ex, row_weight,
-                        None)
+                        None, imputed, watch)
     st, running, t = done.state, done.running, done.t
+    if watch is not None:
+        warn_reseeded(done.n_reseeded, watch.n_ghosts, watch.n_left)
     gmm.amp, gmm.mean, gmm.covar = st.amp, st.mean + problem.center, st.covar
     if background is not None:
         background.amp = st.bg_amp
-    return PieceResult(state_of(problem, running, t, row_weight, rows),
-                       done.logL / done.weight if done.weight > 0 else np.nan, t - n_before)
+    return PieceResult(state_of(problem, running, t, row_weight, rows, done.imputed),
+                       running_mean(problem, done, st), t - n_before, st.N0)
 
 
 #: the arguments of ``partial_fit`` not checked as options by :func:`check_fit`

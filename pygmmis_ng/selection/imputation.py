@@ -208,11 +208,20 @@ class ImputationSampler:
         self._cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._cache_limit = 1 << 24        # doubles of variates kept between iterations
 
-    def _uniforms(self, b: int) -> np.ndarray:
-        """Block b of the (B, 1 + D (1 + noise + background)) uniform variates."""
+    def _uniforms(self, b: int, fresh: int = -1, n: int = 0) -> np.ndarray:
+        """Block b of the (B, 1 + D (1 + noise + background)) uniform variates; with ``fresh``
+        >= 0 the first n points of block b of the randomization ``fresh`` instead: its own
+        scrambling of the Sobol sequence (online EM draws each update from its own)."""
         B, D = get_settings().imputation_block, self.D
         d = 1 + D * (1 + self.noise + self.background)
-        if get_settings().imputation_variates == "sobol":
+        sobol = get_settings().imputation_variates == "sobol"
+        if fresh >= 0:
+            seq = np.random.SeedSequence(self.entropy, spawn_key=(fresh, b))
+            if not sobol:
+                return np.random.default_rng(seq).random((n, d))
+            engine = scipy.stats.qmc.Sobol(d, scramble=True, seed=np.random.default_rng(seq))
+            return engine.random_base2(max(n - 1, 0).bit_length())[:n]
+        if sobol:
             seed = np.random.default_rng(np.random.SeedSequence(self.entropy))
             engine = scipy.stats.qmc.Sobol(d, scramble=True, seed=seed)
             if b:
@@ -221,31 +230,34 @@ class ImputationSampler:
         gen = np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(b,)))
         return gen.random((B, d))
 
-    def variates(self, b: int) -> tuple[np.ndarray, ...]:
-        """The fixed variates of block b: u (B,), z (B, D), eta (B, D) or None, v (B, D) or None."""
-        if b in self._cache:
+    def variates(self, b: int, fresh: int = -1, n: int = 0) -> tuple[np.ndarray, ...]:
+        """The fixed variates of block b: u (B,), z (B, D), eta (B, D) or None, v (B, D) or None
+        (``fresh`` >= 0: n variates of block b of that randomization, not kept)."""
+        if fresh < 0 and b in self._cache:
             return self._cache[b]
         D = self.D
-        P = self._uniforms(b)
+        P = self._uniforms(b, fresh, n)
         u = P[:, 0]
         normals = scipy.special.ndtri(np.clip(P[:, 1:1 + D * (1 + self.noise)], 1e-16, 1 - 1e-16))
         z = normals[:, :D]
         eta = normals[:, D:] if self.noise else None
         v = P[:, 1 + D * (1 + self.noise):] if self.background else None
         out = (u, z, eta, v)
-        if (len(self._cache) + 1) * P.size <= self._cache_limit:
+        if fresh < 0 and (len(self._cache) + 1) * P.size <= self._cache_limit:
             self._cache[b] = out
         return out
 
     def block(self, b: int, n: int, amp: np.ndarray, mean: np.ndarray, chol: np.ndarray,
               bg: Background | None, bg_amp: float, covar_callback: Callable | None,
-              sel_callback: Callable) -> Block:
+              sel_callback: Callable, fresh: int = -1) -> Block:
         """The first n draws of block b, with their noise and selection probability.
 
         Parameters
         ----------
         b, n : int
             Block index and number of draws (at most the ``imputation_block`` setting).
+        fresh : int
+            -1: the fit's common variates; >= 0: those of the randomization ``fresh``.
         amp, mean, chol : (K,), (K, D), (K, D, D)
             Signal amplitudes (sum 1), means, Cholesky factors of the covariances.
         bg, bg_amp : the background and its fraction (or None, 0)
@@ -253,7 +265,7 @@ class ImputationSampler:
         """
         K = amp.size
         cum = np.cumsum(np.append(amp * (1 - bg_amp), bg_amp))
-        u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b))
+        u, z, eta, v = (None if a is None else a[:n] for a in self.variates(b, fresh, n))
         if fused.enabled():
             x, comp = compiled_transforms.draw_transform(u, z, v, cum, mean, chol,
                                                          None if bg is None else bg.footprint)
@@ -287,6 +299,23 @@ class BlockTask(NamedTuple):
     mean: np.ndarray            # centred means
     covar: np.ndarray
     bg_amp: float
+    fresh: int = -1             # >= 0: draws of their own randomization (online EM's update)
+
+
+def _draw_block(p: Any, task: BlockTask) -> Block:
+    """The draws of ``task`` at its parameters (coordinates of the data, not centred)."""
+    return p.sampler.block(task.b, task.n, task.amp, task.mean + p.center,
+                           np.linalg.cholesky(task.covar), p.bg, task.bg_amp,
+                           p.imputation.covar_callback, p.imputation.sel_callback, task.fresh)
+
+
+def block_omega(p: Any, task: BlockTask) -> tuple[np.ndarray, np.ndarray]:
+    """The selection alone of one block of imputation draws: sum_j Omega_j and the number of
+    draws of each member (K + 1,) (K: the background), as :func:`block_stats` returns them."""
+    K = task.mean.shape[0]
+    block = _draw_block(p, task)
+    return (np.bincount(block.member, weights=block.omega, minlength=K + 1),
+            np.bincount(block.member, minlength=K + 1).astype(float))
 
 
 def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, np.ndarray]:
@@ -306,9 +335,7 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, n
     K, D = task.mean.shape
     amp_eff = task.amp * (1 - task.bg_amp)
     log_alpha = math.log(task.bg_amp) if task.bg_amp > 0 else None
-    block = p.sampler.block(task.b, task.n, task.amp, task.mean + p.center,
-                            np.linalg.cholesky(task.covar), p.bg, task.bg_amp,
-                            p.imputation.covar_callback, p.imputation.sel_callback)
+    block = _draw_block(p, task)
     stats = SufficientStats.zeros(K, D)
     omega = np.bincount(block.member, weights=block.omega, minlength=K + 1)
     draws = np.bincount(block.member, minlength=K + 1).astype(float)

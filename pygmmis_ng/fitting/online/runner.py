@@ -103,7 +103,8 @@ class OnlineRunner:
             fin = run_em(problem, best.state, min(em.miniter, maxiter), maxiter, gen, ex)
         N = problem.Xc.shape[0]
         if fin is None:
-            state = state_of(problem, best.running, best.n_batches, best.row_weight, N)
+            state = state_of(problem, best.running, best.n_batches, best.row_weight, N,
+                             best.imputed)
         else:          # the finishing EM moved the parameters: statistics that give them back
             state = state_of(problem, start_stats(fin.state, em.reg_covar), best.n_batches,
                              best.row_weight, N)
@@ -118,13 +119,16 @@ def _as_run(best: OnlineRun, fin: Run | None, finish: int | None) -> Run:
     """The online passes (and the finishing EM) as one run: an iteration per pass."""
     if fin is None:
         return Run(best.state, best.logL, best.pass_logL, best.n_passes, best.converged,
-                   best.n_reseeded, [], best.n_passes, logL_se=best.logL_se)
+                   best.n_reseeded, [], best.n_passes, n_ghosts=best.n_ghosts,
+                   logL_se=best.logL_se, ghosts_left=best.ghosts_left)
     # finish=n: the user asked for n full-batch steps after settled passes; True: to tol
     converged = fin.converged or (finish is not None and best.converged)
     history = np.concatenate([best.pass_logL, fin.history[1:]])
     return fin._replace(history=history, n_iter=best.n_passes + fin.n_iter,
                         n_eval=best.n_passes + fin.n_eval, converged=converged,
-                        n_reseeded=best.n_reseeded + fin.n_reseeded)
+                        n_reseeded=best.n_reseeded + fin.n_reseeded,
+                        n_ghosts=best.n_ghosts + fin.n_ghosts,
+                        ghosts_left=max(best.ghosts_left, fin.ghosts_left))
 
 
 def warn_large_blocks(X: Any, batch_size: int) -> None:

@@ -211,16 +211,18 @@ ENTRIES = (
         Enables imputation: the fit then estimates the density *before* selection (see
         :mod:`pygmmis_ng.selection.imputation`). Components whose draws are almost never
         selected (ghosts) are re-seeded; a selection that cannot match the data raises
-        :class:`~pygmmis_ng.RunawayError`.""", None, "imputation", (F, E), callable_or_none),
+        :class:`~pygmmis_ng.RunawayError`.""", None, "imputation", (F, E, P), callable_or_none),
     Option("oversampling", "int >= 1", """
         Imputation draws per sample of the estimated original sample size and iteration.
-        Their Monte-Carlo noise shrinks as 1/sqrt(oversampling).""", 10, "imputation", (F, E),
+        Their Monte-Carlo noise shrinks as 1/sqrt(oversampling). Online EM: each minibatch
+        makes its share, oversampling times its estimated original size.""", 10, "imputation",
+           (F, E, P),
            integer(minimum=1, maximum=MAX_DRAWS_PER_SAMPLE, why=", the most imputation draws a "
                    "fit makes per observed sample and iteration")),
     Option("covar_callback", "callable or None", """
         ``covar_callback(coords) -> (D, D) or (M, D, D)``: noise covariance of imputation
         draws at their noise-free coords. Required when both ``covar`` and ``sel_callback``
-        are given.""", None, "imputation", (F, E), callable_or_none),
+        are given.""", None, "imputation", (F, E, P), callable_or_none),
     Option("background", "Background or None", """
         A uniform background fitted together with the mixture; its ``amp`` is updated in
         place when ``adjust_amp`` (an initial amp of 0 then starts at min(0.1, amp_max)).""",
@@ -270,8 +272,9 @@ ENTRIES = (
         (stepwise) EM for data too large for many passes (:mod:`pygmmis_ng.fitting.online`):
         minibatches of about this many rows update running sufficient statistics with a
         decaying learning rate, and an M-step follows each. Works with noise, NaN, ``R``,
-        weights, a background, numpy, memory-mapped and (with ``client``) dask arrays; not
-        with ``sel_callback``, ``cutoff`` or ``split_n_merge``.""", None, "online",
+        weights, a background, ``sel_callback`` (each minibatch imputes its share of the
+        unselected samples), numpy, memory-mapped and (with ``client``) dask arrays; not
+        with ``cutoff`` or ``split_n_merge``.""", None, "online",
            (F, E, P), integer(minimum=1, allow_none=True), docs={E: """
         None: full-batch EM. An int: online (stepwise) EM over minibatches of about this
         many rows (``fit``; see ``pygmmis_ng.fit``), and the rows per minibatch of

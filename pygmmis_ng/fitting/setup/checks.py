@@ -102,7 +102,7 @@ def check_fit(gmm: Any, data: Any, covar: Any = None, R: Any = None, sample_weig
     _check_covariance_type(v["covariance_type"], masks, attempts)
     online = _online(v, path)
     if online is not None:
-        _check_online_combination(v["sel_callback"], v["cutoff"], attempts)
+        _check_online_combination(v["cutoff"], attempts)
     obs, bg = _observations(gmm, data, covar, R, sample_weight, v, gen, K if min_samples is None
                             else min_samples, censored)
     accelerate = v["accelerate"]
@@ -270,16 +270,8 @@ def _check_covariance_type(covariance_type: Any, masks: dict, attempts: int) -> 
                          "split_n_merge=0")
 
 
-def _check_online_combination(sel_callback: Any, cutoff: Any, attempts: int) -> None:
+def _check_online_combination(cutoff: Any, attempts: int) -> None:
     """What online EM (``batch_size``) cannot do, refused with the reason."""
-    if sel_callback is not None:
-        raise ValueError(
-            "batch_size (online EM) with sel_callback is not supported: imputation estimates "
-            "the selected fraction Z and the original size N0 of the *whole* data at each "
-            "update from about oversampling * N0 draws, so a minibatch would need as many "
-            "draws as a full pass (or, with fewer, a biased N0 and Monte-Carlo noise that the "
-            "running statistics do not average away). Fit with batch_size=None, or on a "
-            "uniform random subsample of the rows (it keeps the same selection function)")
     if cutoff is not None:
         raise ValueError("batch_size (online EM) with cutoff is not supported: neighborhoods "
                          "are reused between full passes at nearby parameters, while online "
