@@ -495,3 +495,33 @@ def test_paper_dataset_has_seven_fields_and_a_one_line_repr():
     assert "\n" not in text and len(text) < 300
     assert f"data=<array {len(ds.data)}x2>" in text and "truth=<GMM K=3 D=2>" in text
     assert "background=<Background amp=0.1>" in text and "selection='box_with_hole'" in text
+
+
+def test_sobol_blocks_in_any_order_are_the_points_of_one_sequence():
+    """The sampler keeps its Sobol sequence positioned (no fast-forward from the start per
+    block); any order of blocks, and a pickled copy, give the points b*B ... of one
+    sequence, as made from scratch."""
+    import pickle
+
+    import scipy.stats.qmc
+
+    from pygmmis_ng.config import settings
+    from pygmmis_ng.selection.imputation import ImputationSampler
+
+    def from_scratch(b):
+        seed = np.random.default_rng(np.random.SeedSequence(123))
+        engine = scipy.stats.qmc.Sobol(7, scramble=True, seed=seed)
+        if b:
+            engine.fast_forward(b * 1024)
+        return engine.random(1024)
+
+    with settings(imputation_block=1024):
+        sampler = ImputationSampler(123, 2, True, True)
+        for b in [0, 1, 2, 5, 3, 3, 0, 7, 8]:
+            assert np.array_equal(sampler._uniforms(b), from_scratch(b))
+        copy = pickle.loads(pickle.dumps(sampler))
+        assert np.array_equal(copy._uniforms(4), from_scratch(4))
+        # online EM's fresh randomizations are their own sequences, not blocks of this one
+        fresh = sampler._uniforms(4, fresh=1, n=1024)
+        assert fresh.shape == (1024, 7) and not np.array_equal(fresh, from_scratch(4))
+        assert np.array_equal(fresh, copy._uniforms(4, fresh=1, n=1024))

@@ -34,6 +34,7 @@ import functools
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -207,6 +208,36 @@ class ImputationSampler:
         self.noise = noise
         self._cache: dict[int, tuple[np.ndarray, ...]] = {}
         self._cache_limit = 1 << 24        # doubles of variates kept between iterations
+        self._engine: Any = None           # the Sobol sequence, positioned at block _pos
+        self._pos, self._shape = 0, (0, 0)
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # a worker gets the sampler without its sequence's position (made again there)
+        state = dict(self.__dict__, _engine=None, _pos=0)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _sobol_block(self, b: int, d: int, B: int) -> np.ndarray:
+        """Points b*B ... (b+1)*B - 1 of the fit's scrambled Sobol sequence. The sequence is
+        kept at the end of the last block made, so blocks made in order (those beyond the
+        cache, every iteration) skip nothing; a block behind it starts the sequence again.
+        (Fast-forwarding from the start for every block made the E-step's cost quadratic in
+        the number of draws beyond the cache.)"""
+        with self._lock:
+            if self._engine is None or b < self._pos or (d, B) != self._shape:
+                seed = np.random.default_rng(np.random.SeedSequence(self.entropy))
+                self._engine = scipy.stats.qmc.Sobol(d, scramble=True, seed=seed)
+                self._pos, self._shape = 0, (d, B)
+            if b > self._pos:
+                self._engine.fast_forward((b - self._pos) * B)
+            out = self._engine.random(B)
+            self._pos = b + 1
+            return out
 
     def _uniforms(self, b: int, fresh: int = -1, n: int = 0) -> np.ndarray:
         """Block b of the (B, 1 + D (1 + noise + background)) uniform variates; with ``fresh``
@@ -220,13 +251,11 @@ class ImputationSampler:
             if not sobol:
                 return np.random.default_rng(seq).random((n, d))
             engine = scipy.stats.qmc.Sobol(d, scramble=True, seed=np.random.default_rng(seq))
-            return engine.random_base2(max(n - 1, 0).bit_length())[:n]
+            with warnings.catch_warnings():     # the first n points: a prefix of a 2^m net
+                warnings.filterwarnings("ignore", "The balance properties", UserWarning)
+                return engine.random(n)
         if sobol:
-            seed = np.random.default_rng(np.random.SeedSequence(self.entropy))
-            engine = scipy.stats.qmc.Sobol(d, scramble=True, seed=seed)
-            if b:
-                engine.fast_forward(b * B)
-            return engine.random(B)
+            return self._sobol_block(b, d, B)
         gen = np.random.default_rng(np.random.SeedSequence(self.entropy, spawn_key=(b,)))
         return gen.random((B, d))
 
