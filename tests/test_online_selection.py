@@ -233,3 +233,14 @@ def test_background_noise_nan_and_weights_compose():
     assert r_online.orig_size == pytest.approx(r_full.orig_size, rel=0.03)
     assert bg_online.amp == pytest.approx(bg_full.amp, abs=0.01)
     assert abs(r_online.logL - r_full.logL) < 3 * np.hypot(r_online.logL_se, r_full.logL_se)
+
+
+def test_the_info_table_shows_the_imputed_count(selected, caplog):
+    with caplog.at_level("INFO", logger="pygmmis_ng"):
+        _, res = online(selected, n_passes=2, tol=0, progress=False)
+    header = next(r.getMessage().split() for r in caplog.records
+                  if r.getMessage().split()[:3] == ["PASS", "BATCHES", "SAMPLES"])
+    assert header[3] == "IMPUTED"
+    rows = [r.getMessage().split() for r in caplog.records
+            if getattr(r, "iteration", None) is not None]
+    assert float(rows[-1][3]) == pytest.approx(res.orig_size - len(selected), abs=1)

@@ -99,8 +99,8 @@ def test_ints_are_strict_on_the_estimators_and_integral_floats_pass_on_fit():
 
 def test_an_option_a_path_does_not_take_is_refused():
     X = np.random.default_rng(0).normal(size=(60, 2))
-    with pytest.raises(TypeError, match="sel_callback"):
-        check_fit(ng.GMM(2, 2), X, path="partial_fit", sel_callback=lambda c: np.ones(len(c)))
+    with pytest.raises(TypeError, match="n_init"):
+        check_fit(ng.GMM(2, 2), X, path="partial_fit", n_init=2)
     with pytest.raises(TypeError, match="bogus"):
         check_fit(ng.GMM(2, 2), X, bogus=1)
 

@@ -301,8 +301,9 @@ def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
     watch = RunawayWatch(p, st.mean.shape[0]) if p.impute else None
     logL, se, M = score(p, st, fit_bg, ex, slice_tasks, chunks, None)
     pass_logL, running_logL = [logL], []
-    log_pass_header(fit_bg)
-    log_pass_row(0, 0, p.N_w, st.bg_amp if fit_bg else None, logL, None, None)
+    log_pass_header(fit_bg, p.impute)
+    log_pass_row(0, 0, p.N_w, st.bg_amp if fit_bg else None, logL, None, None,
+                 st.N0 - p.N_w if p.impute else None)
     n_reseeded = 0
     converged = False
     for n in range(1, opts.n_passes + 1):
@@ -314,7 +315,7 @@ def run_online(p: Problem, st: State, opts: OnlineOptions, fit_bg: bool,
         logL, se, M = score(p, st, fit_bg, ex, slice_tasks, chunks, M)
         pass_logL.append(logL)
         log_pass_row(n, t, p.N_w, st.bg_amp if fit_bg else None, logL, logL - pass_logL[-2],
-                     learning_rate(max(t, 1), opts))
+                     learning_rate(max(t, 1), opts), st.N0 - p.N_w if p.impute else None)
         if pass_gap(pass_logL) < tol:
             converged = True
             break

@@ -137,15 +137,17 @@ def log_row(it: int, N: int, imputed: float | None, orig: float | None, bg_amp: 
     logger.info("  ".join(f"{c:>10s}" for c in cells), extra={"iteration": it})
 
 
-def log_pass_header(bg: bool) -> None:
-    """The table of an online fit: one row per pass (see :mod:`pygmmis_ng.fitting.online.passes`)."""
-    cols = ["PASS", "BATCHES", "SAMPLES"] + (["BG_AMP"] if bg else []) + \
+def log_pass_header(bg: bool, impute: bool = False) -> None:
+    """The table of an online fit: one row per pass (see :mod:`pygmmis_ng.fitting.online.passes`);
+    under a selection with the imputed count N0 - N_w."""
+    cols = ["PASS", "BATCHES", "SAMPLES"] + (["IMPUTED"] if impute else []) + \
+        (["BG_AMP"] if bg else []) + \
         ["LOG_L", "DELTA", "RATE", "ELAPSED"]
     logger.info("  ".join(f"{c:>10s}" for c in cols))
 
 
 def log_pass_row(n: int, batches: int, N: float, bg_amp: float | None, logL: float,
-                 delta: float | None, rate: float | None) -> None:
+                 delta: float | None, rate: float | None, imputed: float | None = None) -> None:
     """One pass of an online fit: minibatch updates so far, the evaluation slice's mean logL,
     its change and the learning rate reached; one step of the progress bar."""
     tracker = _CURRENT.get()
@@ -155,6 +157,8 @@ def log_pass_row(n: int, batches: int, N: float, bg_amp: float | None, logL: flo
     if not logger.isEnabledFor(logging.INFO):
         return
     cells = [f"{n:10d}", f"{batches:10d}", f"{N:10.0f}"]
+    if imputed is not None:
+        cells.append(f"{imputed:10.0f}")
     if bg_amp is not None:
         cells.append(f"{bg_amp:10.4f}")
     cells += [f"{logL:10.5f}", "" if delta is None else f"{delta:+10.3e}",
