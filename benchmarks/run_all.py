@@ -50,6 +50,7 @@ BENCHMARKS = {
     "bench_dask_stress": ([], ["--quick"]),
     "bench_convergence": ([], ["--quick"]),
     "bench_censored": ([], ["--quick"]),
+    "bench_online_selection": ([], ["--seeds", "1", "--large", "2e5", "--large-batch", "4096"]),
 }
 
 SECTION = re.compile(r"^## `(bench_\w+)\.py`", re.M)
