@@ -244,3 +244,20 @@ def test_the_info_table_shows_the_imputed_count(selected, caplog):
     rows = [r.getMessage().split() for r in caplog.records
             if getattr(r, "iteration", None) is not None]
     assert float(rows[-1][3]) == pytest.approx(res.orig_size - len(selected), abs=1)
+
+
+def test_settled_passes_under_a_selection_do_not_claim_convergence(selected):
+    """The slice's logL settles while EM under a selection still crawls: not converged, and a
+    ConvergenceWarning that says why; the finishing full-batch EM's test decides instead."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="under a selection"):
+        _, res = online(selected, n_passes=30, tol=1e-3)
+    assert res.online.converged and res.online.n_passes < 30       # the passes settled ...
+    assert not res.converged                                       # ... which proves nothing
+    _, done = online(selected, n_passes=30, tol=1e-3, finish=True)
+    assert done.converged and done.online.finish_iter > 0
+    # without a selection settled passes still count (the stepwise fixed point is EM's)
+    gmm = ng.GMM(3, 2)
+    plain = ng.fit(gmm, selected, batch_size=1000, n_passes=30, tol=1e-3, rng=4)
+    assert plain.online.converged and plain.converged

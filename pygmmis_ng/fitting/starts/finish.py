@@ -27,7 +27,15 @@ def finish(gmm: GMM, background: Background | None, opts: FitOptions, problem: P
     K, D = gmm.K, gmm.D
     best, online = outcome.best, outcome.report
     em = opts.em
-    if online is not None and not best.converged:
+    if online is not None and not best.converged and online.converged:
+        warnings.warn("Best performing initialization did not converge. Try different init "
+                      "parameters, or increase max_iter, tol, or check for degenerate data. "
+                      "(online EM under a selection: the passes settled -- the evaluation "
+                      "slice's mean logL changes by less than tol -- but EM crawls under a "
+                      "selection, as the imputation follows the model, and stepwise EM more "
+                      "so: the fit can lie well below the maximum. finish=True runs "
+                      "full-batch EM to tol)", ConvergenceWarning, stacklevel=3)
+    elif online is not None and not best.converged:
         h = online.pass_logL
         warnings.warn("Best performing initialization did not converge. Try different init "
                       "parameters, or increase max_iter, tol, or check for degenerate data. "
