@@ -16,9 +16,9 @@ B-V ~ 0 (M ~ 0.5) to B-V ~ 1.4 (M ~ 9), the turn-off and subgiants near
 B-V ~ 0.5-0.9, the giant branch rising to the red, and the red clump of
 core-helium-burning giants as a compact peak at B-V ~ 1.0, M_Hp ~ 1 (its
 true spread in absolute magnitude is a few tenths of a magnitude). The
-deconvolved clump is about half as wide in magnitude (FWHM ~0.5 mag) as the
+deconvolved clump is about half as wide in magnitude (FWHM ~0.6 mag) as the
 clump one gets by fitting the same mixture to the observed stars and
-ignoring their errors (~0.9 mag).
+ignoring their errors (~1.1 mag).
 """
 import argparse
 

@@ -17,22 +17,76 @@ def _icrs_unit(ra, dec):
     return np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
 
 
+def _fields(C, sigma, u):
+    """The catalogue's 15 fields of covariance C (Michalik et al. 2014, Appendix B): U upper
+    triangular with C = u^2 (U^T U)^-1, column by column, the diagonal stored as U_ii s_i / u."""
+    U = np.linalg.cholesky(np.linalg.inv(C / u**2)).T      # (C / u^2)^-1 = U^T U, U upper
+    stored = U.copy()
+    stored[np.diag_indices(5)] *= sigma / u
+    return [stored[i, j] for j in range(5) for i in range(j + 1)]
+
+
 def test_weight_matrix_fields_give_back_a_known_covariance():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(4, 5, 5))
     C = A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(5)
     sigma = np.sqrt(np.diagonal(C, axis1=1, axis2=2))
-    fields = []
-    for c, s in zip(C, sigma):
-        U = np.linalg.cholesky(np.linalg.inv(c)).T          # C^-1 = U^T U, U upper
-        U = U * s[None, :]                                  # the catalogue's scaling
-        fields.append([U[i, j] for j in range(5) for i in range(j + 1)])
-    np.testing.assert_allclose(H.astrometric_covariance(sigma, np.array(fields)), C, rtol=1e-10)
+    n_transits = np.array([30.0, 90, 150, 400])
+    f2 = np.array([-1.5, 0.0, 0.9, 12.0])
+    u = H.unit_weight_factor(n_transits, f2)
+    # u^2 = Q / nu: the chi-square per degree of freedom that F2 (Wilson-Hilferty) stands for
+    nu = n_transits - 5
+    chi2 = nu * (1 - 2 / (9 * nu) + f2 * np.sqrt(2 / (9 * nu))) ** 3
+    np.testing.assert_allclose(u**2, chi2 / nu, rtol=1e-12)
+    fields = np.array([_fields(c, s, uu) for c, s, uu in zip(C, sigma, u)])
+    got = H.astrometric_covariance(sigma, fields, n_transits, f2)
+    np.testing.assert_allclose(got, C, rtol=1e-10)
+    np.testing.assert_allclose(got[:, 4, 4], sigma[:, 4] ** 2, rtol=1e-12)   # by construction
 
 
-def test_singular_weight_matrix_keeps_errors_without_correlations():
-    C = H.astrometric_covariance(np.array([[1.0, 2, 3, 4, 5]]), np.zeros((1, 15)))
-    np.testing.assert_array_equal(C[0], np.diag([1.0, 4, 9, 16, 25]))
+def test_fields_that_give_no_covariance_give_nan():
+    ones = np.ones((3, 5))
+    fields = np.array(_fields(np.eye(5), np.ones(5), 1.0))
+    W = np.array([fields, fields, np.zeros(15)])
+    errors = np.array([[1.0, 1, 1, 1, 1], [1.0, 0, 1, 1, 1], [1.0, 1, 1, 1, 1]])
+    C = H.astrometric_covariance(errors, W, np.array([4.0, 30, 30]), np.zeros(3))
+    assert np.isnan(C).all()                  # nu <= 0, an error of 0, a singular matrix
+    C = H.astrometric_covariance(ones[:1], W[:1], np.array([30.0]), np.zeros(1))
+    assert np.isfinite(C).all()
+
+
+def test_the_recipe_gives_back_the_catalogue_errors_to_the_rounding(cat):
+    """Five-parameter solutions: sqrt(C_ii) is the catalogue's sigma_i to the rounding of the
+    fields (0.005 on each of the 15 fields, on each sigma and on F2, propagated to first
+    order), C_55 exactly; the other solution types are left out (NaN)."""
+    from pygmmis_ng.tools.hipparcos import _COL
+
+    table = np.loadtxt(H._catalog_path())
+    five = table[:, 1].astype(int) % 10 == 5
+    assert (~five).sum() == 2843 and np.isnan(cat.astrometric_covar[~five]).all()
+    uncapped = five & (table[:, _COL["f2"]] < 99)           # F2 = 99.0 is the field's cap
+    sigma = table[uncapped][:, _COL["errors"]]
+    args = [sigma, table[uncapped][:, _COL["weights"]], table[uncapped][:, _COL["n_transits"]],
+            table[uncapped][:, _COL["f2"]]]
+
+    def sd(a):
+        return np.sqrt(np.diagonal(H.astrometric_covariance(*a), axis1=1, axis2=2))
+
+    s0 = sd(args)
+    bound = np.full_like(s0, 0.005)             # the catalogue's sigma itself is rounded
+    h = 1e-6
+    for k, width in ((0, 5), (1, 15), (3, None)):
+        for j in range(width or 1):
+            a = [x.copy() for x in args]
+            if width is None:
+                a[k] += h
+            else:
+                a[k][:, j] += h
+            bound += np.abs(sd(a) - s0) / h * 0.005
+    within = np.abs(s0 - sigma) <= bound + 1e-9
+    assert within.all(axis=1).mean() > 0.999
+    assert np.median(np.abs(s0 - sigma) / sigma) < 0.003
+    np.testing.assert_allclose(s0[:, 4], sigma[:, 4], rtol=1e-9)
 
 
 def test_galactic_centre_and_pole():
@@ -96,7 +150,7 @@ def test_velocity_noise_is_the_propagated_astrometric_covariance():
 
 def test_cuts_and_subsampling(cat):
     s = H.tangential_velocities(cat)
-    err = np.sqrt(cat.astrometric_covar[:, 2, 2])
+    err = cat.errors[:, 2]                     # the catalogue's parallax errors
     keep = (cat.solution % 10 == 5) & (err > 0) & (cat.parallax > 10 * err)
     assert len(s.y) == keep.sum() and 25_000 < len(s.y) < 35_000
     a = H.tangential_velocities(cat, n=100, rng=3)
@@ -113,9 +167,12 @@ def test_cuts_and_subsampling(cat):
 def test_catalogue_errors_are_the_covariance_diagonal(cat):
     assert len(cat.hip) == 117_955 and repr(cat) == "Hip2(<117955 stars>)"
     C = cat.astrometric_covar
-    assert np.all(np.linalg.eigvalsh(C[::50]) > 0)
+    five = cat.solution % 10 == 5
+    assert np.all(np.linalg.eigvalsh(C[five][::50]) > 0)
     row = np.flatnonzero(cat.hip == 1)[0]
-    np.testing.assert_allclose(np.sqrt(np.diagonal(C[row])), [1.29, 0.66, 1.33, 1.25, 0.75])
+    # to the rounding of the fields (see the test of the recipe)
+    np.testing.assert_allclose(np.sqrt(np.diagonal(C[row])), [1.29, 0.66, 1.33, 1.25, 0.75],
+                               atol=0.01)
     assert cat.parallax[row] == 4.55 and cat.bv[row] == 0.482
 
 

@@ -27,8 +27,9 @@ import numpy as np
 from ..data.validation import check_float, check_int, check_rng
 
 __all__ = ["Hip2", "VelocitySample", "CMDSample", "read_hip2", "astrometric_covariance",
-           "sky_projection", "tangential_velocities", "colour_magnitude", "velocity_ellipsoid",
-           "KM_S_PER_MAS_YR_PER_MAS", "ICRS_TO_GALACTIC"]
+           "unit_weight_factor", "parallax_error", "sky_projection", "tangential_velocities",
+           "colour_magnitude", "velocity_ellipsoid", "KM_S_PER_MAS_YR_PER_MAS",
+           "ICRS_TO_GALACTIC"]
 
 #: km/s of a transverse velocity for 1 mas/yr of proper motion at 1 mas of parallax (1 AU/yr)
 KM_S_PER_MAS_YR_PER_MAS = 4.740470446
@@ -42,7 +43,7 @@ ICRS_TO_GALACTIC = np.array([
 
 # hip2.dat columns (0-based) after splitting on white space (CDS I/311 ReadMe)
 _COL = {"hip": 0, "solution": 1, "ra": 4, "dec": 5, "parallax": 6, "pm": [7, 8],
-        "errors": list(range(9, 14)), "hp": 19, "e_hp": 20, "bv": 23, "e_bv": 24,
+        "errors": list(range(9, 14)), "n_transits": 14, "f2": 15, "hp": 19, "e_hp": 20, "bv": 23, "e_bv": 24,
         "weights": list(range(26, 41))}
 
 
@@ -62,11 +63,15 @@ class Hip2(NamedTuple):
     pm : ndarray (n, 2)
         Proper motion (mu_alpha* = mu_alpha cos delta, mu_delta) in mas/yr.
     astrometric_covar : ndarray (n, 5, 5)
-        Covariance of (alpha*, delta, parallax, mu_alpha*, mu_delta) in mas and mas/yr.
+        Covariance of (alpha*, delta, parallax, mu_alpha*, mu_delta) in mas and mas/yr
+        (:func:`astrometric_covariance`); NaN for stars without a five-parameter solution.
     hp, e_hp : ndarray (n,)
         Hipparcos magnitude and its error.
     bv, e_bv : ndarray (n,)
         B-V colour and its error.
+    errors : ndarray (n, 5)
+        The catalogue's standard errors of the five parameters (the samples' parallax cuts
+        use its parallax error; the covariance gives them back to rounding).
     """
 
     hip: np.ndarray
@@ -80,6 +85,7 @@ class Hip2(NamedTuple):
     e_hp: np.ndarray
     bv: np.ndarray
     e_bv: np.ndarray
+    errors: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return f"Hip2(<{len(self.hip)} stars>)"
@@ -110,23 +116,59 @@ def read_hip2(path: str | os.PathLike | None = None) -> Hip2:
     if table.shape[1] != 41:
         raise ValueError(f"hip2.dat has 41 columns per star, this file has {table.shape[1]}")
     errors = table[:, _COL["errors"]]
+    covar = astrometric_covariance(errors, table[:, _COL["weights"]],
+                                   table[:, _COL["n_transits"]], table[:, _COL["f2"]])
+    covar[table[:, _COL["solution"]].astype(int) % 10 != 5] = np.nan    # not five parameters
     return Hip2(hip=table[:, _COL["hip"]].astype(int),
                 solution=table[:, _COL["solution"]].astype(int),
                 ra=table[:, _COL["ra"]], dec=table[:, _COL["dec"]],
                 parallax=table[:, _COL["parallax"]], pm=table[:, _COL["pm"]],
-                astrometric_covar=astrometric_covariance(errors, table[:, _COL["weights"]]),
+                astrometric_covar=covar,
                 hp=table[:, _COL["hp"]], e_hp=table[:, _COL["e_hp"]],
-                bv=table[:, _COL["bv"]], e_bv=table[:, _COL["e_bv"]])
+                bv=table[:, _COL["bv"]], e_bv=table[:, _COL["e_bv"]], errors=errors)
 
 
-def astrometric_covariance(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def unit_weight_factor(n_transits: np.ndarray, f2: np.ndarray) -> np.ndarray:
+    """u = sqrt(Q / nu): the unit-weight factor of a five-parameter solution.
+
+    With nu = Ntr - 5 degrees of freedom and the goodness of fit F2 (a
+    normalised chi-square), Q = nu [sqrt(2 / (9 nu)) F2 + 1 - 2 / (9 nu)]^3
+    (Michalik, Lindegren, Hobbs & Butkevich 2014, A&A 571, A85, Appendix B).
+
+    Parameters
+    ----------
+    n_transits, f2 : ndarray (n,)
+        The catalogue's Ntr and F2.
+
+    Returns
+    -------
+    ndarray (n,)
+        NaN where nu <= 0.
+    """
+    nu = np.asarray(n_transits, float) - 5.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = 2.0 / (9.0 * nu)
+        cube = (np.sqrt(a) * np.asarray(f2, float) + 1.0 - a) ** 3
+        return np.where(nu > 0, np.sqrt(cube), np.nan)
+
+
+def astrometric_covariance(errors: np.ndarray, weights: np.ndarray, n_transits: np.ndarray,
+                           f2: np.ndarray) -> np.ndarray:
     """Covariance of the five astrometric parameters from the catalogue's fields.
 
-    The catalogue gives each star's standard errors and, in 15 numbers, the
-    upper triangle of the square root U of its weight matrix, column by column
-    (U11, U12, U22, U13, ...), with every column scaled by its parameter's
-    error. The correlations are those of (U^T U)^-1, which that scaling leaves
-    unchanged; the variances are the catalogue's squared errors.
+    The recipe of Michalik, Lindegren, Hobbs & Butkevich (2014, A&A 571, A85,
+    Appendix B): the 15 fields hold the upper-triangular square root U of the
+    weight matrix column by column (U11, U12, U22, U13, U23, U33, ..., U55),
+    the off-diagonal elements as they are and each diagonal one normalised,
+    stored as U_ii sigma_i / u (sigma_i: the catalogue's standard errors; u:
+    :func:`unit_weight_factor`). So U_ii = stored_ii u / sigma_i and
+    C = u^2 (U^T U)^-1. C_55 = sigma_5^2 by construction; the other diagonal
+    elements give back sigma_i^2 to the rounding of the fields (0.01).
+
+    It holds for five-parameter solutions (solution type Sn mod 10 = 5) only:
+    the others have more parameters, whose rest is in other files, and
+    stochastic solutions add a variance. :func:`read_hip2` gives those stars
+    (2 843 of 117 955) NaN covariances, so every sample leaves them out.
 
     Parameters
     ----------
@@ -134,27 +176,31 @@ def astrometric_covariance(errors: np.ndarray, weights: np.ndarray) -> np.ndarra
         Standard errors of (alpha*, delta, parallax, mu_alpha*, mu_delta).
     weights : ndarray (n, 15)
         The catalogue's weight-matrix fields.
+    n_transits, f2 : ndarray (n,)
+        Number of field transits (Ntr) and goodness of fit (F2).
 
     Returns
     -------
     ndarray (n, 5, 5)
-        Symmetric positive definite covariances. A star whose weight matrix is
-        singular keeps its errors and no correlations.
+        Symmetric positive definite covariances; NaN for a star whose fields
+        give none (an error of 0, nu <= 0, a singular weight matrix).
     """
     errors = np.asarray(errors, float)
     n = len(errors)
+    u = unit_weight_factor(n_transits, f2)
     U = np.zeros((n, 5, 5))
     rows, cols = np.triu_indices(5)
     order = np.lexsort((rows, cols))               # column by column
     U[:, rows[order], cols[order]] = weights
-    W = np.einsum("nki,nkj->nij", U, U)
-    corr = np.broadcast_to(np.eye(5), (n, 5, 5)).copy()
-    good = np.all(np.diagonal(U, axis1=1, axis2=2) > 0, axis=1)
+    diag = np.arange(5)
+    good = np.isfinite(u) & np.all(errors > 0, axis=1) & np.all(U[:, diag, diag] > 0, axis=1)
+    C = np.full((n, 5, 5), np.nan)
     if good.any():
-        C = np.linalg.inv(W[good])
-        d = np.sqrt(np.diagonal(C, axis1=1, axis2=2))
-        corr[good] = C / (d[:, :, None] * d[:, None, :])
-    return corr * errors[:, :, None] * errors[:, None, :]
+        Ug = U[good]
+        Ug[:, diag, diag] *= u[good, None] / errors[good]
+        C[good] = u[good, None, None] ** 2 * np.linalg.inv(np.einsum("nki,nkj->nij", Ug, Ug))
+        C[good] = 0.5 * (C[good] + np.swapaxes(C[good], 1, 2))
+    return C
 
 
 def sky_projection(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -179,9 +225,18 @@ def sky_projection(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     return np.stack([east, north], axis=1) @ ICRS_TO_GALACTIC.T
 
 
+def parallax_error(cat: Hip2) -> np.ndarray:
+    """The catalogue's parallax error of each star (mas); from the covariance where a
+    :class:`Hip2` was made without ``errors``."""
+    if cat.errors is not None:
+        return cat.errors[:, 2]
+    return np.sqrt(cat.astrometric_covar[:, 2, 2])
+
+
 def _good_parallax(cat: Hip2, min_parallax_snr: float) -> np.ndarray:
-    err = np.sqrt(cat.astrometric_covar[:, 2, 2])
-    return (cat.solution % 10 == 5) & (cat.parallax > min_parallax_snr * err) & (err > 0)
+    err = parallax_error(cat)
+    return (cat.solution % 10 == 5) & np.isfinite(cat.astrometric_covar[:, 2, 2]) & \
+        (cat.parallax > min_parallax_snr * err) & (err > 0)
 
 
 def _subsample(mask: np.ndarray, n: int | None, rng: Any) -> np.ndarray:
@@ -293,7 +348,7 @@ def colour_magnitude(cat: Hip2, min_parallax_snr: float = 5.0, n: int | None = N
     mask = _good_parallax(cat, min_parallax_snr) & (cat.e_bv > 0) & (cat.e_hp > 0)
     idx = _subsample(mask, n, rng)
     plx = cat.parallax[idx]
-    rel = np.sqrt(cat.astrometric_covar[idx, 2, 2]) / plx
+    rel = parallax_error(cat)[idx] / plx
     X = np.column_stack([cat.bv[idx], cat.hp[idx] + 5 * np.log10(plx / 100.0)])
     covar = np.zeros((len(idx), 2, 2))
     covar[:, 0, 0] = cat.e_bv[idx] ** 2
