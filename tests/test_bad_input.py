@@ -186,8 +186,6 @@ FIT_CASES = [
      r"data must have shape \(N, dy\) for projections R, got shape \(50,\)"),
     ("covar-nan-at-measured-value", lambda X: (_with(X, 3, 1, np.nan), {"covar": _nan_at(5, 0, 0)}),
      ValueError, r"NaN or inf at measured values of 1 sample\(s\) \(first: row 5\)"),
-    ("R-with-sel_callback", lambda X: (X, {"R": np.eye(D), "sel_callback": lambda x: np.ones(len(x))}),
-     ValueError, r"R \(projections\) with sel_callback is not supported: imputation draws"),
     ("R-with-background", lambda X: (X, {"R": np.eye(D), "background": ng.Background([[-9, -9], [9, 9]])}),
      ValueError, r"R \(projections\) with a background is not supported"),
     # ---- split'n'merge -------------------------------------------------------

@@ -42,7 +42,9 @@ def _heldout_logL(gmm: GMM, X: np.ndarray, S: np.ndarray | None, R: np.ndarray |
         log_p = np.logaddexp(np.log1p(-bg.amp) + log_p, np.log(bg.amp) + log_bg)
     sel = kwargs.get("sel_callback")
     if sel is not None:
-        omega = evaluate_selection(sel, X, "the held-out samples")
+        # with R, Omega is a function of the latent coordinates: its log at the held-out
+        # samples (a constant of the data, as in fit's logL) is left out
+        omega = 1.0 if R is not None else evaluate_selection(sel, X, "the held-out samples")
         with np.errstate(divide="ignore"):
             log_p = log_p + np.log(omega) - math.log(res.weight_sum / res.orig_size)
     return log_p

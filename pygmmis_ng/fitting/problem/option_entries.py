@@ -211,7 +211,11 @@ ENTRIES = (
         Enables imputation: the fit then estimates the density *before* selection (see
         :mod:`pygmmis_ng.selection.imputation`). Components whose draws are almost never
         selected (ghosts) are re-seeded; a selection that cannot match the data raises
-        :class:`~pygmmis_ng.RunawayError`.""", None, "imputation", (F, E, P), callable_or_none),
+        :class:`~pygmmis_ng.RunawayError`. With ``R`` it is called on the draws' latent
+        coordinates only (noisy by ``covar_callback``): the selection must act through latent
+        coordinates every sample measures directly (e.g. a parallax cut with the parallax a
+        model coordinate), and the logL leaves out the observed samples' mean log Omega.""",
+           None, "imputation", (F, E, P), callable_or_none),
     Option("oversampling", "int >= 1", """
         Imputation draws per sample of the estimated original sample size and iteration.
         Their Monte-Carlo noise shrinks as 1/sqrt(oversampling). Online EM: each minibatch

@@ -167,7 +167,9 @@ def _observations(gmm: GMM, data: Any, covar: Any, R: Any, sample_weight: Any, v
     _check_bounds(Z, X.shape[0], **bounds)
     _check_combination(R, S, sel_callback, covar_callback, background)
     bg = check_background(background, X, D)
-    log_omega_mean = _check_selection(sel_callback, X, weight, missing)
+    # with R the selection is a function of the latent coordinates, which an observed sample
+    # does not give: its mean log Omega (a constant of the data) is left out of the logL
+    log_omega_mean = 0.0 if R is not None else _check_selection(sel_callback, X, weight, missing)
     return _sampled(X, R, S, weight, Z, log_omega_mean, gen)._replace(censored=C), bg
 
 
@@ -285,13 +287,6 @@ def _check_online_combination(cutoff: Any, attempts: int) -> None:
 def _check_combination(R: Any, S: Any, sel_callback: Any, covar_callback: Any,
                        background: Any) -> None:
     """The features asked for work together (the callbacks are callables: the table)."""
-    if R is not None and sel_callback is not None:
-        raise ValueError("R (projections) with sel_callback is not supported: imputation draws "
-                         "complete samples from the model and would need a projection (and a "
-                         "selection in the projected space) for each of them. Fit without "
-                         "sel_callback, or, if the projections only select measured features, "
-                         "pass the data in D columns with NaN for the unmeasured ones: imputed "
-                         "samples are then complete")
     if R is not None and background is not None:
         raise ValueError("R (projections) with a background is not supported: the density of a "
                          "projected uniform box is not uniform. Use NaN for unmeasured features "
