@@ -1,0 +1,112 @@
+"""The Hipparcos parallax cut modelled as a selection.
+=====================================================
+
+    python examples/hipparcos_parallax_cut.py [--smoke] [--out DIR] [--K 10]
+
+The velocity example keeps stars with parallax / error > 10: a selection on
+observed quantities, which the plain fit ignores. At a given distance the cut
+keeps the stars with small parallax errors, the brighter, more luminous and
+kinematically colder ones, so the stricter the cut, the colder the sample.
+
+Here the population is the 6 500 five-parameter stars with a measured
+parallax > 20 mas (within ~50 pc), cut at parallax / error > 5, 10 and 20
+(6 472, 6 011 and 4 529 stars: the cut at 5 is nearly complete). The model
+(:mod:`pygmmis_ng.tools.hipparcos_selection`) fits the velocity together with
+what the cut acts on, x = (U, V, W, t, s) with t = 10 ln(parallax - 20 mas)
+and s = 10 ln(parallax error), both measured exactly by every star; each star
+sees its 2-D tangential velocity through its projection, and the cut is
+``sel_callback`` = 1[parallax > c error] on the latent coordinates. Imputed
+stars are complete (velocity, parallax, error), which is what lets a
+selection on parallaxes and errors be undone in velocity space.
+
+What to look for: a correct selection model gives the same population at
+every cut. Measured (K = 10, all stars):
+
+=====  =====  =========  =====  ====================  ====================
+cut    stars  selection  N0     mean (U, V, W)        dispersions (U, V, W)
+=====  =====  =========  =====  ====================  ====================
+5      6472   no         6472   -11.0 -22.7 -8.3      38.8 28.7 19.4
+5      6472   yes        6531   -11.1 -22.9 -8.3      38.8 29.0 19.4
+10     6011   no         6011   -10.7 -22.3 -8.2      38.7 28.5 19.2
+10     6011   yes        6654   -11.3 -23.8 -8.4      39.7 31.5 20.1
+20     4529   no         4529   -10.3 -20.8 -7.8      36.6 26.5 19.3
+20     4529   yes        6486   -10.5 -22.3 -9.1      42.2 31.0 24.3
+=====  =====  =========  =====  ====================  ====================
+
+Without the model the stricter cut gives a colder sample (sigma_U and
+sigma_V 2 km/s lower at cut 20) and misses 30% of the population. With it the
+population size comes back at every cut (N0 within 2% of the nearly complete
+cut's), but the velocities of the removed stars are extrapolated by the
+mixture from the stars the cut keeps, and it overshoots: +2.5 km/s in sigma_V
+at cut 10 (7% removed), +3 to +5 km/s at cut 20 (30% removed, mostly faint
+stars at 20-40 mas, where a broad component fills the unseen corner of
+parallax and error); at cut 20 the answer also depends on K (K = 8 or 14 put
+a dispersion of ~50 km/s there). The data at a strict cut do not pin down the
+kinematics of what it removed; the model says what they would have to be if
+the mixture's shape held there, and N0 is the part it gets right.
+"""
+import argparse
+
+import numpy as np
+
+import pygmmis_ng as ng
+from pygmmis_ng.tools import hipparcos
+from pygmmis_ng.tools.hipparcos_selection import cut_probability, parallax_sample, velocity_part
+
+CUTS = (5.0, 10.0, 20.0)
+
+
+def fit_cut(cat, snr, selection, K=10, seed=0, tol=1e-5):
+    """The mixture over x of the stars passing parallax / error > ``snr``, with or without
+    the cut as a selection."""
+    sample = parallax_sample(cat, snr)
+    kw = {}
+    if selection:
+        kw = dict(sel_callback=lambda c: cut_probability(c, snr),
+                  covar_callback=lambda c: np.zeros((5, 5)))     # imputed stars: exact
+    gmm = ng.GMM(K=K, D=5)
+    res = ng.fit(gmm, sample.y, covar=sample.covar, R=sample.R, w=4.0, tol=tol, rng=seed, **kw)
+    return sample, gmm, res
+
+
+def main(smoke=False, out=None, K=10, seed=0):
+    cat = hipparcos.read_hip2()
+    cuts = CUTS[:2] if smoke else CUTS
+    rows = []
+    print("| cut | stars | selection | N0 | mean (U, V, W) | dispersions (U, V, W) |")
+    print("|---|---|---|---|---|---|")
+    for snr in cuts:
+        for selection in (False, True):
+            sample, gmm, res = fit_cut(cat, snr, selection, K=K, seed=seed)
+            ell = hipparcos.velocity_ellipsoid(velocity_part(gmm))
+            rows.append(dict(cut=snr, selection=selection, n_stars=len(sample.y),
+                             orig_size=res.orig_size, **ell))
+            print(f"| {snr:g} | {len(sample.y)} | {'yes' if selection else 'no'} | "
+                  f"{res.orig_size:.0f} | {np.round(ell['mean'], 1)} | "
+                  f"{np.round(ell['dispersion'], 1)} |")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    for sel, marker in ((False, "o"), (True, "s")):
+        pts = [r for r in rows if r["selection"] == sel]
+        for i, name in enumerate("UVW"):
+            ax.plot([r["cut"] for r in pts], [r["dispersion"][i] for r in pts],
+                    marker=marker, ls="-" if sel else ":", color=f"C{i}",
+                    label=f"sigma_{name}, {'with' if sel else 'without'} the selection")
+    ax.set_xlabel("parallax / error cut")
+    ax.set_ylabel("velocity dispersion [km/s]")
+    ax.set_title("Hipparcos, parallax > 20 mas: the cut as a selection")
+    ax.legend(fontsize=7)
+    if out is not None:
+        fig.savefig(f"{out}/hipparcos_parallax_cut.png", dpi=100)
+        plt.close(fig)
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="cuts 5 and 10 only")
+    parser.add_argument("--out", default=None, help="folder for hipparcos_parallax_cut.png")
+    parser.add_argument("--K", type=int, default=10)
+    args = parser.parse_args()
+    main(smoke=args.smoke, out=args.out, K=args.K)
