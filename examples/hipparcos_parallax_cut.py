@@ -44,6 +44,12 @@ parallax and error); at cut 20 the answer also depends on K (K = 8 or 14 put
 a dispersion of ~50 km/s there). The data at a strict cut do not pin down the
 kinematics of what it removed; the model says what they would have to be if
 the mixture's shape held there, and N0 is the part it gets right.
+
+The moving groups' contrasts (the (U, V) density at Sirius, Hyades, Pleiades
+and Hercules over that of one Gaussian with the mixture's mean and
+covariance: 1.8-2.7, 2.7-3.8, 1.7-2.6 and 0.7-1.0 over the six fits) move as
+much between the fits of one cut with and without the model as between
+cuts: with 6 500 stars and K = 10 they do not measure the selection.
 """
 import argparse
 
@@ -54,6 +60,21 @@ from pygmmis_ng.tools import hipparcos
 from pygmmis_ng.tools.hipparcos_selection import cut_probability, parallax_sample, velocity_part
 
 CUTS = (5.0, 10.0, 20.0)
+#: moving groups (U, V) in km/s (Dehnen 1998; Bovy et al. 2009), as in hipparcos_velocities.py
+GROUPS = {"Sirius": (9, 3), "Hyades": (-40, -20), "Pleiades": (-12, -22),
+          "Hercules": (-42, -51)}
+
+
+def group_contrast(gmm3):
+    """The (U, V) density of a velocity mixture at each moving group over that of one Gaussian
+    with the mixture's mean and covariance: > 1 where the group stands out of the smooth
+    ellipsoid."""
+    ell = hipparcos.velocity_ellipsoid(gmm3)
+    uv = gmm3.marginal([0, 1])
+    smooth = ng.GMM(K=1, D=2)
+    smooth.amp, smooth.mean, smooth.covar = [1.0], [ell["mean"][:2]], [ell["covar"][:2, :2]]
+    points = np.array(list(GROUPS.values()), dtype=float)
+    return dict(zip(GROUPS, uv(points) / smooth(points)))
 
 
 def fit_cut(cat, snr, selection, K=10, seed=0, tol=1e-5):
@@ -73,17 +94,20 @@ def main(smoke=False, out=None, K=10, seed=0):
     cat = hipparcos.read_hip2()
     cuts = CUTS[:2] if smoke else CUTS
     rows = []
-    print("| cut | stars | selection | N0 | mean (U, V, W) | dispersions (U, V, W) |")
-    print("|---|---|---|---|---|---|")
+    print("| cut | stars | selection | N0 | mean (U, V, W) | dispersions (U, V, W) | "
+          + " | ".join(GROUPS) + " |")
+    print("|---" * (6 + len(GROUPS)) + "|")
     for snr in cuts:
         for selection in (False, True):
             sample, gmm, res = fit_cut(cat, snr, selection, K=K, seed=seed)
             ell = hipparcos.velocity_ellipsoid(velocity_part(gmm))
+            contrast = group_contrast(velocity_part(gmm))
             rows.append(dict(cut=snr, selection=selection, n_stars=len(sample.y),
-                             orig_size=res.orig_size, **ell))
+                             orig_size=res.orig_size, contrast=contrast, **ell))
             print(f"| {snr:g} | {len(sample.y)} | {'yes' if selection else 'no'} | "
                   f"{res.orig_size:.0f} | {np.round(ell['mean'], 1)} | "
-                  f"{np.round(ell['dispersion'], 1)} |")
+                  f"{np.round(ell['dispersion'], 1)} | "
+                  + " | ".join(f"{c:.2f}" for c in contrast.values()) + " |")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
