@@ -338,13 +338,16 @@ def _draw_block(p: Any, task: BlockTask) -> Block:
                            p.imputation.covar_callback, p.imputation.sel_callback, task.fresh)
 
 
-def block_omega(p: Any, task: BlockTask) -> tuple[np.ndarray, np.ndarray]:
-    """The selection alone of one block of imputation draws: sum_j Omega_j and the number of
-    draws of each member (K + 1,) (K: the background), as :func:`block_stats` returns them."""
-    K = task.mean.shape[0]
-    block = _draw_block(p, task)
+def _member_sums(block: Block, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """sum_j Omega_j and the number of draws of each member (K + 1,) (K: the background)."""
     return (np.bincount(block.member, weights=block.omega, minlength=K + 1),
             np.bincount(block.member, minlength=K + 1).astype(float))
+
+
+def block_omega(p: Any, task: BlockTask) -> tuple[np.ndarray, np.ndarray]:
+    """The selection alone of one block of imputation draws: sum_j Omega_j and the number of
+    draws of each member (K + 1,), as :func:`block_stats` returns them."""
+    return _member_sums(_draw_block(p, task), task.mean.shape[0])
 
 
 def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, np.ndarray]:
@@ -366,8 +369,7 @@ def block_stats(p: Any, task: BlockTask) -> tuple[SufficientStats, np.ndarray, n
     log_alpha = math.log(task.bg_amp) if task.bg_amp > 0 else None
     block = _draw_block(p, task)
     stats = SufficientStats.zeros(K, D)
-    omega = np.bincount(block.member, weights=block.omega, minlength=K + 1)
-    draws = np.bincount(block.member, minlength=K + 1).astype(float)
+    omega, draws = _member_sums(block, K)
     S = block.noise
     per_sample = S is not None and S.ndim == 3
     # with one shared noise matrix the components fold it in; per-sample noise stays apart

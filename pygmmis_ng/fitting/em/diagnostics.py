@@ -86,6 +86,16 @@ def ghosts(omega: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return (draws >= GHOST_MIN_DRAWS) & (selected < GHOST_SELECTED)
 
 
+def reseedable_ghosts(p: Any, omega: np.ndarray, draws: np.ndarray,
+                      reseedable: np.ndarray | None) -> np.ndarray:
+    """The ghosts (:func:`ghosts`) among the K signal members of ``omega`` and ``draws``
+    (K + 1,) that may be re-seeded: not those with a frozen mean or covariance, and only
+    those in ``reseedable`` (K,) bool (None: all)."""
+    K = len(omega) - 1
+    ghost = ghosts(omega[:K], draws[:K]) & ~p.em.masks["mean"] & ~p.em.masks["covar"]
+    return ghost if reseedable is None else ghost & reseedable
+
+
 def _noise_hint(p: Any) -> str:
     """A sentence on covar_callback if its noise dwarfs the data, else ''."""
     if p.imputation.covar_callback is None:

@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...kernels.stats import SufficientStats
-from ..problem.option_entries import MAX_DRAWS_PER_SAMPLE
 from ..problem.problem import Problem, Run, State
 from ..problem.progress import log_header, log_row
 from ..problem.scales import stretched_identity
@@ -35,10 +34,17 @@ from .diagnostics import (
     GHOST_SELECTED,
     RunawayWatch,
     collapse_error,
-    ghosts,
-    no_selected_draws,
+    reseedable_ghosts,
 )
-from .estep import NeighborhoodHistory, group_comps, imputed_stats, observed_stats
+from .estep import (
+    NeighborhoodHistory,
+    draw_count,
+    group_comps,
+    held_draws,
+    imputed_stats,
+    observed_stats,
+    selected_fraction,
+)
 from .mstep import (
     background_amp,
     collapsed,
@@ -53,8 +59,6 @@ from .newton import eligible, polish
 
 logger = logging.getLogger("pygmmis_ng")
 
-#: at most this many imputation draws per observed sample and iteration,
-#: however small the selected fraction Z of the current model is
 #: draws per original sample in the first phase of an imputation fit
 RAMP_OVERSAMPLING = (1,)
 #: a run with a competitor (``behind``) is not given up before this many iterations
@@ -93,17 +97,11 @@ def em_step(p: Problem, st: State, fit_bg: bool, M: int, gen: np.random.Generato
     logL_se = 0.0
     if p.impute:
         imp, omega, draws = imputed_stats(p, st, M, ex)
-        omega_sum = float(omega.sum())
-        if omega_sum == 0:
-            raise no_selected_draws(p, M)
-        Z = max(omega_sum / M, 0.5 / M)
+        Z, logL_se = selected_fraction(p, float(omega.sum()), M)
         N0 = p.N_w / Z
         stats += imp.scaled(N0 / M)
         logL += p.log_omega_mean - math.log(Z)
-        logL_se = math.sqrt((1 - min(Z, 1.0)) / (Z * M))      # sd of log Z: binomial draws
-        ghost = ghosts(omega[:K], draws[:K]) & ~p.em.masks["mean"] & ~p.em.masks["covar"]
-        if reseedable is not None:
-            ghost &= reseedable
+        ghost = reseedable_ghosts(p, omega, draws, reseedable)
     if not np.isfinite(logL):
         raise FloatingPointError("the log-likelihood is not finite; check the data scale "
                                  "and the noise covariances")
@@ -251,9 +249,7 @@ def run_em(p: Problem, st: State, miniter: int, maxiter: int, gen: np.random.Gen
         if p.impute:
             # the number of draws follows N0 only when it moved by > 5%: a fixed M keeps
             # the imputation a deterministic function of the parameters (no 2-cycles)
-            target = min(math.ceil(os_now * st.N0), int(MAX_DRAWS_PER_SAMPLE * p.N_w) + K)
-            if M is None or abs(target - M) > 0.05 * M:
-                M = target
+            M = held_draws(draw_count(os_now * st.N0, p.N_w, K), M)
         redo = None
         if p.nbr is not None:
             # the pass over the data rewrites the stale neighborhoods, whatever becomes of st

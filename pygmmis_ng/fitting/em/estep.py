@@ -14,7 +14,9 @@ import numpy as np
 from ...data import observed
 from ...kernels.stats import SufficientStats
 from ...selection.imputation import BlockTask, block_sizes, block_stats
+from ..problem.option_entries import MAX_DRAWS_PER_SAMPLE
 from ..problem.problem import Problem, State
+from .diagnostics import no_selected_draws
 
 
 def group_comps(p: Problem, amp: np.ndarray, mean: np.ndarray, covar: np.ndarray,
@@ -172,9 +174,43 @@ def observed_log_joint(p: Problem, st: State) -> tuple[np.ndarray, np.ndarray | 
     return out, log_bg
 
 
-def imputed_stats(p: Problem, st: State, M: int, ex: Any
+def block_tasks(st: State, M: int, fresh: int = -1) -> list[BlockTask]:
+    """The blocks of M imputation draws at ``st`` (``fresh``: see :class:`BlockTask`)."""
+    return [BlockTask(b, n, st.amp, st.mean, st.covar, st.bg_amp, fresh)
+            for b, n in block_sizes(M)]
+
+
+def draw_count(target: float, weight: float, K: int) -> int:
+    """``target`` (oversampling times an estimated original size) imputation draws, rounded
+    up, at most MAX_DRAWS_PER_SAMPLE per unit of the observed ``weight`` (+ K), at least 1."""
+    return max(1, min(math.ceil(target), int(MAX_DRAWS_PER_SAMPLE * weight) + K))
+
+
+def held_draws(target: int, M: int | None) -> int:
+    """The draws to make: ``M`` again unless ``target`` moved by more than 5% from it (a
+    fixed M keeps the imputation a deterministic function of the parameters)."""
+    return target if M is None or abs(target - M) > 0.05 * M else M
+
+
+def selected_fraction(p: Problem, omega_sum: float, M: int) -> tuple[float, float]:
+    """Z = sum_j Omega_j / M over M draws (at least 0.5 / M) and the standard deviation of
+    log Z (binomial draws).
+
+    Raises
+    ------
+    RunawayError
+        If the selection is 0 on every draw.
+    """
+    if omega_sum == 0:
+        raise no_selected_draws(p, M)
+    Z = max(omega_sum / M, 0.5 / M)
+    return Z, math.sqrt((1 - min(Z, 1.0)) / (Z * M))
+
+
+def imputed_stats(p: Problem, st: State, M: int, ex: Any, fresh: int = -1
                   ) -> tuple[SufficientStats, np.ndarray, np.ndarray]:
-    """Statistics of M imputation draws (weights 1 - Omega), block by block.
+    """Statistics of M imputation draws (weights 1 - Omega), block by block (``fresh`` >= 0:
+    draws of that randomization, :class:`BlockTask`).
 
     Returns
     -------
@@ -185,8 +221,7 @@ def imputed_stats(p: Problem, st: State, M: int, ex: Any
     K, D = st.mean.shape
     stats = SufficientStats.zeros(K, D)
     omega, draws = np.zeros(K + 1), np.zeros(K + 1)
-    tasks = [BlockTask(b, n, st.amp, st.mean, st.covar, st.bg_amp) for b, n in block_sizes(M)]
-    for part, om, n in ex.map(block_stats, tasks):
+    for part, om, n in ex.map(block_stats, block_tasks(st, M, fresh)):
         stats += part
         omega += om
         draws += n

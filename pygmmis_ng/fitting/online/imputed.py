@@ -38,9 +38,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...kernels.stats import SufficientStats
-from ...selection.imputation import BlockTask, block_omega, block_sizes, block_stats
-from ..em.diagnostics import ghosts, no_selected_draws
-from ..problem.option_entries import MAX_DRAWS_PER_SAMPLE
+from ...selection.imputation import block_omega
+from ..em.diagnostics import reseedable_ghosts
+from ..em.estep import block_tasks, draw_count, held_draws, imputed_stats, selected_fraction
 from ..problem.problem import Problem, State
 
 
@@ -61,16 +61,9 @@ class Imputed(NamedTuple):
 
 def n_draws(p: Problem, st: State, weight: float, imputed: Imputed | None) -> int:
     """Draws for a minibatch of summed weight ``weight``: its share ``oversampling * weight / z``
-    of a full pass's, at most MAX_DRAWS_PER_SAMPLE per unit weight (+ K), at least 1."""
+    of a full pass's (:func:`..em.estep.draw_count`)."""
     Z = imputed.z if imputed is not None else p.N_w / st.N0
-    K = st.mean.shape[0]
-    cap = int(MAX_DRAWS_PER_SAMPLE * weight) + K
-    return max(1, min(math.ceil(p.imputation.oversampling * weight / Z), cap))
-
-
-def _tasks(st: State, M: int, fresh: int) -> list[BlockTask]:
-    return [BlockTask(b, n, st.amp, st.mean, st.covar, st.bg_amp, fresh)
-            for b, n in block_sizes(M)]
+    return draw_count(p.imputation.oversampling * weight / Z, weight, st.mean.shape[0])
 
 
 def impute_minibatch(p: Problem, st: State, imputed: Imputed | None, weight: float, rho: float,
@@ -85,18 +78,9 @@ def impute_minibatch(p: Problem, st: State, imputed: Imputed | None, weight: flo
     RunawayError
         If the selection is 0 on every draw.
     """
-    K, D = st.mean.shape
     M = n_draws(p, st, weight, imputed)
-    imp = SufficientStats.zeros(K, D)
-    omega, draws = np.zeros(K + 1), np.zeros(K + 1)
-    for part, om, n in ex.map(block_stats, _tasks(st, M, key)):
-        imp += part
-        omega += om
-        draws += n
-    omega_sum = float(omega.sum())
-    if omega_sum == 0:
-        raise no_selected_draws(p, M)
-    z_b = max(omega_sum / M, 0.5 / M)
+    imp, omega, draws = imputed_stats(p, st, M, ex, fresh=key)
+    z_b = selected_fraction(p, float(omega.sum()), M)[0]
     imp = imp.scaled(1.0 / M)
     if imputed is None:
         new = Imputed(SufficientStats(imp.A, imp.Mc, imp.Cc, 0.0, 1.0, imp.B), z_b)
@@ -107,10 +91,7 @@ def impute_minibatch(p: Problem, st: State, imputed: Imputed | None, weight: flo
                                       old.Cc * (1 - rho) + imp.Cc * rho, 0.0, 1.0,
                                       old.B * (1 - rho) + imp.B * rho),
                       imputed.z * (1 - rho) + z_b * rho)
-    ghost = ghosts(omega[:K], draws[:K]) & ~p.em.masks["mean"] & ~p.em.masks["covar"]
-    if reseedable is not None:
-        ghost &= reseedable
-    return new, ghost
+    return new, reseedable_ghosts(p, omega, draws, reseedable)
 
 
 def complete(running: SufficientStats, imputed: Imputed) -> SufficientStats:
@@ -123,9 +104,9 @@ def complete(running: SufficientStats, imputed: Imputed) -> SufficientStats:
 
 def eval_draws(p: Problem, st: State, weight: float, M: int | None) -> int:
     """Draws for the selected fraction of the evaluation (``weight``: the slice's): kept at
-    ``M`` while its target moves by at most 5% (fixed draws: no new noise between passes)."""
-    target = n_draws(p, st, weight, None)
-    return target if M is None or abs(target - M) > 0.05 * M else M
+    ``M`` while its target moves by at most 5% (:func:`..em.estep.held_draws`: no new noise
+    between passes)."""
+    return held_draws(n_draws(p, st, weight, None), M)
 
 
 def log_selected(p: Problem, st: State, M: int, ex: Any) -> tuple[float, float]:
@@ -138,9 +119,7 @@ def log_selected(p: Problem, st: State, M: int, ex: Any) -> tuple[float, float]:
         If the selection is 0 on every draw.
     """
     omega = 0.0
-    for om, _ in ex.map(block_omega, _tasks(st, M, -1)):
+    for om, _ in ex.map(block_omega, block_tasks(st, M)):
         omega += float(om.sum())
-    if omega == 0:
-        raise no_selected_draws(p, M)
-    Z = max(omega / M, 0.5 / M)
-    return math.log(Z), math.sqrt((1 - min(Z, 1.0)) / (Z * M))
+    Z, se = selected_fraction(p, omega, M)
+    return math.log(Z), se
